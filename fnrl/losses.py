@@ -1,0 +1,283 @@
+"""Return targets, advantages and losses for time-major ``[T, B]`` rollouts.
+
+Pure functions in rlax's conventions: ``r_t`` and ``discount_t`` follow the action taken at step
+``t``, ``v_t`` values the state after it and ``v_tm1`` the state before it. The multi-step
+estimators are rlax's single-trajectory primitives mapped over the batch axis ``B``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import chex
+import jax
+import jax.numpy as jnp
+import rlax
+
+__all__ = [
+    "entropy",
+    "entropy_loss",
+    "gae_advantages",
+    "lambda_returns",
+    "log_prob",
+    "masked_mean",
+    "n_step_returns",
+    "normalize_advantages",
+    "policy_gradient_loss",
+    "value_loss",
+]
+
+
+def _over_batch(fn: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
+    """Maps a function of ``[T]`` sequences over the ``B`` axis of ``[T, B]`` arrays."""
+    return jax.vmap(fn, in_axes=1, out_axes=1)
+
+
+def _per_step(lambda_: jax.typing.ArrayLike, r_t: jax.Array) -> jax.Array:
+    """Broadcasts a scalar or ``[T, B]`` ``lambda_`` to the shape and dtype of ``r_t``."""
+    chex.assert_rank(lambda_, {0, 2})
+    return jnp.full_like(r_t, lambda_)
+
+
+def _check_sequences(
+    r_t: jax.typing.ArrayLike, discount_t: jax.typing.ArrayLike, v_t: jax.typing.ArrayLike
+) -> None:
+    """Checks three float ``[T, B]`` arrays of the same shape."""
+    chex.assert_rank([r_t, discount_t, v_t], 2)
+    chex.assert_type([r_t, discount_t, v_t], float)
+    chex.assert_equal_shape([r_t, discount_t, v_t])
+
+
+def lambda_returns(
+    r_t: jax.typing.ArrayLike,
+    discount_t: jax.typing.ArrayLike,
+    v_t: jax.typing.ArrayLike,
+    lambda_: jax.typing.ArrayLike = 1.0,
+) -> jax.Array:
+    """λ-returns ``G_t = r_t + discount_t ((1 - λ_t) v_t + λ_t G_{t+1})``, with ``G_T = v_t[T-1]``.
+
+    See Sutton & Barto, "Reinforcement Learning: An Introduction" (2018), chapter 12. With
+    ``lambda_ = 1`` these are the n-step critic targets of A3C (Mnih et al., 2016, "Asynchronous
+    Methods for Deep Reinforcement Learning"): discounted rewards to the end of the rollout,
+    bootstrapped from the value after its last step. A ``λ_t`` of 0 bootstraps from ``v_t[t]``
+    and cuts the trace there, as needed at a time-limit truncation.
+
+    Args:
+      r_t: ``[T, B]`` rewards for the action at step ``t``.
+      discount_t: ``[T, B]`` discounts after step ``t`` (0 where the episode terminated).
+      v_t: ``[T, B]`` values of the state after step ``t``.
+      lambda_: scalar or ``[T, B]`` mixing parameter.
+
+    Returns:
+      ``[T, B]`` returns ``G_t``.
+    """
+    _check_sequences(r_t, discount_t, v_t)
+    r_t = jnp.asarray(r_t)
+    return _over_batch(rlax.lambda_returns)(r_t, discount_t, v_t, _per_step(lambda_, r_t))
+
+
+def n_step_returns(
+    r_t: jax.typing.ArrayLike,
+    discount_t: jax.typing.ArrayLike,
+    v_t: jax.typing.ArrayLike,
+    n: int,
+    lambda_: jax.typing.ArrayLike = 1.0,
+) -> jax.Array:
+    """n-step bootstrapped returns, the λ-return recursion truncated after ``n`` steps.
+
+    ``G_t`` applies ``G = r_k + discount_k ((1 - λ_k) v_k + λ_k G)`` for ``k`` from
+    ``min(t + n, T) - 1`` down to ``t``, starting from ``G = v_t[min(t + n, T) - 1]``; see
+    ``rlax.n_step_bootstrapped_returns`` and Sutton & Barto (2018), chapter 7.
+
+    Args:
+      r_t: ``[T, B]`` rewards for the action at step ``t``.
+      discount_t: ``[T, B]`` discounts after step ``t`` (0 where the episode terminated).
+      v_t: ``[T, B]`` values of the state after step ``t``.
+      n: number of rewards accumulated before bootstrapping, at least 1.
+      lambda_: scalar or ``[T, B]`` mixing parameter.
+
+    Returns:
+      ``[T, B]`` returns ``G_t``.
+
+    Raises:
+      ValueError: if ``n < 1``.
+    """
+    if n < 1:
+        raise ValueError(f"n_step_returns needs n >= 1 rewards before bootstrapping, got n={n}.")
+    _check_sequences(r_t, discount_t, v_t)
+    r_t = jnp.asarray(r_t)
+
+    def n_step(r, discount, v, lambda_t):  # n must stay a Python int: it sets slice sizes
+        return rlax.n_step_bootstrapped_returns(r, discount, v, n, lambda_t)
+
+    return _over_batch(n_step)(r_t, discount_t, v_t, _per_step(lambda_, r_t))
+
+
+def gae_advantages(
+    r_t: jax.typing.ArrayLike,
+    discount_t: jax.typing.ArrayLike,
+    values: jax.typing.ArrayLike,
+    lambda_: jax.typing.ArrayLike = 1.0,
+) -> jax.Array:
+    """Generalized advantage estimates ``A_t = δ_t + discount_t λ_t A_{t+1}``, with ``A_T = 0``.
+
+    Here ``δ_t = r_t + discount_t values[t + 1] - values[t]``. See Schulman et al., 2016,
+    "High-Dimensional Continuous Control Using Generalized Advantage Estimation".
+
+    Args:
+      r_t: ``[T, B]`` rewards for the action at step ``t``.
+      discount_t: ``[T, B]`` discounts after step ``t`` (0 where the episode terminated).
+      values: ``[T + 1, B]`` values of the observations ``0..T``.
+      lambda_: scalar or ``[T, B]`` mixing parameter.
+
+    Returns:
+      ``[T, B]`` advantages, with gradients stopped.
+    """
+    values = jnp.asarray(values)
+    _check_sequences(r_t, discount_t, values[1:])
+    r_t = jnp.asarray(r_t)
+
+    def gae(r, discount, lambda_t, v):
+        return rlax.truncated_generalized_advantage_estimation(
+            r, discount, lambda_t, v, stop_target_gradients=True
+        )
+
+    return _over_batch(gae)(r_t, discount_t, _per_step(lambda_, r_t), values)
+
+
+def masked_mean(x: jax.typing.ArrayLike, mask: jax.typing.ArrayLike) -> jax.Array:
+    """Mean of ``x`` over the entries where ``mask`` is set; 0 when none is.
+
+    Masked-out entries do not reach the result or its gradient, even when they are not finite.
+
+    Args:
+      x: array of any shape.
+      mask: bool array of the same shape.
+
+    Returns:
+      Scalar mean.
+    """
+    chex.assert_equal_shape([x, mask])
+    chex.assert_type(mask, bool)
+    count = jnp.sum(mask)
+    return jnp.sum(jnp.where(mask, x, 0.0)) / jnp.maximum(count, 1)
+
+
+def normalize_advantages(advantages: jax.typing.ArrayLike, mask: jax.typing.ArrayLike) -> jax.Array:
+    """Standardizes advantages to ``(A - mean) / (std + 1e-5)`` over the entries in ``mask``.
+
+    As in adept's actor-critic agents, and PPO (Schulman et al., 2017, "Proximal Policy
+    Optimization Algorithms"), ``std`` is unbiased (denominator ``n - 1``, like ``torch.std``).
+    Masked-out entries do not affect the statistics but are transformed with them too.
+
+    Args:
+      advantages: ``[T, B]`` advantages.
+      mask: ``[T, B]`` bool, set where the step carries a learning signal.
+
+    Returns:
+      ``[T, B]`` normalized advantages.
+    """
+    chex.assert_rank(advantages, 2)
+    centred = advantages - masked_mean(advantages, mask)
+    count = jnp.sum(mask)
+    variance = jnp.sum(jnp.where(mask, centred**2, 0.0)) / jnp.maximum(count - 1, 1)
+    return centred / (jnp.sqrt(variance) + 1e-5)
+
+
+def log_prob(logits: jax.typing.ArrayLike, a: jax.typing.ArrayLike) -> jax.Array:
+    """Log-probability ``log softmax(logits)[a]`` of actions under a categorical policy.
+
+    Args:
+      logits: ``[..., A]`` unnormalized log-probabilities.
+      a: ``[...]`` int actions.
+
+    Returns:
+      ``[...]`` log-probabilities.
+    """
+    chex.assert_rank(logits, jnp.ndim(a) + 1)
+    chex.assert_equal_shape_prefix([logits, a], jnp.ndim(a))
+    chex.assert_type(a, int)
+    log_pi = jax.nn.log_softmax(logits)
+    return jnp.take_along_axis(log_pi, jnp.expand_dims(a, -1), axis=-1)[..., 0]
+
+
+def entropy(logits: jax.typing.ArrayLike) -> jax.Array:
+    """Entropy ``-sum_a p_a log p_a`` of the categorical ``p = softmax(logits)``.
+
+    Logits of ``-inf`` (actions masked out) contribute 0, with finite gradients.
+
+    Args:
+      logits: ``[..., A]`` unnormalized log-probabilities.
+
+    Returns:
+      ``[...]`` entropies.
+    """
+    chex.assert_type(logits, float)
+    log_pi = jax.nn.log_softmax(logits)
+    # Zeroing log p where p = 0 before the product keeps 0 * -inf out of both passes.
+    safe_log_pi = jnp.where(jnp.isneginf(log_pi), 0.0, log_pi)
+    return -jnp.sum(jnp.exp(log_pi) * safe_log_pi, axis=-1)
+
+
+def policy_gradient_loss(
+    logits_t: jax.typing.ArrayLike,
+    a_t: jax.typing.ArrayLike,
+    adv_t: jax.typing.ArrayLike,
+    mask_t: jax.typing.ArrayLike,
+) -> jax.Array:
+    """Policy-gradient loss, the masked mean of ``-log π(a_t) * stop_gradient(adv_t)``.
+
+    See Williams, 1992, "Simple Statistical Gradient-Following Algorithms for Connectionist
+    Reinforcement Learning", and Mnih et al., 2016, "Asynchronous Methods for Deep Reinforcement
+    Learning" (A3C).
+
+    Args:
+      logits_t: ``[T, B, A]`` logits of the policy being learned.
+      a_t: ``[T, B]`` int actions taken.
+      adv_t: ``[T, B]`` advantages of those actions; no gradient flows into them.
+      mask_t: ``[T, B]`` bool, set where the step carries a learning signal.
+
+    Returns:
+      Scalar loss.
+    """
+    chex.assert_rank([logits_t, a_t, adv_t, mask_t], [3, 2, 2, 2])
+    chex.assert_equal_shape([a_t, adv_t, mask_t])
+    return masked_mean(-log_prob(logits_t, a_t) * jax.lax.stop_gradient(adv_t), mask_t)
+
+
+def entropy_loss(logits_t: jax.typing.ArrayLike, mask_t: jax.typing.ArrayLike) -> jax.Array:
+    """Entropy regularization loss, the masked mean of ``-entropy(softmax(logits_t))``.
+
+    See Williams & Peng, 1991, "Function Optimization using Connectionist Reinforcement Learning
+    Algorithms", and Mnih et al., 2016 (A3C).
+
+    Args:
+      logits_t: ``[T, B, A]`` logits of the policy being learned.
+      mask_t: ``[T, B]`` bool, set where the step carries a learning signal.
+
+    Returns:
+      Scalar loss; minimizing it raises the entropy.
+    """
+    chex.assert_rank([logits_t, mask_t], [3, 2])
+    return -masked_mean(entropy(logits_t), mask_t)
+
+
+def value_loss(
+    v_tm1: jax.typing.ArrayLike, target_tm1: jax.typing.ArrayLike, mask_t: jax.typing.ArrayLike
+) -> jax.Array:
+    """Critic loss ``0.5 * masked_mean((stop_gradient(target_tm1) - v_tm1) ** 2)``.
+
+    See Mnih et al., 2016, "Asynchronous Methods for Deep Reinforcement Learning" (A3C).
+
+    Args:
+      v_tm1: ``[T, B]`` values of the states the actions were taken in.
+      target_tm1: ``[T, B]`` return targets for them; no gradient flows into them.
+      mask_t: ``[T, B]`` bool, set where the step carries a learning signal.
+
+    Returns:
+      Scalar loss.
+    """
+    chex.assert_rank([v_tm1, target_tm1, mask_t], 2)
+    chex.assert_equal_shape([v_tm1, target_tm1, mask_t])
+    td_error = jax.lax.stop_gradient(target_tm1) - v_tm1
+    return 0.5 * masked_mean(td_error**2, mask_t)

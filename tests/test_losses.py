@@ -1,0 +1,277 @@
+"""Tests for fnrl.losses: Python-loop references, hand-computed values and properties."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fnrl import losses
+from fnrl.losses import (
+    entropy,
+    entropy_loss,
+    gae_advantages,
+    lambda_returns,
+    log_prob,
+    masked_mean,
+    n_step_returns,
+    normalize_advantages,
+    policy_gradient_loss,
+    value_loss,
+)
+
+SHAPES = [(1, 1), (5, 3), (8, 2)]
+TOL = dict(rtol=1e-5, atol=1e-5)
+
+
+def _rollout(seed, T, B):
+    """Random float32 rewards, discounts with episode ends, values [T + 1, B] and lambdas."""
+    rng = np.random.default_rng(seed)
+    r_t = rng.normal(size=(T, B)).astype(np.float32)
+    discount_t = (0.9 * (rng.random((T, B)) > 0.3)).astype(np.float32)
+    values = rng.normal(size=(T + 1, B)).astype(np.float32)
+    lambda_t = (rng.random((T, B)) * (rng.random((T, B)) > 0.3)).astype(np.float32)
+    return r_t, discount_t, values, lambda_t
+
+
+def _lambda_returns_loop(r_t, discount_t, v_t, lambda_t):
+    T, B = r_t.shape
+    g = np.zeros((T, B))
+    for b in range(B):
+        g_next = v_t[T - 1, b]
+        for t in reversed(range(T)):
+            mix = (1 - lambda_t[t, b]) * v_t[t, b] + lambda_t[t, b] * g_next
+            g[t, b] = g_next = r_t[t, b] + discount_t[t, b] * mix
+    return g
+
+
+def _n_step_returns_loop(r_t, discount_t, v_t, n, lambda_t):
+    T, B = r_t.shape
+    g = np.zeros((T, B))
+    for b in range(B):
+        for t in range(T):
+            end = min(t + n, T)
+            g_k = v_t[end - 1, b]
+            for k in reversed(range(t, end)):
+                mix = (1 - lambda_t[k, b]) * v_t[k, b] + lambda_t[k, b] * g_k
+                g_k = r_t[k, b] + discount_t[k, b] * mix
+            g[t, b] = g_k
+    return g
+
+
+def _gae_loop(r_t, discount_t, values, lambda_t):
+    T, B = r_t.shape
+    adv = np.zeros((T, B))
+    for b in range(B):
+        a_next = 0.0
+        for t in reversed(range(T)):
+            delta = r_t[t, b] + discount_t[t, b] * values[t + 1, b] - values[t, b]
+            adv[t, b] = a_next = delta + discount_t[t, b] * lambda_t[t, b] * a_next
+    return adv
+
+
+def test_public_api_is_exported():
+    for name in losses.__all__:
+        assert callable(getattr(losses, name))
+
+
+@pytest.mark.parametrize("T, B", SHAPES)
+def test_lambda_returns_equal_python_loop(T, B):
+    r_t, discount_t, values, lambda_t = _rollout(0, T, B)
+    got = lambda_returns(r_t, discount_t, values[1:], lambda_t)
+    assert got.shape == (T, B) and got.dtype == jnp.float32
+    np.testing.assert_allclose(
+        got, _lambda_returns_loop(r_t, discount_t, values[1:], lambda_t), **TOL
+    )
+
+
+def test_lambda_returns_with_unit_lambda_are_discounted_rewards_bootstrapped_at_the_end():
+    r_t = np.array([[1.0], [2.0], [3.0]], np.float32)
+    discount_t = np.array([[0.5], [0.0], [0.5]], np.float32)
+    v_t = np.array([[10.0], [20.0], [4.0]], np.float32)
+    # The episode ends after step 1; step 2 starts a new one that bootstraps from v_t[2].
+    want = [[1.0 + 0.5 * 2.0], [2.0], [3.0 + 0.5 * 4.0]]
+    np.testing.assert_allclose(lambda_returns(r_t, discount_t, v_t), want, **TOL)
+
+
+def test_lambda_returns_with_zero_lambda_bootstrap_at_that_step():
+    r_t = np.array([[1.0], [2.0], [3.0]], np.float32)
+    discount_t = np.full((3, 1), 0.5, np.float32)
+    v_t = np.array([[10.0], [20.0], [4.0]], np.float32)
+    lambda_t = np.array([[1.0], [0.0], [1.0]], np.float32)  # a time limit cut after step 1
+    want_1 = 2.0 + 0.5 * 20.0
+    want = [[1.0 + 0.5 * want_1], [want_1], [3.0 + 0.5 * 4.0]]
+    np.testing.assert_allclose(lambda_returns(r_t, discount_t, v_t, lambda_t), want, **TOL)
+
+
+@pytest.mark.parametrize("T, B", SHAPES)
+@pytest.mark.parametrize("n", [1, 3, 10])
+def test_n_step_returns_equal_python_loop(T, B, n):
+    r_t, discount_t, values, lambda_t = _rollout(1, T, B)
+    got = n_step_returns(r_t, discount_t, values[1:], n, lambda_t)
+    assert got.shape == (T, B) and got.dtype == jnp.float32
+    want = _n_step_returns_loop(r_t, discount_t, values[1:], n, lambda_t)
+    np.testing.assert_allclose(got, want, **TOL)
+
+
+@pytest.mark.parametrize("T, B", SHAPES)
+def test_n_step_returns_with_n_equal_T_equal_lambda_returns(T, B):
+    r_t, discount_t, values, _ = _rollout(2, T, B)
+    np.testing.assert_allclose(
+        n_step_returns(r_t, discount_t, values[1:], T),
+        lambda_returns(r_t, discount_t, values[1:], 1.0),
+        **TOL,
+    )
+
+
+def test_n_step_returns_rejects_n_below_one():
+    r_t, discount_t, values, _ = _rollout(3, 4, 2)
+    with pytest.raises(ValueError, match="n >= 1"):
+        n_step_returns(r_t, discount_t, values[1:], 0)
+
+
+@pytest.mark.parametrize("T, B", SHAPES)
+def test_gae_advantages_equal_python_loop(T, B):
+    r_t, discount_t, values, lambda_t = _rollout(4, T, B)
+    got = gae_advantages(r_t, discount_t, values, lambda_t)
+    assert got.shape == (T, B) and got.dtype == jnp.float32
+    np.testing.assert_allclose(got, _gae_loop(r_t, discount_t, values, lambda_t), **TOL)
+
+
+@pytest.mark.parametrize("T, B", SHAPES)
+def test_gae_advantages_with_unit_lambda_equal_lambda_returns_minus_values(T, B):
+    r_t, discount_t, values, _ = _rollout(5, T, B)
+    want = lambda_returns(r_t, discount_t, values[1:], 1.0) - values[:-1]
+    np.testing.assert_allclose(gae_advantages(r_t, discount_t, values, 1.0), want, **TOL)
+
+
+def test_gae_advantages_with_zero_lambda_equal_one_step_td_errors():
+    r_t, discount_t, values, _ = _rollout(6, 5, 3)
+    want = r_t + discount_t * values[1:] - values[:-1]
+    np.testing.assert_allclose(gae_advantages(r_t, discount_t, values, 0.0), want, **TOL)
+
+
+def test_gae_advantages_stop_gradient():
+    r_t, discount_t, values, lambda_t = _rollout(7, 5, 3)
+    grad = jax.grad(lambda v: jnp.sum(gae_advantages(r_t, discount_t, v, lambda_t)))(values)
+    np.testing.assert_array_equal(grad, np.zeros_like(values))
+
+
+def test_masked_mean_averages_only_masked_entries_and_is_zero_when_none():
+    x = np.array([[1.0, np.nan], [3.0, np.inf]], np.float32)
+    mask = np.array([[True, False], [True, False]])
+    assert masked_mean(x, mask) == pytest.approx(2.0)
+    assert masked_mean(x, np.zeros_like(mask)) == 0.0
+    grad = jax.grad(masked_mean)(x, mask)
+    np.testing.assert_array_equal(grad, [[0.5, 0.0], [0.5, 0.0]])
+
+
+def test_normalize_advantages_uses_unbiased_std_of_masked_entries():
+    rng = np.random.default_rng(8)
+    adv = rng.normal(2.0, 3.0, size=(6, 4)).astype(np.float32)
+    mask = rng.random((6, 4)) > 0.4
+    kept = adv[mask]
+    want = (adv - kept.mean()) / (kept.std(ddof=1) + 1e-5)
+    got = normalize_advantages(adv, mask)
+    assert got.shape == adv.shape and got.dtype == jnp.float32
+    np.testing.assert_allclose(got, want, **TOL)
+    changed = normalize_advantages(np.where(mask, adv, 1e3), mask)
+    np.testing.assert_allclose(changed[mask], got[mask], **TOL)
+
+
+def test_log_prob_selects_log_softmax_of_action():
+    logits = np.array([[[0.0, np.log(3.0)], [1.0, 1.0]]], np.float32)  # [1, 2, 2]
+    a = np.array([[1, 0]], np.int32)
+    got = log_prob(logits, a)
+    assert got.shape == (1, 2) and got.dtype == jnp.float32
+    np.testing.assert_allclose(got, np.log([[0.75, 0.5]]), **TOL)
+
+
+def test_entropy_matches_numpy_and_is_finite_with_neg_inf_logit():
+    logits = np.array([[0.0, np.log(3.0), -np.inf], [0.0, 0.0, 0.0]], np.float32)
+    got = entropy(logits)
+    assert got.shape == (2,) and got.dtype == jnp.float32
+    np.testing.assert_allclose(
+        got, [-(0.25 * np.log(0.25) + 0.75 * np.log(0.75)), np.log(3)], **TOL
+    )
+    grad = jax.grad(lambda x: jnp.sum(entropy(x)))(logits)
+    assert np.all(np.isfinite(grad))
+
+
+def _tiny_batch():
+    """T = 2, B = 2, A = 2 with step (1, 1) masked out and filled with garbage."""
+    logits_t = np.array(
+        [[[0.0, np.log(3.0)], [0.0, 0.0]], [[np.log(3.0), 0.0], [5.0, -np.inf]]], np.float32
+    )
+    a_t = np.array([[1, 0], [1, 1]], np.int32)
+    adv_t = np.array([[2.0, -1.0], [0.5, np.nan]], np.float32)
+    mask_t = np.array([[True, True], [True, False]])
+    return logits_t, a_t, adv_t, mask_t
+
+
+def test_policy_gradient_loss_equals_hand_computed_value():
+    logits_t, a_t, adv_t, mask_t = _tiny_batch()
+    want = -(np.log(0.75) * 2.0 + np.log(0.5) * -1.0 + np.log(0.25) * 0.5) / 3
+    got = policy_gradient_loss(logits_t, a_t, adv_t, mask_t)
+    assert got.shape == () and got.dtype == jnp.float32
+    assert got == pytest.approx(want, rel=1e-5)
+
+
+def test_policy_gradient_loss_ignores_masked_entries():
+    logits_t, a_t, adv_t, mask_t = _tiny_batch()
+    want = policy_gradient_loss(logits_t, a_t, adv_t, mask_t)
+    logits_t[1, 1], a_t[1, 1], adv_t[1, 1] = [-3.0, 7.0], 0, 100.0
+    assert policy_gradient_loss(logits_t, a_t, adv_t, mask_t) == pytest.approx(float(want))
+
+
+def test_policy_gradient_loss_has_no_gradient_wrt_advantages():
+    logits_t, a_t, adv_t, mask_t = _tiny_batch()
+    adv_t = np.nan_to_num(adv_t)
+    grad = jax.grad(policy_gradient_loss, argnums=2)(logits_t, a_t, adv_t, mask_t)
+    np.testing.assert_array_equal(grad, np.zeros_like(adv_t))
+
+
+def test_entropy_loss_equals_hand_computed_value_and_ignores_masked_entries():
+    logits_t, _, _, mask_t = _tiny_batch()
+    h_skewed = -(0.25 * np.log(0.25) + 0.75 * np.log(0.75))
+    want = -(h_skewed + np.log(2.0) + h_skewed) / 3
+    got = entropy_loss(logits_t, mask_t)
+    assert got.shape == () and got.dtype == jnp.float32
+    assert got == pytest.approx(want, rel=1e-5)
+    logits_t[1, 1] = [0.0, 0.0]
+    assert entropy_loss(logits_t, mask_t) == pytest.approx(float(got))
+
+
+def test_value_loss_equals_hand_computed_value_and_stops_target_gradient():
+    v_tm1 = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)
+    target_tm1 = np.array([[2.0, 0.0], [3.0, 99.0]], np.float32)
+    mask_t = np.array([[True, True], [True, False]])
+    got = value_loss(v_tm1, target_tm1, mask_t)
+    assert got.shape == () and got.dtype == jnp.float32
+    assert got == pytest.approx(0.5 * (1.0 + 4.0 + 0.0) / 3)
+    grad_v, grad_target = jax.grad(value_loss, argnums=(0, 1))(v_tm1, target_tm1, mask_t)
+    np.testing.assert_allclose(grad_v, [[-1.0 / 3, 2.0 / 3], [0.0, 0.0]], **TOL)
+    np.testing.assert_array_equal(grad_target, np.zeros_like(target_tm1))
+
+
+def _jit_cases():
+    r_t, discount_t, values, lambda_t = _rollout(9, 4, 3)
+    logits_t, a_t, adv_t, mask_t = _tiny_batch()
+    adv_t = np.nan_to_num(adv_t)
+    return {
+        "lambda_returns": (lambda_returns, (r_t, discount_t, values[1:], lambda_t)),
+        "n_step_returns": (lambda *x: n_step_returns(*x, n=2), (r_t, discount_t, values[1:])),
+        "gae_advantages": (gae_advantages, (r_t, discount_t, values, lambda_t)),
+        "masked_mean": (masked_mean, (adv_t, mask_t)),
+        "normalize_advantages": (normalize_advantages, (adv_t, mask_t)),
+        "log_prob": (log_prob, (logits_t, a_t)),
+        "entropy": (entropy, (logits_t,)),
+        "policy_gradient_loss": (policy_gradient_loss, (logits_t, a_t, adv_t, mask_t)),
+        "entropy_loss": (entropy_loss, (logits_t, mask_t)),
+        "value_loss": (value_loss, (r_t, values[1:], discount_t > 0)),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_jit_cases()))
+def test_jit_gives_the_same_result(name):
+    fn, args = _jit_cases()[name]
+    np.testing.assert_allclose(jax.jit(fn)(*args), fn(*args), **TOL)
