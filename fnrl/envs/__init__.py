@@ -1,0 +1,110 @@
+"""Host-side environments: adept's env ids, batched, with next-step autoreset.
+
+IMPURE: simulators, threads and subprocesses live here; the pure code only sees
+:class:`~fnrl.types.TimeStep` and :class:`~fnrl.specs.EnvSpec`. :func:`make_env` picks the backend
+from the id: Atari on envpool with adept's preprocessing, envpool's other discrete tasks, then
+any Gymnasium id.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+import envpool as _envpool
+import gymnasium as _gymnasium
+
+from fnrl.envs.base import BatchedEnv, EpisodeTracker, SpaceConverter, _check_positive
+from fnrl.envs.envpool import (
+    ATARI_6_ENVS,
+    ATARI_ENVS,
+    EnvpoolEnv,
+    atari_task_id,
+    is_envpool_task,
+    make_atari_env,
+    make_envpool_env,
+)
+from fnrl.envs.gymnasium import GymnasiumEnv
+
+__all__ = [
+    "ATARI_6_ENVS",
+    "ATARI_ENVS",
+    "BatchedEnv",
+    "EnvpoolEnv",
+    "EpisodeTracker",
+    "GymnasiumEnv",
+    "SpaceConverter",
+    "atari_task_id",
+    "is_envpool_task",
+    "make_atari_env",
+    "make_env",
+    "make_envpool_env",
+]
+
+# adept's --max-episode-length default, in agent steps.
+_ADEPT_MAX_EPISODE_STEPS = 10_000
+
+
+def make_env(
+    env_id: str,
+    num_envs: int,
+    seed: int,
+    *,
+    skip_rate: int = 4,
+    max_episode_steps: int | None = None,
+    frame_stack: int = 4,
+    episodic_life: bool = True,
+    clip_rewards: bool | None = None,
+) -> BatchedEnv:
+    """Make ``num_envs`` copies of ``env_id``, env i seeded with ``seed + i`` (adept).
+
+    Routing: (1) Atari ids (``"PongNoFrameskip-v4"``, ``"Pong-v5"``) -> envpool with adept's
+    DeepMind preprocessing (:func:`make_atari_env`); (2) other envpool tasks, e.g.
+    ``"CartPole-v1"`` -> envpool (:func:`make_envpool_env`); (3) any other id in
+    ``gymnasium.envs.registry`` -> :class:`GymnasiumEnv`; otherwise ``ValueError`` with close
+    matches. Unsupported spaces (continuous actions, ...) raise ``ValueError`` naming the space.
+
+    Args:
+      env_id: the environment id.
+      num_envs: B, at least 1.
+      seed: the run's seed, non-negative.
+      skip_rate: Atari only: frames per agent step (adept ``--skip-rate 4``).
+      max_episode_steps: agent steps before truncation; ``None`` means adept's ``-mel 10000``
+        for Atari and the task's registered limit otherwise.
+      frame_stack: Atari only: stacked frames, the last axis of ``obs["screen"]``.
+      episodic_life: Atari only: a life loss terminates the episode for learning.
+      clip_rewards: clip learning rewards to ``[-1, 1]``; ``None`` means True for Atari (adept)
+        and False otherwise. Episode statistics always use unclipped rewards.
+
+    Returns:
+      A :class:`BatchedEnv`.
+    """
+    _check_positive(num_envs=num_envs, max_episode_steps=max_episode_steps)
+    if atari_task_id(env_id) is not None:
+        return make_atari_env(
+            env_id,
+            num_envs,
+            seed,
+            skip_rate=skip_rate,
+            max_episode_steps=(
+                _ADEPT_MAX_EPISODE_STEPS if max_episode_steps is None else max_episode_steps
+            ),
+            frame_stack=frame_stack,
+            episodic_life=episodic_life,
+            clip_rewards=True if clip_rewards is None else clip_rewards,
+        )
+    clip_rewards = bool(clip_rewards)
+    if is_envpool_task(env_id):
+        return make_envpool_env(
+            env_id, num_envs, seed, max_episode_steps=max_episode_steps, clip_rewards=clip_rewards
+        )
+    if env_id in _gymnasium.envs.registry:
+        return GymnasiumEnv(
+            env_id, num_envs, seed, max_episode_steps=max_episode_steps, clip_rewards=clip_rewards
+        )
+    known = [*ATARI_ENVS, *_envpool.list_all_envs(), *_gymnasium.envs.registry]
+    matches = difflib.get_close_matches(env_id, known, n=5)
+    hint = f" Did you mean {', '.join(map(repr, matches))}?" if matches else ""
+    raise ValueError(
+        f"Unknown env id {env_id!r}: not an Atari id (e.g. 'PongNoFrameskip-v4', 'Pong-v5'), "
+        f"not in envpool.list_all_envs() and not registered in Gymnasium.{hint}"
+    )

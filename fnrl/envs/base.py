@@ -1,0 +1,298 @@
+"""The ``BatchedEnv`` protocol and the host-side helpers every adapter shares.
+
+IMPURE host code: adapters own simulator state and step it on the CPU with numpy. Nothing here
+imports jax. Two helpers keep the adapters small and consistent with each other:
+
+* :class:`SpaceConverter` turns Gymnasium spaces into an :class:`~fnrl.specs.EnvSpec` and converts
+  batched observations and action dicts between the two worlds (adept's ``Spaces.from_gym``).
+* :class:`EpisodeTracker` turns raw "next-step autoreset" outputs into
+  :class:`~fnrl.types.TimeStep`: it derives ``first``, clips rewards for learning and keeps
+  whole-game :class:`~fnrl.types.EpisodeStats`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import gymnasium
+import numpy as np
+
+from fnrl.specs import ArraySpec, DiscreteSpec, EnvSpec
+from fnrl.types import EpisodeStats, Observation, TimeStep
+
+
+@runtime_checkable
+class BatchedEnv(Protocol):
+    """``num_envs`` environments stepped together on the host, with next-step autoreset.
+
+    ``reset`` starts every env (all ``first``); ``step`` takes one action per env. The step that
+    ends an episode returns its final observation with ``terminated`` or ``truncated`` set; the
+    following step ignores that env's action and returns the first observation of the next
+    episode with ``first`` set, reward 0 and neither flag. See :class:`fnrl.types.TimeStep`.
+    """
+
+    spec: EnvSpec  # per-env observation and action specs; images channels-last (H, W, C)
+    num_envs: int
+
+    def reset(self) -> TimeStep:
+        """Reset every env: all ``first``, reward 0, ``terminated`` and ``truncated`` False."""
+        ...
+
+    def step(self, actions: Mapping[str, np.ndarray]) -> TimeStep:
+        """Step every env with ``actions``: action name -> ``[B]`` int array."""
+        ...
+
+    def close(self) -> None:
+        """Release the simulators (threads, subprocesses)."""
+        ...
+
+
+def _check_positive(**values: int | None) -> None:
+    """Raise ``ValueError`` naming the first argument that is not ``None`` and below 1.
+
+    Args:
+      **values: argument name -> value (``None`` means "use the default" and passes).
+    """
+    for name, value in values.items():
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}.")
+
+
+def _env_seeds(seed: int, num_envs: int) -> list[int]:
+    """The per-env seeds ``seed + i`` (adept's convention), checked to fit envpool's int32.
+
+    Args:
+      seed: the run's seed, non-negative.
+      num_envs: B.
+
+    Returns:
+      ``[seed, seed + 1, ..., seed + B - 1]``.
+    """
+    if seed < 0 or seed + num_envs - 1 >= 2**31:
+        raise ValueError(
+            f"seed must satisfy 0 <= seed and seed + num_envs - 1 < 2**31 (env i gets seed + i), "
+            f"got seed={seed}, num_envs={num_envs}."
+        )
+    return [seed + i for i in range(num_envs)]
+
+
+def _leaf_spec(space: gymnasium.Space) -> ArraySpec:
+    """Spec of one observation entry (adept's ``Spaces._detect_gym_spaces`` leaves)."""
+    if isinstance(space, gymnasium.spaces.Box):
+        # uint8 images stay uint8 (networks divide by 255 on the device); the rest is float32.
+        image = len(space.shape) == 3 and space.dtype == np.uint8
+        return ArraySpec(tuple(space.shape), np.dtype(np.uint8 if image else np.float32))
+    if isinstance(space, gymnasium.spaces.Discrete):
+        # One-hot, as adept did: a rank-1 float vector goes through the same trunks as a Box.
+        return ArraySpec((int(space.n),), np.dtype(np.float32))
+    if isinstance(space, gymnasium.spaces.MultiBinary):
+        return ArraySpec(tuple(space.shape), np.dtype(np.float32))
+    raise ValueError(
+        f"Unsupported observation space {space!r}: fnrl converts Box, Discrete (one-hot) and "
+        "MultiBinary entries, alone or inside one Dict or Tuple."
+    )
+
+
+def _convert_leaf(space: gymnasium.Space, spec: ArraySpec, batch: Any) -> np.ndarray:
+    """Convert one batched observation entry ``[B, ...]`` to ``spec``'s dtype."""
+    if isinstance(space, gymnasium.spaces.Discrete):
+        index = np.asarray(batch, np.int64) - int(space.start)
+        return np.eye(int(space.n), dtype=np.float32)[index]
+    return np.asarray(batch, spec.dtype)
+
+
+class SpaceConverter:
+    """A Gymnasium (observation space, action space) pair seen through fnrl's dict specs.
+
+    Observations: a Dict space gives one key per entry, a Tuple one key per index (``"0"``,
+    ``"1"``, ...), a single space the key ``"screen"`` for rank-3 images and ``"obs"`` otherwise.
+    Box -> its shape (uint8 kept for rank-3 images, float32 otherwise), Discrete(n) -> one-hot
+    float32 ``[n]`` (adept's choice, so tabular envs feed the same vector trunks), MultiBinary ->
+    float32. Actions: Discrete(n) -> ``{"action": DiscreteSpec(n)}``; a Dict of Discrete spaces ->
+    one key each. Anything else (continuous Box actions, MultiDiscrete, nested containers)
+    raises ``ValueError`` naming the space.
+
+    Attributes:
+      spec: the per-env :class:`EnvSpec`.
+    """
+
+    def __init__(self, observation_space: gymnasium.Space, action_space: gymnasium.Space) -> None:
+        """Build the spec; raises ``ValueError`` for unsupported spaces.
+
+        Args:
+          observation_space: the single-env observation space.
+          action_space: the single-env action space.
+        """
+        if isinstance(observation_space, gymnasium.spaces.Dict):
+            self._obs_spaces = dict(observation_space.spaces)
+        elif isinstance(observation_space, gymnasium.spaces.Tuple):
+            self._obs_spaces = {str(i): s for i, s in enumerate(observation_space.spaces)}
+        else:
+            image = isinstance(observation_space, gymnasium.spaces.Box) and (
+                len(observation_space.shape) == 3
+            )
+            self._obs_spaces = {"screen" if image else "obs": observation_space}
+        self._single_obs = not isinstance(
+            observation_space, gymnasium.spaces.Dict | gymnasium.spaces.Tuple
+        )
+        observations = {key: _leaf_spec(space) for key, space in self._obs_spaces.items()}
+
+        if isinstance(action_space, gymnasium.spaces.Discrete):
+            self._act_spaces = {"action": action_space}
+        elif isinstance(action_space, gymnasium.spaces.Dict) and all(
+            isinstance(s, gymnasium.spaces.Discrete) for s in action_space.spaces.values()
+        ):
+            self._act_spaces = dict(action_space.spaces)
+        else:
+            raise ValueError(
+                f"Unsupported action space {action_space!r}: fnrl's agents take Discrete "
+                "actions (or a Dict of Discrete actions)."
+            )
+        self._dict_actions = isinstance(action_space, gymnasium.spaces.Dict)
+        actions = {key: DiscreteSpec(int(s.n)) for key, s in self._act_spaces.items()}
+        self.spec = EnvSpec(observations=observations, actions=actions)
+
+    def observation(self, batch: Any) -> Observation:
+        """Convert a batched observation (array, dict or tuple of ``[B, ...]``) to fnrl's dict.
+
+        Args:
+          batch: what the vector env returned for B envs.
+
+        Returns:
+          name -> ``[B, *spec.shape]`` array of ``spec.dtype``.
+        """
+        if self._single_obs:
+            batch = {next(iter(self._obs_spaces)): batch}
+        elif not isinstance(batch, Mapping):
+            batch = {str(i): entry for i, entry in enumerate(batch)}
+        return {
+            key: _convert_leaf(space, self.spec.observations[key], batch[key])
+            for key, space in self._obs_spaces.items()
+        }
+
+    def action(self, actions: Mapping[str, Any], num_envs: int) -> Any:
+        """Check an fnrl action dict and convert it to what the vector env takes.
+
+        Args:
+          actions: action name -> ``[B]`` integer array (numpy or jax).
+          num_envs: B.
+
+        Returns:
+          An int32 ``[B]`` array for a Discrete space, or a dict of them for a Dict space.
+        """
+        if set(actions) != set(self._act_spaces):
+            raise ValueError(f"Expected actions {sorted(self._act_spaces)}, got {sorted(actions)}.")
+        converted = {}
+        for key, space in self._act_spaces.items():
+            value = np.asarray(actions[key])
+            if value.shape != (num_envs,):
+                raise ValueError(
+                    f"Action {key!r} must have shape ({num_envs},), got {value.shape}."
+                )
+            converted[key] = value.astype(np.int32) + np.int32(space.start)
+        return converted if self._dict_actions else converted["action"]
+
+
+class EpisodeTracker:
+    """Turns raw next-step-autoreset outputs of B envs into :class:`TimeStep`.
+
+    Shared by every adapter so that all of them agree on ``first``, reward clipping and episode
+    statistics. ``first`` at a step is the previous step's ``terminated | truncated``. On those
+    automatic-reset steps the reward is 0 and neither flag is set. ``terminated`` and
+    ``truncated`` come out exclusive: a termination wins (discount 0), otherwise a time limit
+    truncates (bootstrap). :class:`EpisodeStats` counts whole games in real game units: the
+    unclipped return and the number of agent steps whose action reached the game (the
+    automatic-reset steps after a life loss are not counted, as adept, which reset within the
+    same step, never saw them). A game ends (``episode.done``) at a truncation, or at a
+    termination that ``game_over`` marks as real (every termination when ``game_over`` is
+    ``None``); the counters restart on the following step.
+
+    Args:
+      num_envs: B.
+      clip_rewards: clip learning rewards to ``[-1, 1]`` (adept's ``Clip`` normalizer); the
+        episode statistics always use the raw reward.
+    """
+
+    def __init__(self, num_envs: int, *, clip_rewards: bool) -> None:
+        """Create the tracker; call :meth:`reset` before :meth:`step`."""
+        self.num_envs = num_envs
+        self.clip_rewards = clip_rewards
+        self._autoreset: np.ndarray | None = None  # [B] bool: the next step is a reset
+        self._game_ended = np.zeros(num_envs, bool)  # [B] bool: the last step ended a game
+        self._returns = np.zeros(num_envs, np.float32)
+        self._length = np.zeros(num_envs, np.int32)
+
+    @property
+    def autoresetting(self) -> np.ndarray:
+        """``[B]`` bool: envs whose next step is an automatic reset (the next ``first``)."""
+        if self._autoreset is None:
+            raise RuntimeError("Call reset() before step().")
+        return self._autoreset.copy()
+
+    def reset(self, obs: Observation) -> TimeStep:
+        """Start every env's first episode.
+
+        Args:
+          obs: the first observations, name -> ``[B, ...]``.
+
+        Returns:
+          A TimeStep with all ``first``, zero reward and zero episode statistics.
+        """
+        b = self.num_envs
+        self._autoreset = np.zeros(b, bool)
+        self._game_ended = np.zeros(b, bool)
+        self._returns = np.zeros(b, np.float32)
+        self._length = np.zeros(b, np.int32)
+        return TimeStep(
+            obs=obs,
+            reward=np.zeros(b, np.float32),
+            terminated=np.zeros(b, bool),
+            truncated=np.zeros(b, bool),
+            first=np.ones(b, bool),
+            episode=EpisodeStats(np.zeros(b, bool), self._returns, self._length),
+        )
+
+    def step(
+        self,
+        obs: Observation,
+        reward: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        game_over: np.ndarray | None = None,
+    ) -> TimeStep:
+        """Record one step of every env.
+
+        Args:
+          obs: observations after the step, name -> ``[B, ...]``.
+          reward: ``[B]`` raw (unclipped) rewards.
+          terminated: ``[B]`` bool, the episode ended for learning (Atari life loss included).
+          truncated: ``[B]`` bool, a time limit cut the episode.
+          game_over: ``[B]`` bool, where a termination is a real game over; ``None`` if every
+            termination is one.
+
+        Returns:
+          The TimeStep of this step.
+        """
+        first = self.autoresetting
+        raw = np.where(first, np.float32(0), np.asarray(reward, np.float32))
+        terminated = np.asarray(terminated, bool)
+        if game_over is not None:
+            # A game over is a termination even where the env reported a time limit instead.
+            game_over = np.asarray(game_over, bool)
+            terminated = terminated | game_over
+        terminated = terminated & ~first
+        truncated = np.asarray(truncated, bool) & ~first & ~terminated
+        game_ended = truncated | (terminated if game_over is None else terminated & game_over)
+        self._returns = np.where(self._game_ended, np.float32(0), self._returns) + raw
+        self._length = (np.where(self._game_ended, 0, self._length) + ~first).astype(np.int32)
+        self._autoreset = terminated | truncated
+        self._game_ended = game_ended
+        return TimeStep(
+            obs=obs,
+            reward=np.clip(raw, -1.0, 1.0) if self.clip_rewards else raw,
+            terminated=terminated,
+            truncated=truncated,
+            first=first,
+            episode=EpisodeStats(game_ended, self._returns, self._length),
+        )

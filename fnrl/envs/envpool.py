@@ -1,0 +1,271 @@
+"""envpool adapter: Atari with adept's DeepMind preprocessing, and envpool's other discrete tasks.
+
+IMPURE host code: envpool runs the simulators in C++ threads; this module steps them
+synchronously (``batch_size == num_envs``) and converts their output to :class:`TimeStep`.
+
+What envpool 1.2.5 does, checked empirically (``tests/envs/test_envpool.py`` pins it):
+
+* Autoreset is next-step: the step after a done ignores its action and returns the reset
+  observation with reward 0 and ``terminated = truncated = False``. Outputs come in env-id order
+  in synchronous mode.
+* ``max_episode_steps`` counts agent steps (each of ``frame_skip`` frames): ``elapsed_step`` is
+  incremented once per step and ``truncated`` is set when it reaches the limit. adept's
+  ``-mel 10000`` (a ``TimeLimit`` of ``10000 * skip_rate`` raw frames) is therefore
+  ``max_episode_steps=10000``. With ``episodic_life`` the counter runs over the whole game, not
+  per life, and does not count the automatic-reset steps.
+* Atari ``info["lives"]`` is the lives left after the step (0 for games without lives, such as
+  Pong); ``info["terminated"]`` is 1 exactly where the ALE reports a real game over (a life loss
+  or a time limit alone never sets it); ``info["reward"]`` is the reward before envpool's
+  ``reward_clip`` (this adapter leaves that off and clips on the host, so it equals the reward);
+  ``info["elapsed_step"]`` is the step counter above. Where a game over and the time limit
+  coincide envpool reports ``truncated`` only; ``info["terminated"]`` makes it a termination.
+* With ``episodic_life=True`` a life loss sets ``terminated``; the following automatic-reset step
+  does not restart the game but plays the random no-ops and FIRE of envpool's reset. envpool's
+  own frame stack is not cleared there, so this adapter stacks frames on the host (envpool
+  ``stack_num=1``) and restarts the stack on every ``first`` step, life losses included, as
+  adept's ``FrameStack`` did on each ``reset()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import envpool
+import numpy as np
+from envpool.registration import registry as _envpool_registry
+
+from fnrl.envs.base import EpisodeTracker, SpaceConverter, _check_positive, _env_seeds
+from fnrl.specs import ArraySpec, EnvSpec
+from fnrl.types import TimeStep
+
+# adept's environment lists (adept.registries.environment).
+ATARI_6_ENVS: tuple[str, ...] = (
+    "BeamRiderNoFrameskip-v4",
+    "BreakoutNoFrameskip-v4",
+    "QbertNoFrameskip-v4",
+    "SeaquestNoFrameskip-v4",
+    "SpaceInvadersNoFrameskip-v4",
+    "PongNoFrameskip-v4",
+)
+ATARI_ENVS: tuple[str, ...] = tuple(
+    f"{game}NoFrameskip-v4"
+    for game in (
+        "AirRaid Alien Amidar Assault Asterix Asteroids Atlantis BankHeist BattleZone BeamRider "
+        "Berzerk Bowling Boxing Breakout Carnival Centipede ChopperCommand CrazyClimber "
+        "DemonAttack DoubleDunk ElevatorAction Enduro FishingDerby Freeway Frostbite Gopher "
+        "Gravitar Hero IceHockey Jamesbond JourneyEscape Kangaroo Krull KungFuMaster "
+        "MontezumaRevenge MsPacman NameThisGame Phoenix Pitfall Pong Pooyan PrivateEye Qbert "
+        "Riverraid RoadRunner Robotank Seaquest Skiing Solaris SpaceInvaders StarGunner Tennis "
+        "TimePilot Tutankham UpNDown Venture VideoPinball WizardOfWor YarsRevenge Zaxxon"
+    ).split()
+)
+
+# Gym ids whose game runs without frame skipping or sticky actions, so adept's preprocessing on
+# envpool reproduces them. Other Gym variants (Pong-v4, PongDeterministic-v4, ALE/Pong-v5) have
+# built-in skipping or sticky actions and are not mapped.
+_GYM_ATARI_SUFFIXES = ("NoFrameskip-v4", "NoFrameskip-v0")
+
+
+def is_envpool_task(task_id: str) -> bool:
+    """True if envpool registers ``task_id`` (see ``envpool.list_all_envs()``)."""
+    return task_id in _envpool_registry.specs
+
+
+def atari_task_id(env_id: str) -> str | None:
+    """Map an adept/Gym Atari id to envpool's Atari task id.
+
+    Args:
+      env_id: ``"PongNoFrameskip-v4"`` (adept's ids, also ``...NoFrameskip-v0``) or an envpool
+        Atari id such as ``"Pong-v5"``.
+
+    Returns:
+      The envpool task id (``"Pong-v5"``), or ``None`` if ``env_id`` names no Atari game.
+    """
+    task_id = env_id
+    for suffix in _GYM_ATARI_SUFFIXES:
+        if env_id.endswith(suffix):
+            task_id = env_id[: -len(suffix)] + "-v5"
+            break
+    entry = _envpool_registry.specs.get(task_id)
+    # registry entry: (import path, spec class, kwargs); Atari tasks live in envpool.atari.
+    return task_id if entry is not None and entry[0] == "envpool.atari" else None
+
+
+class EnvpoolEnv:
+    """A synchronous envpool as a :class:`~fnrl.envs.base.BatchedEnv`.
+
+    Build it with :func:`make_atari_env` or :func:`make_envpool_env`.
+
+    Attributes:
+      spec: per-env specs; Atari observes ``{"screen": uint8 [84, 84, frame_stack]}``.
+      num_envs: B.
+    """
+
+    def __init__(self, pool: Any, *, clip_rewards: bool, frame_stack: int | None = None) -> None:
+        """Wrap an envpool made with ``env_type="gymnasium"`` and ``batch_size == num_envs``.
+
+        Args:
+          pool: the envpool.
+          clip_rewards: clip learning rewards to ``[-1, 1]``.
+          frame_stack: Atari only (``None`` otherwise): the pool was made with ``stack_num=1``
+            and this many grayscale frames are stacked on the host, channels-last.
+        """
+        self._pool = pool
+        self.num_envs = int(pool.config["num_envs"])
+        self._converter = SpaceConverter(pool.observation_space, pool.action_space)
+        self._frame_stack = frame_stack
+        self._stack: np.ndarray | None = None  # [B, H, W, frame_stack] uint8
+        spec = self._converter.spec
+        if frame_stack is not None:
+            _, height, width = pool.observation_space.shape  # [1, H, W]: one gray frame
+            screen = ArraySpec((height, width, frame_stack), np.dtype(np.uint8))
+            spec = EnvSpec(observations={"screen": screen}, actions=spec.actions)
+        self.spec = spec
+        self._tracker = EpisodeTracker(self.num_envs, clip_rewards=clip_rewards)
+
+    def reset(self) -> TimeStep:
+        """Reset every env; see :meth:`BatchedEnv.reset`."""
+        obs, _ = self._pool.reset()
+        return self._tracker.reset(self._observation(obs, np.ones(self.num_envs, bool)))
+
+    def step(self, actions: Mapping[str, np.ndarray]) -> TimeStep:
+        """Step every env; see :meth:`BatchedEnv.step`."""
+        first = self._tracker.autoresetting
+        obs, reward, terminated, truncated, info = self._pool.step(
+            self._converter.action(actions, self.num_envs)
+        )
+        game_over = None if self._frame_stack is None else info["terminated"].astype(bool)
+        return self._tracker.step(
+            self._observation(obs, first), reward, terminated, truncated, game_over
+        )
+
+    def close(self) -> None:
+        """Stop envpool's threads."""
+        self._pool.close()
+
+    def _observation(self, obs: Any, first: np.ndarray) -> dict[str, np.ndarray]:
+        if self._frame_stack is None:
+            return self._converter.observation(obs)
+        frame = obs[:, 0, :, :, None]  # [B, 1, H, W] -> [B, H, W, 1]
+        if self._stack is None or first.all():
+            stack = np.repeat(frame, self._frame_stack, axis=-1)
+        else:
+            # A new array every step: earlier TimeSteps keep their observations.
+            stack = np.concatenate([self._stack[..., 1:], frame], axis=-1)
+            stack[first] = frame[first]
+        self._stack = stack
+        return {"screen": stack}
+
+
+def make_atari_env(
+    env_id: str,
+    num_envs: int,
+    seed: int,
+    *,
+    skip_rate: int = 4,
+    max_episode_steps: int = 10_000,
+    frame_stack: int = 4,
+    episodic_life: bool = True,
+    clip_rewards: bool = True,
+) -> EnvpoolEnv:
+    """An Atari game on envpool with adept's DeepMind preprocessing.
+
+    adept's stack (``adept.environments.openai_gym``): NoopReset (1-30 raw frames) -> MaxAndSkip
+    (``skip_rate`` frames, max of the last two) -> EpisodicLife -> FireReset, TimeLimit of
+    ``max_episode_steps * skip_rate`` frames, grayscale 84x84 INTER_AREA resize, frame stack,
+    rewards clipped to ``[-1, 1]`` for learning only. envpool implements the same operations;
+    differences: after a life loss envpool's reset plays random no-ops and one raw FIRE frame
+    where adept played one no-op step and FIRE and action 2 steps, and the FIRE reset is
+    skipped for games whose minimal action set has no FIRE.
+
+    Args:
+      env_id: ``"PongNoFrameskip-v4"`` or ``"Pong-v5"`` (see :func:`atari_task_id`).
+      num_envs: B; env i is seeded with ``seed + i``.
+      seed: the run's seed.
+      skip_rate: frames per agent step (adept ``--skip-rate``).
+      max_episode_steps: agent steps before truncation (adept ``-mel``, default 10000).
+      frame_stack: grayscale frames stacked on the last axis (adept used 4 for Linear bodies, 1
+        for recurrent ones).
+      episodic_life: a life loss terminates the episode for learning (adept's EpisodicLife);
+        episode statistics still count whole games.
+      clip_rewards: clip learning rewards to ``[-1, 1]`` (adept's ``Clip``).
+
+    Returns:
+      The env, observing ``{"screen": uint8 [B, 84, 84, frame_stack]}``.
+    """
+    task_id = atari_task_id(env_id)
+    if task_id is None:
+        raise ValueError(
+            f"{env_id!r} is not an Atari id such as 'PongNoFrameskip-v4' or 'Pong-v5'."
+        )
+    _check_positive(
+        num_envs=num_envs,
+        skip_rate=skip_rate,
+        max_episode_steps=max_episode_steps,
+        frame_stack=frame_stack,
+    )
+    pool = envpool.make(
+        task_id,
+        env_type="gymnasium",
+        num_envs=num_envs,
+        batch_size=num_envs,
+        seed=_env_seeds(seed, num_envs),
+        max_episode_steps=max_episode_steps,
+        frame_skip=skip_rate,
+        stack_num=1,  # stacked on the host, restarted at life losses (see module docstring)
+        noop_max=30,
+        episodic_life=episodic_life,
+        zero_discount_on_life_loss=False,
+        reward_clip=False,  # clipped by EpisodeTracker, which also logs the raw reward
+        use_fire_reset=True,
+        repeat_action_probability=0.0,
+        full_action_space=False,
+        img_height=84,
+        img_width=84,
+        gray_scale=True,
+        use_inter_area_resize=True,
+    )
+    return EnvpoolEnv(pool, clip_rewards=clip_rewards, frame_stack=frame_stack)
+
+
+def make_envpool_env(
+    task_id: str,
+    num_envs: int,
+    seed: int,
+    *,
+    max_episode_steps: int | None = None,
+    clip_rewards: bool = False,
+) -> EnvpoolEnv:
+    """One of envpool's non-Atari tasks with a discrete action space, e.g. ``"CartPole-v1"``.
+
+    Args:
+      task_id: an id from ``envpool.list_all_envs()``.
+      num_envs: B; env i is seeded with ``seed + i``.
+      seed: the run's seed.
+      max_episode_steps: steps before truncation; ``None`` keeps the task's default.
+      clip_rewards: clip learning rewards to ``[-1, 1]``.
+
+    Returns:
+      The env. Observations are converted by :class:`~fnrl.envs.base.SpaceConverter`; their
+      layout is envpool's (only Atari screens are transposed to channels-last).
+    """
+    if not is_envpool_task(task_id):
+        raise ValueError(f"{task_id!r} is not an envpool task; see envpool.list_all_envs().")
+    if atari_task_id(task_id) is not None:
+        raise ValueError(f"{task_id!r} is an Atari game: use make_atari_env.")
+    _check_positive(num_envs=num_envs, max_episode_steps=max_episode_steps)
+    kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
+    pool = envpool.make(
+        task_id,
+        env_type="gymnasium",
+        num_envs=num_envs,
+        batch_size=num_envs,
+        seed=_env_seeds(seed, num_envs),
+        **kwargs,
+    )
+    try:
+        return EnvpoolEnv(pool, clip_rewards=clip_rewards)
+    except ValueError:
+        pool.close()
+        raise
