@@ -1,0 +1,110 @@
+"""Advantage actor-critic with GAE: adept's ActorCritic as pure functions.
+
+Mnih et al. 2016, "Asynchronous Methods for Deep Reinforcement Learning" (A2C, the synchronous
+form of A3C), with advantages from Schulman et al. 2016, "High-Dimensional Continuous Control
+Using Generalized Advantage Estimation".
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from fnrl import losses
+from fnrl.agents.base import Agent, LossOutput, make_act, unroll
+from fnrl.specs import EnvSpec
+from fnrl.types import Params, PRNGKey, Trajectory
+
+
+def make_actor_critic(
+    network: nn.Module,
+    spec: EnvSpec,
+    *,
+    discount: float = 0.99,
+    gae_lambda: float = 1.0,
+    use_gae: bool = True,
+    normalize_advantage: bool = False,
+    entropy_coef: float = 0.01,
+) -> Agent:
+    """Builds adept's A2C agent around ``network``.
+
+    The loss over a T-step trajectory of B envs, averaged over the steps that carry learning
+    signal (the automatic-reset steps are masked out):
+    ``policy_loss + value_loss + entropy_coef * entropy_loss`` where
+
+    * ``policy_loss = -log pi(a_t|s_t) * A_t`` summed over action keys;
+    * ``value_loss = 0.5 * (G_t - V(s_t))^2`` with ``G_t`` adept's n-step return: rewards
+      discounted to the end of the rollout and bootstrapped from the value of the observation
+      after it;
+    * ``A_t`` is GAE(``gae_lambda``) (adept's ``--tau``), or ``G_t - V(s_t)`` without GAE,
+      optionally normalized with the unbiased std + 1e-5;
+    * ``entropy_loss = -H(pi(.|s_t))`` summed over action keys.
+
+    A terminated episode does not bootstrap (``discount_t = 0``); a time-limit truncation
+    bootstraps from the value of the truncated observation and cuts the GAE trace there.
+
+    Args:
+        network: a ``ModularNetwork`` (or any module with its call signature) for ``spec``.
+        spec: the environment's observation and action specs.
+        discount: gamma (adept default 0.99).
+        gae_lambda: GAE lambda, adept's ``--tau`` (default 1.0).
+        use_gae: GAE advantages (adept ``-gae``, default on); otherwise n-step advantages.
+        normalize_advantage: adept ``-na`` (default off).
+        entropy_coef: entropy bonus weight (adept 0.01).
+
+    Returns:
+        The agent's pure functions.
+    """
+    if not 0.0 <= discount <= 1.0:
+        raise ValueError(f"discount must be in [0, 1], got {discount}")
+    if not 0.0 <= gae_lambda <= 1.0:
+        raise ValueError(f"gae_lambda (--tau) must be in [0, 1], got {gae_lambda}")
+
+    def init(key: PRNGKey) -> Params:
+        obs = {name: jnp.zeros((1, *s.shape), s.dtype) for name, s in spec.observations.items()}
+        first = jnp.ones((1,), bool)
+        return network.init(key, network.initial_carry(1), obs, first, train=False)
+
+    def loss(params: Params, trajectory: Trajectory) -> tuple[jax.Array, LossOutput]:
+        outputs, state = unroll(
+            network, params, trajectory.initial_carry, trajectory.obs, trajectory.first
+        )
+        values = outputs.value  # [T + 1, B]
+        valid_t = ~trajectory.first[1:]
+        discount_t = discount * (1.0 - trajectory.terminated.astype(jnp.float32))
+        bootstrap_t = 1.0 - trajectory.truncated.astype(jnp.float32)
+        returns_t = losses.lambda_returns(
+            trajectory.rewards, discount_t, values[1:], lambda_=bootstrap_t
+        )
+        if use_gae:
+            advantages_t = losses.gae_advantages(
+                trajectory.rewards, discount_t, values, lambda_=gae_lambda * bootstrap_t
+            )
+        else:
+            advantages_t = jax.lax.stop_gradient(returns_t - values[:-1])
+        if normalize_advantage:
+            advantages_t = losses.normalize_advantages(advantages_t, valid_t)
+
+        policy_loss = sum(
+            losses.policy_gradient_loss(
+                outputs.logits[name][:-1], trajectory.actions[name], advantages_t, valid_t
+            )
+            for name in sorted(spec.actions)
+        )
+        entropy_loss = sum(
+            losses.entropy_loss(outputs.logits[name][:-1], valid_t) for name in sorted(spec.actions)
+        )
+        value_loss = losses.value_loss(values[:-1], returns_t, valid_t)
+        total = policy_loss + value_loss + entropy_coef * entropy_loss
+        metrics = {
+            "total_loss": total,
+            "policy_loss": policy_loss,
+            "value_loss": value_loss,
+            "entropy_loss": entropy_loss,
+            "value": losses.masked_mean(values[:-1], valid_t),
+            "advantage": losses.masked_mean(advantages_t, valid_t),
+        }
+        return total, LossOutput(metrics, state)
+
+    return Agent(init=init, initial_carry=network.initial_carry, act=make_act(network), loss=loss)

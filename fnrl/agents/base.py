@@ -1,0 +1,186 @@
+"""The Agent: an algorithm as a NamedTuple of pure functions (optax's pattern)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from fnrl.networks import NetworkOutput
+from fnrl.types import Action, Carry, Metrics, Observation, Params, PRNGKey, TrainState, Trajectory
+
+
+class ActOutput(NamedTuple):
+    """What the acting policy computed besides the actions, for B envs."""
+
+    logits: dict[str, jax.Array]  # action name -> [B, A] float32
+    value: jax.Array  # [B] float32
+
+
+class LossOutput(NamedTuple):
+    """The auxiliary output of ``Agent.loss``."""
+
+    metrics: Metrics  # name -> [] float32 scalars
+    state: Params  # updated non-trainable collections (batch-norm running statistics); {} if none
+
+
+class Agent(NamedTuple):
+    """Pure functions that define an agent; hyperparameters are closed over by its factory.
+
+    Attributes:
+        init: ``init(key) -> params``, flax variables for a batch of one env; the key is consumed.
+        initial_carry: ``initial_carry(batch_size) -> carry``, zeros (``()`` for feed-forward).
+        act: ``act(params, key, carry, obs, first) -> (actions, carry, ActOutput)`` samples one
+            action per action key for a batch of B envs; ``first`` ([B] bool) marks episode
+            starts, where the recurrent carry is reset; the key is consumed.
+        loss: ``loss(params, trajectory) -> (scalar, LossOutput)``, differentiable w.r.t.
+            ``params["params"]``.
+    """
+
+    init: Callable[[PRNGKey], Params]
+    initial_carry: Callable[[int], Carry]
+    act: Callable[[Params, PRNGKey, Carry, Observation, jax.Array], tuple[Action, Carry, ActOutput]]
+    loss: Callable[[Params, Trajectory], tuple[jax.Array, LossOutput]]
+
+
+_STATE_COLLECTIONS = ["batch_stats"]  # non-trainable flax collections the learner writes
+
+
+def non_trainable(params: Params) -> Params:
+    """The non-trainable collections of flax variables (batch-norm statistics), ``{}`` if none."""
+    return {name: value for name, value in params.items() if name != "params"}
+
+
+def sample_actions(key: PRNGKey, logits: dict[str, jax.Array]) -> Action:
+    """Samples one action per action key from categorical ``softmax(logits)``.
+
+    Args:
+        key: consumed; split once into one subkey per action key (in sorted name order).
+        logits: action name -> [B, A] logits.
+
+    Returns:
+        action name -> [B] int32 actions.
+    """
+    names = sorted(logits)
+    keys = jax.random.split(key, len(names))
+    return {
+        name: jax.random.categorical(k, logits[name]).astype(jnp.int32)
+        for name, k in zip(names, keys, strict=True)
+    }
+
+
+def greedy_actions(logits: dict[str, jax.Array]) -> Action:
+    """The most probable action per action key (adept's deterministic evaluation).
+
+    Args:
+        logits: action name -> [B, A] logits.
+
+    Returns:
+        action name -> [B] int32 actions.
+    """
+    return {name: jnp.argmax(value, axis=-1).astype(jnp.int32) for name, value in logits.items()}
+
+
+def unroll(
+    network: nn.Module,
+    params: Params,
+    carry: Carry,
+    obs: Observation,
+    first: jax.Array,
+) -> tuple[NetworkOutput, Params]:
+    """Runs ``network`` over a time-major sequence, as acting did step by step.
+
+    The recurrent carry is reset inside the network wherever ``first`` is set, exactly as during
+    acting, so gradients flow through the whole segment (truncated BPTT at segment boundaries,
+    adept's semantics). Batch norm uses each step's batch statistics, as acting does, and its
+    running statistics are updated once per step.
+
+    Args:
+        network: a module called as ``network(carry, obs, first, train=True)``.
+        params: flax variables.
+        carry: the body state before ``obs[0]``, leading axis [B].
+        obs: name -> [T, B, ...] observations.
+        first: [T, B] bool episode starts.
+
+    Returns:
+        The network outputs stacked over time (logits [T, B, A], value [T, B]) and the updated
+        non-trainable collections.
+    """
+    chex.assert_rank(first, 2)
+
+    def step(scan_carry, inputs):
+        carry, state = scan_carry
+        obs_t, first_t = inputs
+        (carry, output), state = network.apply(
+            {"params": params["params"], **state},
+            carry,
+            obs_t,
+            first_t,
+            train=True,
+            mutable=_STATE_COLLECTIONS,
+        )
+        return (carry, state), output
+
+    (_, state), outputs = jax.lax.scan(step, (carry, non_trainable(params)), (obs, first))
+    return outputs, state
+
+
+def make_act(network: nn.Module) -> Callable:
+    """Builds ``act(params, key, carry, obs, first) -> (actions, carry, ActOutput)``.
+
+    Acting normalizes with batch statistics and leaves the running statistics untouched: only
+    the learner's update writes them (adept acted in train mode; fnrl keeps the statistics out of
+    the acting path so that ``act`` is a pure read of ``params``).
+    """
+
+    def act(params, key, carry, obs, first):
+        (carry, output), _ = network.apply(
+            params, carry, obs, first, train=True, mutable=_STATE_COLLECTIONS
+        )
+        actions = sample_actions(key, output.logits)
+        return actions, carry, ActOutput(output.logits, output.value)
+
+    return act
+
+
+def make_update(agent: Agent, optimizer: optax.GradientTransformation) -> Callable:
+    """Builds the pure learner step ``update(state, trajectory) -> (state, metrics)``.
+
+    Differentiates ``agent.loss`` with respect to the trainable parameters, applies
+    ``optimizer``, and stores the non-trainable collections the loss returned (batch-norm running
+    statistics). Metrics gain ``grad_norm``, the global norm of the gradient before clipping.
+    """
+
+    def update(state: TrainState, trajectory: Trajectory) -> tuple[TrainState, Metrics]:
+        def loss_fn(trainable):
+            return agent.loss({**state.params, "params": trainable}, trajectory)
+
+        (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params["params"])
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params["params"])
+        trainable = optax.apply_updates(state.params["params"], updates)
+        params = {**state.params, **aux.state, "params": trainable}
+        metrics = {**aux.metrics, "grad_norm": optax.global_norm(grads)}
+        return TrainState(params, opt_state, state.key, state.step + 1), metrics
+
+    return update
+
+
+def init_train_state(
+    agent: Agent, optimizer: optax.GradientTransformation, key: PRNGKey
+) -> TrainState:
+    """Initial parameters, optimizer state and counters.
+
+    Args:
+        agent: the agent whose parameters to initialize.
+        optimizer: the optimizer whose state to initialize.
+        key: consumed; split into an init key and the run's acting key kept in the state.
+    """
+    init_key, act_key = jax.random.split(key)
+    params = agent.init(init_key)
+    opt_state = optimizer.init(params["params"])
+    return TrainState(params, opt_state, act_key, jnp.zeros((), jnp.int32))
