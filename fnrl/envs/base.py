@@ -34,6 +34,7 @@ class BatchedEnv(Protocol):
 
     spec: EnvSpec  # per-env observation and action specs; images channels-last (H, W, C)
     num_envs: int
+    frames_per_step: int  # emulator frames per agent step: the frame skip on Atari, else 1
 
     def reset(self) -> TimeStep:
         """Reset every env: all ``first``, reward 0, ``terminated`` and ``truncated`` False."""

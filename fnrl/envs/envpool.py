@@ -100,6 +100,7 @@ class EnvpoolEnv:
     Attributes:
       spec: per-env specs; Atari observes ``{"screen": uint8 [84, 84, frame_stack]}``.
       num_envs: B.
+      frames_per_step: emulator frames per agent step (Atari's frame skip, else 1).
     """
 
     def __init__(self, pool: Any, *, clip_rewards: bool, frame_stack: int | None = None) -> None:
@@ -113,6 +114,7 @@ class EnvpoolEnv:
         """
         self._pool = pool
         self.num_envs = int(pool.config["num_envs"])
+        self.frames_per_step = int(pool.config.get("frame_skip", 1))
         self._converter = SpaceConverter(pool.observation_space, pool.action_space)
         self._frame_stack = frame_stack
         self._stack: np.ndarray | None = None  # [B, H, W, frame_stack] uint8

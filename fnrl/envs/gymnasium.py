@@ -34,7 +34,10 @@ class GymnasiumEnv:
     Attributes:
       spec: per-env specs from :class:`~fnrl.envs.base.SpaceConverter`.
       num_envs: B.
+      frames_per_step: 1 (Gymnasium envs report their own frames).
     """
+
+    frames_per_step = 1
 
     def __init__(
         self,

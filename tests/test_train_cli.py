@@ -1,0 +1,106 @@
+"""The command line, run as users run it: through a subprocess."""
+
+import subprocess
+import sys
+
+import pytest
+
+from fnrl.config import CLASSIC_CONTROL_PRESET, TrainConfig
+from fnrl.train import parse_args
+
+
+def _run(*args, timeout=120):
+    return subprocess.run(
+        [sys.executable, "-m", "fnrl.train", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_bare_command_is_local_cartpole_with_its_preset():
+    mode, config = parse_args([])
+    assert mode == "local"
+    assert config == TrainConfig(**CLASSIC_CONTROL_PRESET)
+    assert config.env_id == "CartPole-v1" and config.nb_env == 16
+
+
+def test_atari_ids_get_adept_defaults():
+    _, config = parse_args(["--env-id", "PongNoFrameskip-v4"])
+    assert config == TrainConfig(env_id="PongNoFrameskip-v4")
+    assert (config.nb_env, config.learning_rate, config.exp_length) == (32, 7e-4, 20)
+    assert (config.vision_network, config.network_body, config.normalize) == (
+        "FourConv",
+        "LSTM",
+        True,
+    )
+    assert config.max_train_steps == 10_000_000 and config.max_grad_norm == 0.0
+
+
+def test_given_flags_override_the_preset():
+    _, config = parse_args(["-n", "4", "-nb", "LSTM"])
+    assert (config.nb_env, config.network_body, config.exp_length) == (4, "LSTM", 5)
+
+
+def test_adept_short_flags_and_boolean_forms():
+    flags = "local -n 8 -s 3 -lr 1e-3 -mts 10e6 -gae false -na --normalize off -vn Nature"
+    _, config = parse_args([*flags.split(), "-nb", "Linear", "--exp-length", "5"])
+    assert config.nb_env == 8 and config.seed == 3 and config.learning_rate == 1e-3
+    assert config.max_train_steps == 10_000_000
+    assert not config.generalized_advantage_estimation and config.normalize_advantage
+    assert not config.normalize
+    assert (config.vision_network, config.network_body, config.exp_length) == (
+        "Nature",
+        "Linear",
+        5,
+    )
+
+
+def test_debug_and_profile_rewrite_the_config():
+    _, config = parse_args(["--debug", "--profile"])
+    assert (config.nb_env, config.log_dir, config.max_train_steps) == (3, "/tmp/fnrl_debug", 10_000)
+
+
+def test_help_documents_every_flag():
+    out = _run("local", "-h").stdout
+    for flag in ("--env-id", "--nb-env", "--max-train-steps", "--vision-network", "--normalize"):
+        assert flag in out
+
+
+def _assert_one_clear_error(result, *phrases):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    for phrase in phrases:
+        assert phrase in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, phrases",
+    [
+        (["--env-id", "NotAnEnv-v9"], ["Unknown env id", "NotAnEnv-v9"]),
+        (["--vision-network", "FiveConv"], ["unknown vision network", "FourConv"]),
+        (["--network-body", "GRU"], ["unknown network body", "LSTM"]),
+        (["-n", "0"], ["--nb-env must be at least 1"]),
+        (["-mts", "-5"], ["--max-train-steps must be at least 1"]),
+        (["--normalize", "maybe"], ["expected a boolean"]),
+        (["--no-such-flag"], ["unrecognized arguments"]),
+    ],
+)
+def test_bad_input_ends_with_one_clear_message(tmp_path, args, phrases):
+    result = _run("--log-dir", str(tmp_path), "-mts", "64", *args)  # later flags win
+    _assert_one_clear_error(result, *phrases)
+
+
+def test_unwritable_log_dir_ends_with_one_clear_message(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = _run("--log-dir", str(blocker / "logs"), "-mts", "64", "-n", "2")
+    _assert_one_clear_error(result, "fnrl.train: error", str(blocker))
+
+
+def test_tiny_cli_run_succeeds(tmp_path):
+    result = _run("--log-dir", str(tmp_path), "-mts", "64", "-n", "4", "--exp-length", "8")
+    assert result.returncode == 0, result.stderr
+    assert "finished: 64 steps" in result.stdout
+    runs = list((tmp_path / "CartPole-v1").iterdir())
+    assert len(runs) == 1 and (runs[0] / "checkpoints" / "step_64").is_dir()
