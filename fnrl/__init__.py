@@ -1,0 +1,37 @@
+"""fnrl: reinforcement learning in JAX with adept's agents, networks and execution modes.
+
+Pure functions live in ``fnrl.losses``, ``fnrl.agents`` and ``fnrl.networks``; environments,
+threads, devices and files live in ``fnrl.envs``, ``fnrl.parallel`` and the command lines
+(``python -m fnrl.train``).
+"""
+
+from fnrl import agents, losses, networks, specs, types
+from fnrl.agents import Agent, make_actor_critic, make_update
+from fnrl.config import TrainConfig, make_config
+from fnrl.networks import ModularNetwork, NetworkOutput
+from fnrl.specs import ArraySpec, DiscreteSpec, EnvSpec
+from fnrl.types import EpisodeStats, TimeStep, TrainState, Trajectory
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Agent",
+    "ArraySpec",
+    "DiscreteSpec",
+    "EnvSpec",
+    "EpisodeStats",
+    "ModularNetwork",
+    "NetworkOutput",
+    "TimeStep",
+    "TrainConfig",
+    "TrainState",
+    "Trajectory",
+    "agents",
+    "losses",
+    "make_actor_critic",
+    "make_config",
+    "make_update",
+    "networks",
+    "specs",
+    "types",
+]
