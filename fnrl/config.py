@@ -90,7 +90,7 @@ class TrainConfig:
         for name in (*positive, "skip_rate", "max_episode_length", "nb_head"):
             value = getattr(self, name)
             if value < 1:
-                raise ValueError(f"{long_flag(name)} must be at least 1, got {value}")
+                raise ValueError(f"{long_flag(name, type(self))} must be at least 1, got {value}")
         if self.summary_frequency <= 0:
             raise ValueError(f"--summary-frequency must be positive, got {self.summary_frequency}")
         if not 0.0 <= self.discount <= 1.0:
@@ -126,25 +126,26 @@ CLASSIC_CONTROL_PRESET: dict[str, Any] = {
 PRESETS: dict[str, dict[str, Any]] = {"CartPole-v1": CLASSIC_CONTROL_PRESET}
 
 
-def make_config(**settings: Any) -> TrainConfig:
+def make_config(config_class: type[TrainConfig] = TrainConfig, /, **settings: Any) -> TrainConfig:
     """A config from the settings a user gave, over the env's preset, over adept's defaults.
 
     Args:
-        **settings: ``TrainConfig`` fields given explicitly (e.g. from the command line).
+        config_class: ``TrainConfig`` or a mode's subclass of it.
+        **settings: its fields given explicitly (e.g. from the command line).
 
     Raises:
         ValueError: a setting is invalid (the message names the flag).
         TypeError: an unknown field name.
     """
-    env_id = settings.get("env_id", TrainConfig.env_id)
-    return TrainConfig(**{**PRESETS.get(env_id, {}), **settings})
+    env_id = settings.get("env_id", config_class.env_id)
+    return config_class(**{**PRESETS.get(env_id, {}), **settings})
 
 
-def flags_of(name: str) -> tuple[str, ...]:
-    """The command-line flags of a ``TrainConfig`` field."""
-    return TrainConfig.__dataclass_fields__[name].metadata["flags"]
+def flags_of(name: str, config_class: type[TrainConfig] = TrainConfig) -> tuple[str, ...]:
+    """The command-line flags of a config field."""
+    return config_class.__dataclass_fields__[name].metadata["flags"]
 
 
-def long_flag(name: str) -> str:
-    """The main long flag of a ``TrainConfig`` field, e.g. ``--nb-env`` for ``nb_env``."""
-    return next(flag for flag in flags_of(name) if flag.startswith("--"))
+def long_flag(name: str, config_class: type[TrainConfig] = TrainConfig) -> str:
+    """The main long flag of a config field, e.g. ``--nb-env`` for ``nb_env``."""
+    return next(flag for flag in flags_of(name, config_class) if flag.startswith("--"))

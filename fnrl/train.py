@@ -1,24 +1,38 @@
-"""Command line: ``python -m fnrl.train [local] [flags]``.
+"""Command line: ``python -m fnrl.train [MODE] [flags]``.
 
-Modes:
+Modes (``MODES``):
     local   one device, synchronous A2C (adept's Local); the default when no mode is given.
 
-Every flag of ``fnrl.config.TrainConfig`` is accepted, with adept's names, short forms and
-defaults; booleans take adept's forms (``--normalize false``).
+Every flag of the mode's config (``fnrl.config.TrainConfig`` or its subclass) is accepted, with
+adept's names, short forms and defaults; booleans take adept's forms (``--normalize false``).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import signal
 import sys
 import threading
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from fnrl.config import PRESETS, TrainConfig, long_flag, make_config
 
-MODES = ("local",)
+
+class Mode(NamedTuple):
+    """An execution mode of the command line."""
+
+    config_class: type[TrainConfig]  # its flags
+    runner: str  # "module:function" taking (config, *, stop) and returning a RunResult
+    help: str
+
+
+# Runners are imported when run, so that --help stays fast.
+MODES: dict[str, Mode] = {
+    "local": Mode(TrainConfig, "fnrl.parallel.local:train_local", "one device, synchronous A2C"),
+}
 
 _TRUE = {"1", "true", "t", "yes", "y", "on"}
 _FALSE = {"0", "false", "f", "no", "n", "off"}
@@ -45,8 +59,8 @@ def parse_count(text: str) -> int:
     return int(value)
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    for f in dataclasses.fields(TrainConfig):
+def _add_config_flags(parser: argparse.ArgumentParser, config_class: type[TrainConfig]) -> None:
+    for f in dataclasses.fields(config_class):
         # Only flags the user gives are parsed, so that env presets apply under them.
         kwargs = {"dest": f.name, "default": argparse.SUPPRESS, "help": f.metadata["help"]}
         if f.type in ("bool", bool):
@@ -71,13 +85,11 @@ def make_parser() -> argparse.ArgumentParser:
         epilog=f"Defaults are adept's. Env presets, under the flags you give: {presets}.",
     )
     modes = parser.add_subparsers(dest="mode", metavar="MODE")
-    local = modes.add_parser(
-        "local",
-        help="one device, synchronous A2C",
-        description="One device, synchronous A2C.",
-        epilog=parser.epilog,
-    )
-    _add_config_flags(local)
+    for name, mode in MODES.items():
+        subparser = modes.add_parser(
+            name, help=mode.help, description=mode.help.capitalize() + ".", epilog=parser.epilog
+        )
+        _add_config_flags(subparser, mode.config_class)
     return parser
 
 
@@ -90,16 +102,15 @@ def parse_args(argv: Sequence[str]) -> tuple[str, TrainConfig]:
     args = vars(parser.parse_args(argv))
     mode = args.pop("mode")
     try:
-        config = make_config(**args)
+        config = make_config(MODES[mode].config_class, **args)
     except ValueError as e:
         parser.error(str(e))
     return mode, config.effective()
 
 
 def _run(mode: str, config: TrainConfig, stop: threading.Event) -> int:
-    from fnrl.parallel.local import train_local
-
-    result = train_local(config, stop=stop)
+    module, function = MODES[mode].runner.split(":")
+    result = getattr(importlib.import_module(module), function)(config, stop=stop)
     returns = result.episode_returns[-20:]
     mean = sum(returns) / len(returns) if returns else float("nan")
     print(

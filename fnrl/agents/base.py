@@ -164,7 +164,7 @@ def make_update(agent: Agent, optimizer: optax.GradientTransformation) -> Callab
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params["params"])
         trainable = optax.apply_updates(state.params["params"], updates)
         params = {**state.params, **aux.state, "params": trainable}
-        metrics = {**aux.metrics, "grad_norm": optax.global_norm(grads)}
+        metrics = {**aux.metrics, "grad_norm": optax.tree.norm(grads)}
         return TrainState(params, opt_state, state.key, state.step + 1), metrics
 
     return update
