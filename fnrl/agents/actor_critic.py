@@ -105,6 +105,6 @@ def make_actor_critic(
             "value": losses.masked_mean(values[:-1], valid_t),
             "advantage": losses.masked_mean(advantages_t, valid_t),
         }
-        return total, LossOutput(metrics, state)
+        return total, LossOutput(metrics, state, count=valid_t.sum())
 
     return Agent(init=init, initial_carry=network.initial_carry, act=make_act(network), loss=loss)

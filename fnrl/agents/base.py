@@ -27,6 +27,9 @@ class LossOutput(NamedTuple):
 
     metrics: Metrics  # name -> [] float32 scalars
     state: Params  # updated non-trainable collections (batch-norm running statistics); {} if none
+    # How many samples the loss averages over: a data-parallel update weights each shard's
+    # gradient by it, so that the average over shards is the average over all samples.
+    count: jax.Array | float = 1.0
 
 
 class Agent(NamedTuple):
@@ -148,12 +151,22 @@ def make_act(network: nn.Module) -> Callable:
     return act
 
 
-def make_update(agent: Agent, optimizer: optax.GradientTransformation) -> Callable:
+def make_update(
+    agent: Agent, optimizer: optax.GradientTransformation, *, axis_name: str | None = None
+) -> Callable:
     """Builds the pure learner step ``update(state, trajectory) -> (state, metrics)``.
 
     Differentiates ``agent.loss`` with respect to the trainable parameters, applies
     ``optimizer``, and stores the non-trainable collections the loss returned (batch-norm running
     statistics). Metrics gain ``grad_norm``, the global norm of the gradient before clipping.
+
+    Args:
+        agent: the agent whose loss to minimize.
+        optimizer: the optimizer to apply.
+        axis_name: for data-parallel updates (inside ``shard_map`` over a mesh axis): gradients
+            and metrics are averaged over that axis, each shard weighted by its
+            ``LossOutput.count``, so the result equals one update on the whole batch; batch-norm
+            statistics are averaged with equal weights.
     """
 
     def update(state: TrainState, trajectory: Trajectory) -> tuple[TrainState, Metrics]:
@@ -161,10 +174,17 @@ def make_update(agent: Agent, optimizer: optax.GradientTransformation) -> Callab
             return agent.loss({**state.params, "params": trainable}, trajectory)
 
         (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params["params"])
+        metrics, non_trainable = aux.metrics, aux.state
+        if axis_name is not None:
+            weight = aux.count / jnp.maximum(jax.lax.psum(aux.count, axis_name), 1)
+            grads, metrics = jax.lax.psum(
+                jax.tree.map(lambda x: weight * x, (grads, metrics)), axis_name
+            )
+            non_trainable = jax.lax.pmean(non_trainable, axis_name)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params["params"])
         trainable = optax.apply_updates(state.params["params"], updates)
-        params = {**state.params, **aux.state, "params": trainable}
-        metrics = {**aux.metrics, "grad_norm": optax.tree.norm(grads)}
+        params = {**state.params, **non_trainable, "params": trainable}
+        metrics = {**metrics, "grad_norm": optax.tree.norm(grads)}
         return TrainState(params, opt_state, state.key, state.step + 1), metrics
 
     return update

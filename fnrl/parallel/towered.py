@@ -1,0 +1,268 @@
+"""Towered mode: synchronous data-parallel A2C over every device, and over several hosts.
+
+adept's towered mode ran one worker per GPU and averaged gradients over MPI. Here it is one
+SPMD program: a ``Mesh`` with one ``"data"`` axis spans the chosen devices of every process;
+each process steps ``--nb-env`` envs per local device; acting and the update run under
+``shard_map`` with the env batch split over the axis and the params replicated; the update
+averages gradients (``lax.psum`` weighted by each shard's sample count) and batch-norm statistics
+(``lax.pmean``) across devices. Several hosts join through ``jax.distributed`` (JAX's own
+multi-controller runtime); only process 0 writes the run directory.
+
+Impure shell: owns devices, environments, the distributed runtime and the clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from fnrl.agents import ActOutput, Agent, init_train_state, make_update
+from fnrl.config import ToweredConfig
+from fnrl.optimizers import make_rmsprop
+from fnrl.parallel.local import make_agent, make_training_env
+from fnrl.parallel.rollout import PhaseTimer, collect
+from fnrl.parallel.run import RunResult, TrainingRun
+from fnrl.types import TrainState, Trajectory
+
+AXIS = "data"
+_BATCH = P(AXIS)  # leading axis split over devices
+_TIME_BATCH = P(None, AXIS)  # [T, B, ...] with B split over devices
+_REPLICATED = P()
+
+
+def initialize_distributed(config: ToweredConfig) -> None:
+    """Joins the multi-process runtime when the flags or a SLURM job ask for several processes.
+
+    CPU devices exchange gradients over gloo; a process that stops sending heartbeats for
+    ``--heartbeat-timeout`` seconds makes the others fail instead of waiting forever.
+    """
+    slurm_tasks = int(os.environ.get("SLURM_NTASKS", "1"))
+    if config.num_processes == 1 and slurm_tasks == 1:
+        return
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if config.num_processes > 1:
+        jax.distributed.initialize(
+            coordinator_address=config.coordinator_address,
+            num_processes=config.num_processes,
+            process_id=config.process_id,
+            heartbeat_timeout_seconds=config.heartbeat_timeout,
+        )
+    else:  # SLURM: jax reads the coordinator, process count and index from the job
+        jax.distributed.initialize(heartbeat_timeout_seconds=config.heartbeat_timeout)
+
+
+def make_mesh(positions: list[int] | None) -> Mesh:
+    """A one-axis mesh over the same local device positions of every process.
+
+    Args:
+        positions: indices into each process's local device list; None for all devices.
+
+    Raises:
+        ValueError: a position does not exist on some process.
+    """
+    devices = []
+    for process in range(jax.process_count()):
+        local = [d for d in jax.devices() if d.process_index == process]
+        chosen = range(len(local)) if positions is None else positions
+        missing = [p for p in chosen if p >= len(local)]
+        if missing:
+            raise ValueError(
+                f"--devices {','.join(map(str, positions))}: process {process} has only "
+                f"{len(local)} devices ({', '.join(map(str, local))})"
+            )
+        devices.extend(local[p] for p in chosen)
+    return Mesh(np.array(devices), (AXIS,))
+
+
+def to_global(mesh: Mesh, tree: Any, spec: P) -> Any:
+    """Assembles this process's part of ``tree`` into arrays sharded over ``mesh`` by ``spec``.
+
+    A replicated ``spec`` takes the whole value from every process (they hold the same one).
+    """
+    sharding = NamedSharding(mesh, spec)
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree
+    )
+
+
+def to_local(tree: Any) -> Any:
+    """This process's part of globally sharded arrays, as numpy (the whole of replicated ones)."""
+
+    def local(x: jax.Array) -> np.ndarray:
+        if x.is_fully_replicated:
+            return np.asarray(x.addressable_data(0))
+        shards = sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0)
+        return np.concatenate([np.asarray(s.data) for s in shards])
+
+    return jax.tree.map(local, tree)
+
+
+def make_towered_act(agent: Agent, mesh: Mesh) -> Callable:
+    """``act`` over the whole mesh; host numpy in, this process's actions out as numpy.
+
+    Each device samples with its own key (``fold_in`` of its position on the axis) and
+    normalizes with the statistics of its own envs, as it does in the update.
+    """
+
+    def act_shard(params, key, carry, obs, first):
+        key = jax.random.fold_in(key, jax.lax.axis_index(AXIS))
+        return agent.act(params, key, carry, obs, first)
+
+    act = jax.jit(
+        jax.shard_map(
+            act_shard,
+            mesh=mesh,
+            in_specs=(_REPLICATED, _REPLICATED, _BATCH, _BATCH, _BATCH),
+            out_specs=(_BATCH, _BATCH, _BATCH),
+            check_vma=False,  # rlax's scans carry unannotated values; outputs are per shard
+        )
+    )
+
+    def host_act(params, key, carry, obs, first):
+        key = to_global(mesh, key, _REPLICATED)
+        obs, first = to_global(mesh, (obs, first), _BATCH)
+        actions, carry, output = act(params, key, carry, obs, first)
+        return to_local(actions), carry, ActOutput(*to_local(tuple(output)))
+
+    return host_act
+
+
+def make_towered_update(agent: Agent, optimizer: Any, mesh: Mesh, initial_carry: Any) -> Callable:
+    """The data-parallel learner step: ``update(state, trajectory) -> (state, metrics)``.
+
+    ``trajectory`` holds this process's envs as numpy (its ``initial_carry`` is already global);
+    the result is replicated on every device.
+    """
+    trajectory_specs = Trajectory(
+        obs=_TIME_BATCH,
+        first=_TIME_BATCH,
+        actions=_TIME_BATCH,
+        rewards=_TIME_BATCH,
+        terminated=_TIME_BATCH,
+        truncated=_TIME_BATCH,
+        behaviour_logits=_TIME_BATCH,
+        initial_carry=jax.tree.map(lambda _: _BATCH, initial_carry),
+    )
+    update = jax.jit(
+        jax.shard_map(
+            make_update(agent, optimizer, axis_name=AXIS),
+            mesh=mesh,
+            in_specs=(_REPLICATED, trajectory_specs),
+            out_specs=(_REPLICATED, _REPLICATED),
+            # rlax's scans carry unannotated values; the outputs are replicated by the psums.
+            check_vma=False,
+        ),
+        donate_argnums=0,
+    )
+
+    def host_update(state: TrainState, trajectory: Trajectory):
+        carry = trajectory.initial_carry
+        trajectory = to_global(mesh, trajectory._replace(initial_carry=()), _TIME_BATCH)
+        return update(state, trajectory._replace(initial_carry=carry))
+
+    return host_update
+
+
+def make_stop_agreement(mesh: Mesh) -> Callable[[threading.Event], bool]:
+    """``agree(stop)``: True on every process once any of them was asked to stop.
+
+    One small all-reduce per call, so that every process leaves the loop at the same update.
+    """
+    local_devices = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
+    count_votes = jax.jit(lambda votes: votes.sum())
+
+    def agree(stop: threading.Event) -> bool:
+        votes = np.full((local_devices,), stop.is_set(), np.int32)
+        return bool(to_local(count_votes(to_global(mesh, votes, _BATCH))))
+
+    return agree
+
+
+def params_digest(params: Any) -> str:
+    """A short SHA-256 of the parameter values: equal digests mean identical replicas."""
+    digest = hashlib.sha256()
+    for leaf in jax.tree.leaves(params):
+        digest.update(np.ascontiguousarray(leaf).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def train_towered(
+    config: ToweredConfig,
+    *,
+    stop: threading.Event | None = None,
+    show_progress: bool | None = None,
+) -> RunResult | None:
+    """Trains A2C data-parallel over the mesh until ``config.max_train_steps`` (global).
+
+    Every process runs this function; they agree on the step count and stop together, at the
+    first update boundary at or after the budget or when any of them is asked to stop.
+
+    Returns:
+        The run's result on process 0; None on the other processes, which write nothing.
+    """
+    stop = stop or threading.Event()
+    initialize_distributed(config)
+    mesh = make_mesh(config.device_positions())
+    local_devices = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
+    local_envs = config.nb_env * local_devices
+    steps_per_update = config.exp_length * config.nb_env * mesh.size
+    env = make_training_env(config, local_envs, config.seed + jax.process_index() * local_envs)
+    try:
+        agent = make_agent(config, env.spec)
+        optimizer = make_rmsprop(config.learning_rate, max_grad_norm=config.max_grad_norm)
+        host_state = init_train_state(agent, optimizer, jax.random.PRNGKey(config.seed))
+        state = to_global(mesh, host_state, _REPLICATED)
+        carry = to_global(mesh, agent.initial_carry(local_envs), _BATCH)
+        act = make_towered_act(agent, mesh)
+        update = make_towered_update(agent, optimizer, mesh, carry)
+        any_process_stopping = make_stop_agreement(mesh)
+        writer = jax.process_index() == 0
+        run = (
+            TrainingRun(
+                config,
+                "towered",
+                frames_per_step=env.frames_per_step,
+                stop=stop,
+                show_progress=show_progress,
+            )
+            if writer
+            else None
+        )
+        timer = run.timer if run else PhaseTimer()
+        try:
+            if run:
+                run.announce(host_state)
+                print(f"Devices: {mesh.size} over {jax.process_count()} process(es)", flush=True)
+            timestep, updates = env.reset(), 0
+            while updates * steps_per_update < config.max_train_steps:
+                if any_process_stopping(stop):
+                    stop.set()
+                    break
+                rollout_key = jax.random.fold_in(host_state.key, updates)
+                rollout = collect(
+                    env, act, state.params, rollout_key, timestep, carry, config.exp_length, timer
+                )
+                timestep, carry = rollout.timestep, rollout.carry
+                with timer.phase("learner"):
+                    state, metrics = update(state, rollout.trajectory)
+                    metrics = to_local(metrics)
+                updates += 1
+                if run:
+                    run.record(to_local(state), metrics, steps_per_update, rollout.episodes)
+            host_state = to_local(state)
+            digest = params_digest(host_state.params)
+            print(f"process {jax.process_index()}: params digest {digest}", flush=True)
+            return run.finish(host_state) if run else None
+        finally:
+            if run:
+                run.close()
+    finally:
+        env.close()

@@ -1,0 +1,160 @@
+"""Towered mode: gradient averaging, learning, and several processes on 127.0.0.1.
+
+The device count of a JAX process is fixed when JAX starts, so multi-device checks run in
+subprocesses with ``--xla_force_host_platform_device_count``.
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from fnrl.checkpoint import list_checkpoints
+from fnrl.config import ToweredConfig, make_config
+from fnrl.parallel.towered import train_towered
+
+HERE = Path(__file__).parent
+
+
+def _env(devices: int) -> dict:
+    return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+
+
+def _train(*flags: str, devices: int = 1, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "fnrl.train", "towered", *flags],
+        env=_env(devices),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _meta(log_dir: Path) -> dict:
+    """The meta of the latest checkpoint of the one run under ``log_dir``."""
+    (run_dir,) = log_dir.glob("*/*")
+    latest = list_checkpoints(run_dir / "checkpoints")[-1]
+    return json.loads((latest / "meta.json").read_text())
+
+
+def test_towered_update_equals_single_device_update_on_the_whole_batch():
+    result = subprocess.run(
+        [sys.executable, str(HERE / "towered_equivalence.py")],
+        env=_env(2),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "max abs difference" in result.stdout
+
+
+def test_one_device_towered_run_in_process(tmp_path):
+    config = make_config(ToweredConfig, nb_env=4, max_train_steps=100, log_dir=str(tmp_path))
+    result = train_towered(config)
+    # 5 steps x 4 envs x 1 device per update: the budget is met after 5 updates
+    assert (result.updates, result.env_steps) == (5, 100)
+
+
+@pytest.mark.parametrize("devices, updates", [(1, 10), (2, 5)])
+def test_nb_env_is_per_device_and_the_budget_is_global(tmp_path, devices, updates):
+    result = _train("-n", "4", "-mts", "200", "--log-dir", str(tmp_path), devices=devices)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Devices: {devices} over 1 process" in result.stdout
+    meta = _meta(tmp_path)
+    assert (meta["env_steps"], meta["updates"]) == (200, updates)
+    assert meta["config"]["nb_env"] == 4
+
+
+def test_bad_devices_flag_gives_one_clear_error(tmp_path):
+    result = _train("--devices", "0,5", "-mts", "100", "--log-dir", str(tmp_path), devices=2)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "--devices 0,5: process 0 has only 2 devices" in result.stderr
+
+
+@pytest.mark.slow
+def test_towered_on_two_devices_learns_cartpole(tmp_path):
+    # The CartPole preset's 16 envs as 8 per device; 500k steps, about a minute here.
+    result = _train("-n", "8", "--log-dir", str(tmp_path), devices=2, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = tmp_path.glob("CartPole-v1/*")
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    returns = [e.value for e in events.Scalars("reward/train")]
+    assert np.mean(returns[-20:]) >= 475, np.mean(returns[-20:])
+
+
+def _start_process(port: int, index: int, log_dir: Path, *flags: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fnrl.train",
+            "towered",
+            "--coordinator-address",
+            f"127.0.0.1:{port}",
+            "--num-processes",
+            "2",
+            "--process-id",
+            str(index),
+            "--log-dir",
+            str(log_dir),
+            "-n",
+            "4",
+            *flags,
+        ],
+        env=_env(1),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_two_processes_train_together_and_only_process_0_writes(tmp_path):
+    port = _free_port()
+    logs = [tmp_path / "process0", tmp_path / "process1"]
+    processes = [_start_process(port, i, logs[i], "-mts", "2000") for i in range(2)]
+    outputs = [p.communicate(timeout=300) for p in processes]
+    for process, (_, err) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, err[-3000:]
+    digests = [re.search(r"params digest (\w+)", out).group(1) for out, _ in outputs]
+    assert digests[0] == digests[1]
+    assert "Devices: 2 over 2 process(es)" in outputs[0][0]
+    assert _meta(logs[0])["env_steps"] == 2000  # 5 steps x 4 envs x 2 devices x 50 updates
+    assert not logs[1].exists()
+
+
+def test_killing_one_process_makes_the_other_exit_with_an_error(tmp_path):
+    port = _free_port()
+    flags = ("-mts", "10000000", "--heartbeat-timeout", "5")
+    processes = [_start_process(port, i, tmp_path / f"p{i}", *flags) for i in range(2)]
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob("p0/*/*/checkpoints/step_*")):  # training has started
+            assert time.monotonic() < deadline, "the processes did not start training"
+            time.sleep(0.5)
+        processes[1].send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        _, err = processes[0].communicate(timeout=60)
+        assert time.monotonic() - killed_at < 60
+        assert processes[0].returncode != 0
+        assert "fnrl.train: error" in err and "Traceback" not in err
+    finally:
+        for process in processes:
+            process.kill()
+            process.communicate()

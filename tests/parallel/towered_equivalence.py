@@ -1,0 +1,77 @@
+"""Run with 2 CPU devices: one towered update equals one update on the concatenated batch.
+
+Called by tests/parallel/test_towered.py in a subprocess, because the device count must be
+set before JAX starts. Exits non-zero with the largest difference if they differ.
+"""
+
+import sys
+
+import jax
+import numpy as np
+
+from fnrl.agents import init_train_state, make_actor_critic, make_update
+from fnrl.networks import ModularNetwork
+from fnrl.optimizers import make_rmsprop
+from fnrl.parallel.towered import _BATCH, make_mesh, make_towered_update, to_global, to_local
+from fnrl.specs import ArraySpec, DiscreteSpec, EnvSpec
+from fnrl.types import Trajectory
+
+T, B = 6, 8
+SPEC = EnvSpec({"obs": ArraySpec((4,), np.float32)}, {"action": DiscreteSpec(2)})
+
+
+def trajectory(rng, carry):
+    first = rng.random((T + 1, B)) < 0.3  # uneven numbers of reset steps per device
+    first[0] = True
+    done = np.concatenate([first[2:], rng.random((1, B)) < 0.3])
+    terminated = done & (rng.random((T, B)) < 0.5)
+    return Trajectory(
+        obs={"obs": rng.normal(size=(T + 1, B, 4)).astype(np.float32)},
+        first=first,
+        actions={"action": rng.integers(0, 2, (T, B)).astype(np.int32)},
+        rewards=rng.normal(size=(T, B)).astype(np.float32),
+        terminated=terminated,
+        truncated=done & ~terminated,
+        behaviour_logits={"action": np.zeros((T, B, 2), np.float32)},
+        initial_carry=carry,
+    )
+
+
+def main() -> int:
+    assert jax.device_count() == 2, jax.devices()
+    mesh = make_mesh(None)
+    worst = 0.0
+    for body in ("Linear", "LSTM"):
+        network = ModularNetwork(spec=SPEC, network_body=body, normalize=False, hidden_size=32)
+        agent = make_actor_critic(network, SPEC)
+        optimizer = make_rmsprop(7e-4, max_grad_norm=0.5)
+        state = init_train_state(agent, optimizer, jax.random.PRNGKey(0))
+        rng = np.random.default_rng(1)
+        carry = jax.tree.map(
+            lambda x, rng=rng: rng.normal(size=x.shape).astype(np.float32), agent.initial_carry(B)
+        )
+        traj = trajectory(rng, carry)
+        valid = ~traj.first[1:]
+        # Uneven sample counts per device: a plain mean of the two gradients would be wrong.
+        assert valid[:, : B // 2].sum() != valid[:, B // 2 :].sum()
+
+        single_state, single_metrics = jax.jit(make_update(agent, optimizer))(state, traj)
+        update = make_towered_update(agent, optimizer, mesh, to_global(mesh, carry, _BATCH))
+        towered_state, towered_metrics = update(
+            to_global(mesh, state, jax.sharding.PartitionSpec()),
+            traj._replace(initial_carry=to_global(mesh, carry, _BATCH)),
+        )
+        towered_state, towered_metrics = to_local((towered_state, towered_metrics))
+        for a, b in zip(
+            jax.tree.leaves((single_state.params, single_metrics)),
+            jax.tree.leaves((towered_state.params, towered_metrics)),
+            strict=True,
+        ):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+            worst = max(worst, float(np.max(np.abs(np.asarray(a) - np.asarray(b)))))
+    print(f"max abs difference {worst:.3g}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
