@@ -8,6 +8,7 @@ estimators are rlax's single-trajectory primitives mapped over the batch axis ``
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import chex
 import jax
@@ -15,6 +16,7 @@ import jax.numpy as jnp
 import rlax
 
 __all__ = [
+    "VTraceOutput",
     "entropy",
     "entropy_loss",
     "gae_advantages",
@@ -25,6 +27,7 @@ __all__ = [
     "normalize_advantages",
     "policy_gradient_loss",
     "value_loss",
+    "vtrace",
 ]
 
 
@@ -143,6 +146,95 @@ def gae_advantages(
         )
 
     return _over_batch(gae)(r_t, discount_t, _per_step(lambda_, r_t), values)
+
+
+class VTraceOutput(NamedTuple):
+    """V-trace value targets and policy-gradient advantages for a ``[T, B]`` rollout."""
+
+    targets: jax.Array  # [T, B] float: v_s, the value targets for values[:-1]
+    pg_advantages: jax.Array  # [T, B] float: min(ρ̄_pg, ρ_s) (q_s - V(x_s))
+    q_estimates: jax.Array  # [T, B] float: q_s = r_s + discount_s * (bootstrap of step s + 1)
+
+
+def vtrace(
+    r_t: jax.typing.ArrayLike,
+    discount_t: jax.typing.ArrayLike,
+    values: jax.typing.ArrayLike,
+    rho_tm1: jax.typing.ArrayLike,
+    lambda_: jax.typing.ArrayLike = 1.0,
+    *,
+    clip_rho_threshold: float = 1.0,
+    clip_c_threshold: float = 1.0,
+    clip_pg_rho_threshold: float = 1.0,
+) -> VTraceOutput:
+    """V-trace targets and advantages for off-policy actor-critic learning.
+
+    Espeholt et al., 2018, "IMPALA: Scalable Distributed Deep-RL with Importance Weighted
+    Actor-Learner Architectures", section 4.1 and remark 2: with ``V_s = values[s]``,
+
+    * ``δ_s = min(ρ̄, ρ_s) (r_s + discount_s V_{s+1} - V_s)``,
+    * ``c_s = λ_s min(c̄, ρ_s)``,
+    * ``v_s = V_s + δ_s + discount_s c_s (v_{s+1} - V_{s+1})``, with ``v_T = V_T``,
+    * ``q_s = r_s + discount_s (λ_s v_{s+1} + (1 - λ_s) V_{s+1})``, with ``v_T = V_T``,
+    * ``pg_advantage_s = min(ρ̄_pg, ρ_s) (q_s - V_s)``.
+
+    With ``λ = 1`` this is the paper's recursion; a ``λ_s`` of 0 cuts the trace and bootstraps
+    from ``V_{s+1}``, as needed at a time-limit truncation. On-policy (``ρ = 1``, ``c̄ >= 1``,
+    ``ρ̄ >= 1``) the targets are the λ-returns and the advantages GAE(λ). The recursion is
+    ``rlax.vtrace`` mapped over ``B``; rlax fixes ``c̄ = 1``, so its λ is scaled by
+    ``min(c̄, ρ) / min(1, ρ)`` (exactly 1 when ``c̄ = 1``) to give ``c_s`` for any ``c̄``.
+
+    Args:
+      r_t: ``[T, B]`` rewards for the action at step ``t``.
+      discount_t: ``[T, B]`` discounts after step ``t`` (0 where the episode terminated).
+      values: ``[T + 1, B]`` values ``V`` of the observations ``0..T`` under the learned policy.
+      rho_tm1: ``[T, B]`` importance ratios ``π(a_t|x_t) / μ(a_t|x_t)`` of the actions taken.
+      lambda_: scalar or ``[T, B]`` trace parameter.
+      clip_rho_threshold: ρ̄, clips the ratios in the TD errors (IMPALA default 1).
+      clip_c_threshold: c̄, clips the ratios in the trace coefficients (IMPALA default 1).
+      clip_pg_rho_threshold: ρ̄_pg, clips the ratios of the policy-gradient advantages
+        (IMPALA default 1).
+
+    Returns:
+      ``[T, B]`` targets, advantages and q estimates, with gradients stopped.
+
+    Raises:
+      ValueError: a clipping threshold is negative.
+    """
+    thresholds = {
+        "clip_rho_threshold": clip_rho_threshold,
+        "clip_c_threshold": clip_c_threshold,
+        "clip_pg_rho_threshold": clip_pg_rho_threshold,
+    }
+    for name, threshold in thresholds.items():
+        if threshold < 0:
+            raise ValueError(f"vtrace needs {name} >= 0 (1.0 in IMPALA), got {threshold}.")
+    values = jnp.asarray(values)
+    _check_sequences(r_t, discount_t, values[1:])
+    chex.assert_equal_shape([r_t, rho_tm1])
+    chex.assert_type(rho_tm1, float)
+    r_t, discount_t, rho_tm1 = jnp.asarray(r_t), jnp.asarray(discount_t), jnp.asarray(rho_tm1)
+    values, rho_tm1 = jax.lax.stop_gradient(values), jax.lax.stop_gradient(rho_tm1)
+    lambda_t = _per_step(lambda_, r_t)
+    v_tm1, v_t = values[:-1], values[1:]
+
+    unit_clipped = jnp.minimum(1.0, rho_tm1)
+    safe_unit_clipped = jnp.where(unit_clipped > 0, unit_clipped, 1.0)
+    c_scale = jnp.where(
+        unit_clipped > 0, jnp.minimum(clip_c_threshold, rho_tm1) / safe_unit_clipped, 1.0
+    )
+
+    def errors(v_tm1, v_t, r, discount, rho, lambda_t):
+        return rlax.vtrace(v_tm1, v_t, r, discount, rho, lambda_t, clip_rho_threshold)
+
+    errors_tm1 = _over_batch(errors)(v_tm1, v_t, r_t, discount_t, rho_tm1, lambda_t * c_scale)
+    targets = v_tm1 + errors_tm1
+    bootstrap_t = jnp.concatenate(
+        [lambda_t[:-1] * targets[1:] + (1.0 - lambda_t[:-1]) * v_t[:-1], v_t[-1:]]
+    )
+    q_estimates = r_t + discount_t * bootstrap_t
+    pg_advantages = jnp.minimum(clip_pg_rho_threshold, rho_tm1) * (q_estimates - v_tm1)
+    return VTraceOutput(targets, pg_advantages, q_estimates)
 
 
 def masked_mean(x: jax.typing.ArrayLike, mask: jax.typing.ArrayLike) -> jax.Array:

@@ -17,6 +17,7 @@ from fnrl.losses import (
     normalize_advantages,
     policy_gradient_loss,
     value_loss,
+    vtrace,
 )
 
 SHAPES = [(1, 1), (5, 3), (8, 2)]
@@ -268,6 +269,7 @@ def _jit_cases():
         "policy_gradient_loss": (policy_gradient_loss, (logits_t, a_t, adv_t, mask_t)),
         "entropy_loss": (entropy_loss, (logits_t, mask_t)),
         "value_loss": (value_loss, (r_t, values[1:], discount_t > 0)),
+        "vtrace": (vtrace, (r_t, discount_t, values, np.exp(r_t), lambda_t)),
     }
 
 
@@ -275,3 +277,114 @@ def _jit_cases():
 def test_jit_gives_the_same_result(name):
     fn, args = _jit_cases()[name]
     np.testing.assert_allclose(jax.jit(fn)(*args), fn(*args), **TOL)
+
+
+def _importance_ratios(seed, T, B):
+    """Ratios spread over both sides of 1 (log-normal), as off-policy data gives."""
+    rng = np.random.default_rng(seed)
+    return np.exp(rng.normal(0.0, 0.8, size=(T, B))).astype(np.float32)
+
+
+def _vtrace_loop(r_t, discount_t, values, rho_t, lambda_t, rho_bar, c_bar, pg_rho_bar):
+    """The recursion of Espeholt et al. (2018), section 4.1, one step at a time."""
+    T, B = r_t.shape
+    targets, advantages = np.zeros((T, B)), np.zeros((T, B))
+    for b in range(B):
+        v_next = values[T, b]  # v_T = V(x_T)
+        for s in reversed(range(T)):
+            rho, d, lam = rho_t[s, b], discount_t[s, b], lambda_t[s, b]
+            delta = min(rho_bar, rho) * (r_t[s, b] + d * values[s + 1, b] - values[s, b])
+            c = lam * min(c_bar, rho)
+            target = values[s, b] + delta + d * c * (v_next - values[s + 1, b])
+            q = r_t[s, b] + d * (lam * v_next + (1 - lam) * values[s + 1, b])
+            advantages[s, b] = min(pg_rho_bar, rho) * (q - values[s, b])
+            targets[s, b] = v_next = target
+    return targets, advantages
+
+
+@pytest.mark.parametrize("T, B", SHAPES)
+@pytest.mark.parametrize("rho_bar, c_bar, pg_rho_bar", [(1.0, 1.0, 1.0), (0.8, 1.5, 0.5)])
+def test_vtrace_equals_python_loop_with_episode_ends(T, B, rho_bar, c_bar, pg_rho_bar):
+    r_t, discount_t, values, lambda_t = _rollout(10, T, B)  # zero discounts and lambdas inside
+    rho_t = _importance_ratios(11, T, B)
+    got = vtrace(
+        r_t,
+        discount_t,
+        values,
+        rho_t,
+        lambda_t,
+        clip_rho_threshold=rho_bar,
+        clip_c_threshold=c_bar,
+        clip_pg_rho_threshold=pg_rho_bar,
+    )
+    want_targets, want_advantages = _vtrace_loop(
+        r_t, discount_t, values, rho_t, lambda_t, rho_bar, c_bar, pg_rho_bar
+    )
+    assert got.targets.shape == (T, B) and got.targets.dtype == jnp.float32
+    assert got.pg_advantages.shape == (T, B) and got.pg_advantages.dtype == jnp.float32
+    np.testing.assert_allclose(got.targets, want_targets, **TOL)
+    np.testing.assert_allclose(got.pg_advantages, want_advantages, **TOL)
+
+
+@pytest.mark.parametrize("c_bar", [1.0, 2.0])
+def test_vtrace_equals_lambda_returns_on_policy(c_bar):
+    r_t, discount_t, values, lambda_t = _rollout(12, 8, 3)
+    on_policy = np.ones_like(r_t)
+    got = vtrace(r_t, discount_t, values, on_policy, lambda_t, clip_c_threshold=c_bar)
+    np.testing.assert_allclose(
+        got.targets, lambda_returns(r_t, discount_t, values[1:], lambda_t), **TOL
+    )
+    np.testing.assert_allclose(
+        got.pg_advantages, gae_advantages(r_t, discount_t, values, lambda_t), **TOL
+    )
+
+
+def test_vtrace_clips_ratios_as_specified():
+    # T = 2, B = 1, discount 0.5, V = [1, 2, 4], rewards 1; rho_0 = 3 (above 1), rho_1 = 0.5.
+    r_t = np.ones((2, 1), np.float32)
+    discount_t = np.full((2, 1), 0.5, np.float32)
+    values = np.array([[1.0], [2.0], [4.0]], np.float32)
+    rho_t = np.array([[3.0], [0.5]], np.float32)
+    # rho_bar = c_bar = pg_rho_bar = 1: delta_1 = 0.5 (1 + 2 - 2), v_1 = 2.5; delta_0 = 1
+    # (clipped from 3), c_0 = 1, v_0 = 1 + 1 + 0.5 * 0.5 = 2.25; q_0 = 1 + 0.5 * 2.5 = 2.25,
+    # advantage_0 = 1 * 1.25; q_1 = 1 + 0.5 * 4 = 3, advantage_1 = 0.5 * 1.
+    clipped = vtrace(r_t, discount_t, values, rho_t)
+    np.testing.assert_allclose(clipped.targets, [[2.25], [2.5]], **TOL)
+    np.testing.assert_allclose(clipped.pg_advantages, [[1.25], [0.5]], **TOL)
+    np.testing.assert_allclose(clipped.q_estimates, [[2.25], [3.0]], **TOL)
+    # No clipping: delta_0 = 3, c_0 = 3, v_0 = 1 + 3 + 0.5 * 3 * 0.5; advantage_0 = 3 * 1.25.
+    loose = dict(clip_rho_threshold=10.0, clip_c_threshold=10.0, clip_pg_rho_threshold=10.0)
+    unclipped = vtrace(r_t, discount_t, values, rho_t, **loose)
+    np.testing.assert_allclose(unclipped.targets, [[4.75], [2.5]], **TOL)
+    np.testing.assert_allclose(unclipped.pg_advantages, [[3.75], [0.5]], **TOL)
+    # c_bar = 0 cuts every trace: one-step TD targets V + min(rho_bar, rho) delta.
+    one_step = vtrace(r_t, discount_t, values, rho_t, clip_c_threshold=0.0)
+    np.testing.assert_allclose(one_step.targets, [[2.0], [2.5]], **TOL)
+    # Each threshold only clips its own term.
+    only_pg = vtrace(r_t, discount_t, values, rho_t, clip_rho_threshold=10.0, clip_c_threshold=10)
+    np.testing.assert_allclose(only_pg.targets, unclipped.targets, **TOL)
+    np.testing.assert_allclose(only_pg.pg_advantages, [[1.25], [0.5]], **TOL)
+
+
+def test_vtrace_with_all_ratios_above_the_thresholds_is_on_policy():
+    r_t, discount_t, values, lambda_t = _rollout(13, 6, 2)
+    far_off = np.full_like(r_t, 5.0)
+    got = vtrace(r_t, discount_t, values, far_off, lambda_t)
+    want = vtrace(r_t, discount_t, values, np.ones_like(r_t), lambda_t)
+    np.testing.assert_allclose(got.targets, want.targets, **TOL)
+    np.testing.assert_allclose(got.pg_advantages, want.pg_advantages, **TOL)
+
+
+def test_vtrace_stops_gradients_and_rejects_negative_thresholds():
+    r_t, discount_t, values, lambda_t = _rollout(14, 5, 3)
+    rho_t = _importance_ratios(15, 5, 3)
+
+    def total(v, rho):
+        out = vtrace(r_t, discount_t, v, rho, lambda_t)
+        return jnp.sum(out.targets) + jnp.sum(out.pg_advantages) + jnp.sum(out.q_estimates)
+
+    grad_v, grad_rho = jax.grad(total, argnums=(0, 1))(values, rho_t)
+    np.testing.assert_array_equal(grad_v, np.zeros_like(values))
+    np.testing.assert_array_equal(grad_rho, np.zeros_like(rho_t))
+    with pytest.raises(ValueError, match="clip_c_threshold >= 0"):
+        vtrace(r_t, discount_t, values, rho_t, clip_c_threshold=-1.0)

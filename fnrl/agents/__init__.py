@@ -12,8 +12,9 @@ from fnrl.agents.base import (
     sample_actions,
     unroll,
 )
+from fnrl.agents.vtrace import make_actor_critic_vtrace
 
-AGENTS = {"ActorCritic": make_actor_critic}
+AGENTS = {"ActorCritic": make_actor_critic, "ActorCriticVtrace": make_actor_critic_vtrace}
 
 __all__ = [
     "AGENTS",
@@ -24,6 +25,7 @@ __all__ = [
     "init_train_state",
     "make_act",
     "make_actor_critic",
+    "make_actor_critic_vtrace",
     "make_update",
     "sample_actions",
     "unroll",

@@ -1,0 +1,144 @@
+"""Off-policy actor-critic with V-trace: adept's ActorCriticVtrace as pure functions.
+
+Espeholt et al. 2018, "IMPALA: Scalable Distributed Deep-RL with Importance Weighted
+Actor-Learner Architectures". The learner re-runs the network over each trajectory that actors
+collected with an older policy and corrects for the difference with clipped importance ratios.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from fnrl import losses
+from fnrl.agents.base import Agent, LossOutput, make_act, unroll
+from fnrl.specs import EnvSpec
+from fnrl.types import Params, PRNGKey, Trajectory
+
+
+def make_actor_critic_vtrace(
+    network: nn.Module,
+    spec: EnvSpec,
+    *,
+    discount: float = 0.99,
+    gae_lambda: float = 1.0,
+    use_gae: bool = True,
+    normalize_advantage: bool = False,
+    entropy_coef: float = 0.01,
+    clip_rho_threshold: float = 1.0,
+    clip_c_threshold: float = 1.0,
+    clip_pg_rho_threshold: float = 1.0,
+) -> Agent:
+    """Builds adept's IMPALA agent (ActorCriticVtrace) around ``network``.
+
+    The loss over a T-step trajectory of B envs, averaged over the steps that carry learning
+    signal (the automatic-reset steps are masked out, as in ``make_actor_critic``):
+    ``policy_loss + value_loss + entropy_coef * entropy_loss`` where
+
+    * ``ρ_t = π(a_t|x_t) / μ(a_t|x_t)``, the ratio of the learned policy π (recomputed by
+      unrolling the network from the trajectory's initial carry, reset where ``first``) to the
+      behaviour policy μ (``trajectory.behaviour_logits``), multiplied over action keys;
+    * ``v_t`` and ``A_t`` are the V-trace targets and policy-gradient advantages of
+      :func:`fnrl.losses.vtrace` with thresholds ρ̄, c̄ and ρ̄_pg;
+    * ``policy_loss = -log π(a_t|x_t) * A_t`` summed over action keys;
+    * ``value_loss = 0.5 * (v_t - V(x_t))^2`` (the baseline cost);
+    * ``entropy_loss = -H(π(.|x_t))`` summed over action keys.
+
+    A terminated episode does not bootstrap (``discount_t = 0``); a time-limit truncation
+    bootstraps from the value of the truncated observation and cuts the trace there. Metrics
+    add ``importance``, the mean ``ρ_t`` (adept's), which is 1 on-policy.
+
+    The signature matches ``make_actor_critic``, so any mode can run either agent.
+
+    Args:
+        network: a ``ModularNetwork`` (or any module with its call signature) for ``spec``.
+        spec: the environment's observation and action specs.
+        discount: gamma (adept default 0.99).
+        gae_lambda: λ of the trace coefficients ``c_t = λ min(c̄, ρ_t)`` (adept's ``--tau``,
+            default 1.0, the paper's V-trace).
+        use_gae: when False, ``gae_lambda`` is ignored and λ = 1, as in ``make_actor_critic``.
+        normalize_advantage: normalize the advantages (unbiased std + 1e-5; adept default off).
+        entropy_coef: entropy bonus weight (adept 0.01).
+        clip_rho_threshold: ρ̄ (adept 1.0).
+        clip_c_threshold: c̄ (adept 1.0).
+        clip_pg_rho_threshold: ρ̄_pg (adept 1.0).
+
+    Returns:
+        The agent's pure functions.
+
+    Raises:
+        ValueError: a hyperparameter is out of range.
+    """
+    if not 0.0 <= discount <= 1.0:
+        raise ValueError(f"discount must be in [0, 1], got {discount}")
+    if not 0.0 <= gae_lambda <= 1.0:
+        raise ValueError(f"gae_lambda (--tau) must be in [0, 1], got {gae_lambda}")
+    thresholds = {
+        "clip_rho_threshold": clip_rho_threshold,
+        "clip_c_threshold": clip_c_threshold,
+        "clip_pg_rho_threshold": clip_pg_rho_threshold,
+    }
+    for name, threshold in thresholds.items():
+        if threshold < 0:
+            raise ValueError(f"{name} must be >= 0 (IMPALA uses 1.0), got {threshold}")
+    lambda_ = gae_lambda if use_gae else 1.0
+
+    def init(key: PRNGKey) -> Params:
+        obs = {name: jnp.zeros((1, *s.shape), s.dtype) for name, s in spec.observations.items()}
+        first = jnp.ones((1,), bool)
+        return network.init(key, network.initial_carry(1), obs, first, train=False)
+
+    def loss(params: Params, trajectory: Trajectory) -> tuple[jax.Array, LossOutput]:
+        outputs, state = unroll(
+            network, params, trajectory.initial_carry, trajectory.obs, trajectory.first
+        )
+        values = outputs.value  # [T + 1, B]
+        names = sorted(spec.actions)
+        valid_t = ~trajectory.first[1:]
+        discount_t = discount * (1.0 - trajectory.terminated.astype(jnp.float32))
+        lambda_t = lambda_ * (1.0 - trajectory.truncated.astype(jnp.float32))
+        # The ratios are constants of the loss: gradients flow through log π in the losses only.
+        log_rho_t = sum(
+            losses.log_prob(jax.lax.stop_gradient(outputs.logits[name][:-1]), a_t)
+            - losses.log_prob(trajectory.behaviour_logits[name], a_t)
+            for name, a_t in trajectory.actions.items()
+        )
+        rho_t = jnp.exp(log_rho_t)
+        vtrace = losses.vtrace(
+            trajectory.rewards,
+            discount_t,
+            values,
+            rho_t,
+            lambda_t,
+            clip_rho_threshold=clip_rho_threshold,
+            clip_c_threshold=clip_c_threshold,
+            clip_pg_rho_threshold=clip_pg_rho_threshold,
+        )
+        advantages_t = vtrace.pg_advantages
+        if normalize_advantage:
+            advantages_t = losses.normalize_advantages(advantages_t, valid_t)
+
+        policy_loss = sum(
+            losses.policy_gradient_loss(
+                outputs.logits[name][:-1], trajectory.actions[name], advantages_t, valid_t
+            )
+            for name in names
+        )
+        entropy_loss = sum(
+            losses.entropy_loss(outputs.logits[name][:-1], valid_t) for name in names
+        )
+        value_loss = losses.value_loss(values[:-1], vtrace.targets, valid_t)
+        total = policy_loss + value_loss + entropy_coef * entropy_loss
+        metrics = {
+            "total_loss": total,
+            "policy_loss": policy_loss,
+            "value_loss": value_loss,
+            "entropy_loss": entropy_loss,
+            "value": losses.masked_mean(values[:-1], valid_t),
+            "advantage": losses.masked_mean(advantages_t, valid_t),
+            "importance": losses.masked_mean(rho_t, valid_t),
+        }
+        return total, LossOutput(metrics, state, count=valid_t.sum())
+
+    return Agent(init=init, initial_carry=network.initial_carry, act=make_act(network), loss=loss)
