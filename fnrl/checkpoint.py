@@ -1,16 +1,30 @@
-"""Atomic checkpoints of a TrainState with its counters and config.
+"""Atomic checkpoints of a training run: everything needed to continue it exactly.
 
 A checkpoint is a directory ``checkpoints/step_{N}/`` (N = environment steps) holding
-``state.msgpack`` (flax serialization of params, optimizer state, RNG key, update count) and
-``meta.json`` (counters and the run's config). It is written under a temporary name, fsynced,
-and renamed into place, so a crash mid-save never leaves a broken checkpoint behind.
+
+* ``state.msgpack``: the ``TrainState`` (params with batch-norm statistics, optimizer state,
+  PRNG key, update count), flax serialization;
+* ``meta.json``: counters, the mode, the run's config and what the retention policy ranks by;
+* ``carry.msgpack`` (optional): the recurrent state of the acting envs (local mode);
+* ``env_actions.npz`` (optional): the actions sent to the envs since their seeded reset, one
+  ``[N, B]`` integer array per action name, which :mod:`fnrl.parallel.resume` replays to bring
+  fresh envs back to the exact state they had at the save.
+
+Writes are atomic: the files go to a temporary directory, are fsynced, and the directory is
+renamed into place (then the parent is fsynced). A crash at any point of a save leaves every
+earlier checkpoint intact and at most a hidden temporary directory behind, which
+:func:`remove_incomplete` clears. A checkpoint that cannot be read or does not fit raises one
+:class:`CheckpointError` naming the path and the problem.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +32,12 @@ import flax.serialization
 import jax
 import numpy as np
 
-from fnrl.types import TrainState
+from fnrl.types import Carry, Params, TrainState
 
-_STATE_FILE = "state.msgpack"
-_META_FILE = "meta.json"
+STATE_FILE = "state.msgpack"
+META_FILE = "meta.json"
+CARRY_FILE = "carry.msgpack"
+ACTIONS_FILE = "env_actions.npz"
 _PREFIX = "step_"
 
 
@@ -44,16 +60,33 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{name: np.asarray(a) for name, a in arrays.items()})
+    return buffer.getvalue()
+
+
 def save_checkpoint(
-    directory: str | os.PathLike, state: TrainState, meta: dict[str, Any], *, env_steps: int
+    directory: str | os.PathLike,
+    state: TrainState,
+    meta: Mapping[str, Any],
+    *,
+    env_steps: int,
+    carry: Carry | None = None,
+    env_actions: Mapping[str, np.ndarray] | None = None,
 ) -> Path:
-    """Writes ``state`` and ``meta`` to ``directory/step_{env_steps}`` atomically.
+    """Writes a checkpoint to ``directory/step_{env_steps}`` atomically.
+
+    An existing checkpoint of the same step is replaced; until the new one is in place the old
+    one stays (under a hidden name if the crash comes between the two renames).
 
     Args:
         directory: the run's ``checkpoints`` directory (created if missing).
         state: the learner state to save (fetched from the devices).
         meta: JSON-serializable counters and config saved beside the state.
         env_steps: environment steps consumed so far; names the checkpoint.
+        carry: optional pytree of arrays, e.g. the ``[B, ...]`` recurrent carry of the envs.
+        env_actions: optional action name -> ``[N, B]`` integer actions sent to the envs.
 
     Returns:
         The path of the new checkpoint.
@@ -65,14 +98,80 @@ def save_checkpoint(
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    _write_synced(tmp / _STATE_FILE, flax.serialization.to_bytes(jax.device_get(state)))
-    _write_synced(tmp / _META_FILE, json.dumps({**meta, "env_steps": env_steps}).encode())
+    _write_synced(tmp / STATE_FILE, flax.serialization.to_bytes(jax.device_get(state)))
+    if carry is not None:
+        _write_synced(tmp / CARRY_FILE, flax.serialization.to_bytes(jax.device_get(carry)))
+    if env_actions is not None:
+        _write_synced(tmp / ACTIONS_FILE, _npz_bytes(env_actions))
+    meta = {**meta, "env_steps": env_steps}
+    _write_synced(tmp / META_FILE, json.dumps(meta, allow_nan=True).encode())
     _fsync_dir(tmp)
+    old = None
     if final.exists():
-        shutil.rmtree(final)
+        old = directory / f".{_PREFIX}{env_steps}.old{os.getpid()}"
+        os.replace(final, old)
     os.replace(tmp, final)
     _fsync_dir(directory)
+    if old is not None:
+        shutil.rmtree(old)
     return final
+
+
+def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``meta.json`` of a checkpoint.
+
+    Raises:
+        CheckpointError: it is missing or is not JSON.
+    """
+    path = Path(path)
+    try:
+        return json.loads((path / META_FILE).read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
+
+
+def _shape_dtype(x: Any) -> tuple[tuple[int, ...], np.dtype]:
+    if hasattr(x, "shape") and hasattr(x, "dtype"):  # arrays and jax.ShapeDtypeStruct
+        return tuple(x.shape), np.dtype(x.dtype)
+    x = np.asarray(x)
+    return x.shape, x.dtype
+
+
+def _restore(path: Path, what: str, target: Any, state_dict: Any) -> Any:
+    """``state_dict`` in the structure of ``target``, checked leaf by leaf."""
+    try:
+        restored = flax.serialization.from_state_dict(target, state_dict)
+    except Exception as e:  # flax raises ValueError/KeyError/TypeError for mismatched trees
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or from another network ({what}): {e}"
+        ) from e
+    expected = jax.tree_util.tree_leaves_with_path(target)
+    got_leaves = jax.tree.leaves(restored)
+    if len(expected) != len(got_leaves):
+        raise CheckpointError(
+            f"checkpoint {path} does not fit this network: {what} has {len(got_leaves)} arrays "
+            f"in the checkpoint but {len(expected)} here"
+        )
+    for (key_path, want), got in zip(expected, got_leaves, strict=True):
+        (want_shape, want_dtype), (got_shape, got_dtype) = _shape_dtype(want), _shape_dtype(got)
+        if want_shape != got_shape or want_dtype != got_dtype:
+            raise CheckpointError(
+                f"checkpoint {path} does not fit this network: "
+                f"{what}{jax.tree_util.keystr(key_path)} is {got_dtype}{list(got_shape)} in the "
+                f"checkpoint but {want_dtype}{list(want_shape)} here"
+            )
+    return restored
+
+
+def _read_msgpack(path: Path, name: str) -> Any:
+    try:
+        data = (path / name).read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
+    try:
+        return flax.serialization.msgpack_restore(data)
+    except Exception as e:  # msgpack raises many types for corrupt bytes
+        raise CheckpointError(f"checkpoint {path} is corrupt ({name}): {e}") from e
 
 
 def load_checkpoint(path: str | os.PathLike, target: TrainState) -> tuple[TrainState, dict]:
@@ -80,7 +179,8 @@ def load_checkpoint(path: str | os.PathLike, target: TrainState) -> tuple[TrainS
 
     Args:
         path: a ``step_{N}`` checkpoint directory.
-        target: a state with the expected structure, shapes and dtypes (e.g. a fresh init).
+        target: a state with the expected structure, shapes and dtypes (a fresh init, or
+            ``jax.eval_shape`` of one).
 
     Returns:
         The restored state (numpy arrays) and the checkpoint's meta dict.
@@ -90,27 +190,63 @@ def load_checkpoint(path: str | os.PathLike, target: TrainState) -> tuple[TrainS
             ``target`` (naming the first mismatching entry).
     """
     path = Path(path)
-    try:
-        data = (path / _STATE_FILE).read_bytes()
-        meta = json.loads((path / _META_FILE).read_text())
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
+    meta = read_meta(path)
+    state_dict = _read_msgpack(path, STATE_FILE)
     target = jax.device_get(target)
+    return _restore(path, "state", target, state_dict), meta
+
+
+def load_params(path: str | os.PathLike, target: Params) -> Params:
+    """Reads only the network variables of a checkpoint, whatever the optimizer was.
+
+    Args:
+        path: a ``step_{N}`` checkpoint directory.
+        target: variables with the expected structure (``Agent.init`` or its ``eval_shape``).
+
+    Returns:
+        The params (with batch-norm statistics), numpy arrays.
+
+    Raises:
+        CheckpointError: as :func:`load_checkpoint`.
+    """
+    path = Path(path)
+    state_dict = _read_msgpack(path, STATE_FILE)
+    if not isinstance(state_dict, dict) or "params" not in state_dict:
+        raise CheckpointError(f"checkpoint {path} is corrupt: {STATE_FILE} holds no params")
+    return _restore(path, "params", jax.device_get(target), state_dict["params"])
+
+
+def load_carry(path: str | os.PathLike, target: Carry) -> Carry | None:
+    """The saved carry in the structure of ``target``, or None if the checkpoint has none.
+
+    Raises:
+        CheckpointError: it is corrupt or does not fit ``target`` (e.g. another ``--nb-env``).
+    """
+    path = Path(path)
+    if not (path / CARRY_FILE).exists():
+        return None
+    return _restore(path, "carry", jax.device_get(target), _read_msgpack(path, CARRY_FILE))
+
+
+def load_env_actions(path: str | os.PathLike) -> dict[str, np.ndarray] | None:
+    """The saved env action log (name -> ``[N, B]``), or None if the checkpoint has none.
+
+    Raises:
+        CheckpointError: the file is corrupt.
+    """
+    path = Path(path) / ACTIONS_FILE
+    if not path.exists():
+        return None
     try:
-        state = flax.serialization.from_bytes(target, data)
-    except Exception as e:  # msgpack and flax raise many types for corrupt bytes
-        raise CheckpointError(f"checkpoint {path} is corrupt or from another network: {e}") from e
-    expected = jax.tree_util.tree_leaves_with_path(target)
-    restored = jax.tree.leaves(state)
-    for (key_path, want), got in zip(expected, restored, strict=True):
-        want, got = np.asarray(want), np.asarray(got)
-        if want.shape != got.shape or want.dtype != got.dtype:
-            raise CheckpointError(
-                f"checkpoint {path} does not fit this network: "
-                f"{jax.tree_util.keystr(key_path)} is {got.dtype}{list(got.shape)} in the "
-                f"checkpoint but {want.dtype}{list(want.shape)} here"
-            )
-    return state, meta
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except Exception as e:  # zipfile and numpy raise many types for corrupt files
+        raise CheckpointError(f"checkpoint {path.parent} is corrupt ({ACTIONS_FILE}): {e}") from e
+
+
+def _step_of(path: Path) -> int | None:
+    suffix = path.name[len(_PREFIX) :]
+    return int(suffix) if path.name.startswith(_PREFIX) and suffix.isdigit() else None
 
 
 def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
@@ -118,11 +254,88 @@ def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    found = [p for p in directory.iterdir() if p.is_dir() and p.name.startswith(_PREFIX)]
-    return sorted(found, key=lambda p: int(p.name[len(_PREFIX) :]))
+    found = [p for p in directory.iterdir() if p.is_dir() and _step_of(p) is not None]
+    return sorted(found, key=_step_of)
 
 
-def prune_checkpoints(directory: str | os.PathLike, keep: int) -> None:
-    """Deletes all but the ``keep`` most recent checkpoints in ``directory``."""
-    for path in list_checkpoints(directory)[:-keep]:
+def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
+    """The checkpoint with the most steps in ``directory``, None if there is none."""
+    found = list_checkpoints(directory)
+    return found[-1] if found else None
+
+
+def remove_incomplete(directory: str | os.PathLike) -> None:
+    """Deletes what interrupted saves left behind (hidden temporary directories).
+
+    A save interrupted between its two renames leaves the replaced checkpoint under a hidden
+    ``.old`` name; it is put back if its step has no checkpoint.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return
+    for path in directory.iterdir():
+        name = path.name
+        if not (name.startswith(f".{_PREFIX}") and path.is_dir()):
+            continue
+        step, _, kind = name[1:].partition(".")
+        if kind.startswith("old") and not (directory / step).exists():
+            os.replace(path, directory / step)
+        else:
+            shutil.rmtree(path)
+
+
+def _mean_return(path: Path) -> float:
+    try:
+        value = float(read_meta(path).get("mean_return", math.nan))
+    except (CheckpointError, TypeError, ValueError):
+        return math.nan
+    return value
+
+
+def prune_checkpoints(
+    directory: str | os.PathLike, *, keep_last: int, keep_best: int = 0
+) -> list[Path]:
+    """Deletes all checkpoints but the ``keep_last`` most recent and the ``keep_best`` best.
+
+    "Best" ranks by ``meta["mean_return"]`` (higher first; checkpoints without one, or with
+    nan, never rank), adept's top-N model saver.
+
+    Returns:
+        The deleted paths.
+    """
+    found = list_checkpoints(directory)
+    keep = set(found[-keep_last:]) if keep_last > 0 else set()
+    ranked = [(r, _step_of(p), p) for p in found if math.isfinite(r := _mean_return(p))]
+    ranked.sort(key=lambda item: (-item[0], -item[1]))
+    keep.update(p for _, _, p in ranked[:keep_best])
+    removed = [p for p in found if p not in keep]
+    for path in removed:
         shutil.rmtree(path)
+    return removed
+
+
+def find_checkpoint(run_dir: str | os.PathLike, which: str | None = None) -> Path:
+    """A checkpoint of a run, for the command lines.
+
+    Args:
+        run_dir: the run directory (holding ``checkpoints/``), or a checkpoint directory.
+        which: None for the latest; a step count (``"2000"``), a name (``"step_2000"``) or a
+            path.
+
+    Raises:
+        CheckpointError: no such checkpoint (naming the ones that exist).
+    """
+    run_dir = Path(run_dir)
+    if which is None and (run_dir / STATE_FILE).exists():
+        return run_dir
+    directory = run_dir / "checkpoints"
+    found = list_checkpoints(directory)
+    if which is None:
+        if not found:
+            raise CheckpointError(f"no checkpoint in {directory}")
+        return found[-1]
+    for candidate in (Path(which), directory / which, directory / f"{_PREFIX}{which}"):
+        if (candidate / META_FILE).exists() or (candidate / STATE_FILE).exists():
+            return candidate
+    names = ", ".join(p.name for p in found) or "none"
+    raise CheckpointError(f"no checkpoint {which!r} in {directory} (found: {names})")

@@ -5,14 +5,18 @@ Impure: writes files and reads the clock. Layout of a run::
     {log_dir}/{env_id}/{run_id}/
         config.json        every setting of the run (sorted keys, indent 4)
         train_log.txt      one line per summary
-        events.out.tfevents.*
+        events.out.tfevents.*   one file per start of the run (a resume adds one; tensorboard
+                                merges them and drops the steps a resume repeats)
         checkpoints/step_{N}/
+        eval/              results of ``python -m fnrl.evaluate``
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import threading
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -51,17 +55,30 @@ def make_run_dir(log_dir: str, env_id: str, name: str) -> Path:
     raise FileExistsError(f"could not create a fresh run directory under {parent}")
 
 
+def write_config(run_dir: Path, config: Mapping[str, Any]) -> None:
+    """Writes ``config.json`` (sorted keys, indent 4) atomically: temp file, fsync, rename."""
+    path = Path(run_dir) / "config.json"
+    tmp = path.with_name(f".config.json.tmp{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(json.dumps(config, sort_keys=True, indent=4))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 class RunLogger:
-    """Writes a run's config, tensorboard scalars and text log.
+    """Writes a run's config, tensorboard scalars and text log; safe to call from any thread.
 
     Scalars are keyed by environment steps (adept's x axis). Episode returns are written as they
     come; learner metrics at most once every ``summary_frequency`` seconds (adept's
-    ``--summary-frequency``), plus whenever ``force`` is given.
+    ``--summary-frequency``), plus whenever ``force`` is given. A resumed run opens a logger
+    on the same directory: the text log is appended to and a new event file is added.
     """
 
     def __init__(self, run_dir: Path, config: Mapping[str, Any], summary_frequency: float):
         self.run_dir = Path(run_dir)
-        (self.run_dir / "config.json").write_text(json.dumps(config, sort_keys=True, indent=4))
+        write_config(self.run_dir, config)
+        self._lock = threading.RLock()
         self._text = open(self.run_dir / "train_log.txt", "a", buffering=1)  # noqa: SIM115
         self._writer = SummaryWriter(str(self.run_dir), flush_secs=summary_frequency)
         self._summary_frequency = summary_frequency
@@ -70,13 +87,22 @@ class RunLogger:
 
     def episode(self, step: int, returns: float, length: int) -> None:
         """Logs a finished whole game (unclipped return, length in agent steps)."""
-        self.recent_returns.append(returns)
-        self._writer.add_scalar("reward/train", returns, step)
-        self._writer.add_scalar("episode/length", length, step)
+        with self._lock:
+            self.recent_returns.append(returns)
+            self._writer.add_scalar("reward/train", returns, step)
+            self._writer.add_scalar("episode/length", length, step)
+
+    def eval_episode(self, step: int, returns: float, length: int) -> None:
+        """Logs a game of the evaluation thread, played with the params of training ``step``."""
+        with self._lock:
+            self._writer.add_scalar("reward/eval", returns, step)
+            self._writer.add_scalar("episode/eval_length", length, step)
+            self._text.write(f"EVAL: STEP: {step} REWARD: {returns:.2f} LENGTH: {length}\n")
 
     def mean_recent_return(self, count: int = 100) -> float:
         """Mean return of the last ``count`` episodes (at most 100), nan before the first."""
-        recent = list(self.recent_returns)[-count:]
+        with self._lock:
+            recent = list(self.recent_returns)[-count:]
         return sum(recent) / len(recent) if recent else math.nan
 
     def summary(self, step: int, metrics: Mapping[str, float], *, force: bool = False) -> bool:
@@ -88,21 +114,25 @@ class RunLogger:
         now = time.monotonic()
         if not force and now - self._last_summary < self._summary_frequency:
             return False
-        self._last_summary = now
-        for name, value in metrics.items():
-            self._writer.add_scalar(_METRIC_TAGS.get(name, f"metric/{name}"), float(value), step)
-        reward = self.mean_recent_return()
-        self.line(
-            f"STEP: {step} REWARD: {reward:.2f} "
-            + " ".join(f"{name.upper()}: {float(value):.4g}" for name, value in metrics.items())
-        )
+        with self._lock:
+            self._last_summary = now
+            for name, value in metrics.items():
+                tag = _METRIC_TAGS.get(name, f"metric/{name}")
+                self._writer.add_scalar(tag, float(value), step)
+            reward = self.mean_recent_return()
+            self.line(
+                f"STEP: {step} REWARD: {reward:.2f} "
+                + " ".join(f"{name.upper()}: {float(value):.4g}" for name, value in metrics.items())
+            )
         return True
 
     def line(self, text: str) -> None:
         """Appends one line to ``train_log.txt``."""
-        self._text.write(text + "\n")
+        with self._lock:
+            self._text.write(text + "\n")
 
     def close(self) -> None:
         """Flushes and closes the event file and the text log."""
-        self._writer.close()
-        self._text.close()
+        with self._lock:
+            self._writer.close()
+            self._text.close()

@@ -1,13 +1,26 @@
-"""Checkpoints: exact round trips, atomic writes, clear errors."""
+"""Checkpoints: exact round trips, atomic writes under injected crashes, retention, clear errors."""
 
+import json
 import os
+import shutil
 
 import jax
 import numpy as np
 import pytest
 
 from fnrl import checkpoint
-from fnrl.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
+from fnrl.checkpoint import (
+    CheckpointError,
+    find_checkpoint,
+    list_checkpoints,
+    load_carry,
+    load_checkpoint,
+    load_env_actions,
+    load_params,
+    prune_checkpoints,
+    remove_incomplete,
+    save_checkpoint,
+)
 from fnrl.types import TrainState
 
 
@@ -32,9 +45,105 @@ def test_round_trip_is_exact(tmp_path):
     restored, meta = load_checkpoint(path, _state(2))
     _assert_equal_trees(restored, state)
     assert meta == {"updates": 7, "env_steps": 640}
+    assert load_carry(path, np.zeros(3)) is None and load_env_actions(path) is None
 
 
-def test_failure_before_rename_keeps_previous_checkpoint(tmp_path, monkeypatch):
+def test_carry_and_env_actions_round_trip_exactly(tmp_path):
+    carry = (np.arange(6, dtype=np.float32).reshape(2, 3), np.full((2, 3), -1.5, np.float32))
+    actions = {"action": np.array([[0, 5], [255, 3], [7, 7]], np.uint8)}
+    path = save_checkpoint(tmp_path, _state(), {}, env_steps=6, carry=carry, env_actions=actions)
+    _assert_equal_trees(load_carry(path, jax.tree.map(np.zeros_like, carry)), carry)
+    restored = load_env_actions(path)
+    assert restored.keys() == {"action"} and restored["action"].dtype == np.uint8
+    np.testing.assert_array_equal(restored["action"], actions["action"])
+    with pytest.raises(CheckpointError, match=r"carry\[0\] is float32\[2, 3\] in the checkpoint"):
+        load_carry(path, (np.zeros((4, 3), np.float32), np.zeros((4, 3), np.float32)))
+
+
+def test_load_params_needs_no_optimizer_state(tmp_path):
+    state = _state(3)
+    path = save_checkpoint(tmp_path, state, {}, env_steps=1)
+    target = jax.eval_shape(lambda: jax.tree.map(np.zeros_like, state.params))
+    _assert_equal_trees(load_params(path, target), state.params)
+
+
+class _Crash(Exception):
+    pass
+
+
+def _crash_at(monkeypatch, operation):
+    """Makes the ``operation``-th file-system step of a save raise (counted from 0).
+
+    Returns a list that receives the name of every step reached (to count them).
+    """
+    reached = []
+
+    def wrap(name, function):
+        def step(*args, **kwargs):
+            if len(reached) == operation:
+                raise _Crash(name)
+            reached.append(name)
+            return function(*args, **kwargs)
+
+        return step
+
+    monkeypatch.setattr(checkpoint, "_write_synced", wrap("write", checkpoint._write_synced))
+    monkeypatch.setattr(checkpoint, "_fsync_dir", wrap("fsync_dir", checkpoint._fsync_dir))
+    monkeypatch.setattr(checkpoint.os, "replace", wrap("rename", os.replace))
+    monkeypatch.setattr(checkpoint.shutil, "rmtree", wrap("rmtree", shutil.rmtree))
+    return reached
+
+
+def _save(directory, seed, steps):
+    carry = np.full((2, 3), seed, np.float32)
+    actions = {"action": np.full((seed + 1, 2), seed, np.uint8)}
+    return save_checkpoint(
+        directory, _state(seed), {"seed": seed}, env_steps=steps, carry=carry, env_actions=actions
+    )
+
+
+def _assert_checkpoint_is(path, seed):
+    restored, meta = load_checkpoint(path, _state(99))
+    _assert_equal_trees(restored, _state(seed))
+    assert meta["seed"] == seed
+    np.testing.assert_array_equal(load_carry(path, np.zeros((2, 3), np.float32)), seed)
+    assert load_env_actions(path)["action"].shape == (seed + 1, 2)
+
+
+@pytest.mark.parametrize("replace_same_step", [False, True])
+def test_a_save_crashing_at_any_point_leaves_a_loadable_run(
+    tmp_path, monkeypatch, replace_same_step
+):
+    # Count the file-system steps of one save, then crash at each of them in turn.
+    with monkeypatch.context() as patch:
+        probe = tmp_path / "probe"
+        _save(probe, 1, 10)
+        if replace_same_step:
+            _save(probe, 2, 20)
+        reached = _crash_at(patch, operation=10**9)
+        _save(probe, 3, 20)
+        operations = len(reached)
+    assert operations >= 6  # 4 files, directory fsyncs, rename(s)
+    for operation in range(operations):
+        directory = tmp_path / f"crash{operation}"
+        _save(directory, 1, 10)
+        if replace_same_step:
+            _save(directory, 2, 20)
+        with monkeypatch.context() as patch:
+            _crash_at(patch, operation)
+            with pytest.raises(_Crash):
+                _save(directory, 3, 20)
+        remove_incomplete(directory)
+        found = {p.name: p for p in list_checkpoints(directory)}
+        assert not [p for p in directory.iterdir() if p.name.startswith(".")], operation
+        _assert_checkpoint_is(found["step_10"], 1)
+        assert "step_20" in found or not replace_same_step, operation
+        if "step_20" in found:  # either the old or the new checkpoint, complete
+            new = json.loads((found["step_20"] / "meta.json").read_text())["seed"] == 3
+            _assert_checkpoint_is(found["step_20"], 3 if new else 2)
+
+
+def test_a_failed_rename_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     good = save_checkpoint(tmp_path, _state(1), {}, env_steps=10)
 
     def crash(src, dst):
@@ -52,7 +161,17 @@ def test_truncated_file_gives_clear_error(tmp_path):
     path = save_checkpoint(tmp_path, _state(1), {}, env_steps=10)
     state_file = path / "state.msgpack"
     os.truncate(state_file, state_file.stat().st_size // 2)
-    with pytest.raises(CheckpointError, match="corrupt"):
+    with pytest.raises(CheckpointError, match=r"step_10 is corrupt \(state.msgpack\)"):
+        load_checkpoint(path, _state(1))
+
+
+def test_corrupt_meta_and_action_log_give_clear_errors(tmp_path):
+    path = _save(tmp_path, 1, 10)
+    (path / "env_actions.npz").write_bytes(b"not a zip file")
+    with pytest.raises(CheckpointError, match=r"step_10 is corrupt \(env_actions.npz\)"):
+        load_env_actions(path)
+    (path / "meta.json").write_text("{broken")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint .*step_10"):
         load_checkpoint(path, _state(1))
 
 
@@ -61,6 +180,9 @@ def test_other_network_gives_error_naming_the_entry(tmp_path):
     mismatch = r"\['bn'\]\['mean'\] is float32\[3\] in the checkpoint but float32\[5\] here"
     with pytest.raises(CheckpointError, match=mismatch):
         load_checkpoint(path, _state(1, width=5))
+    other = {"params": {"conv": {"kernel": np.zeros((3, 3), np.float32)}}}
+    with pytest.raises(CheckpointError, match="step_10 is corrupt or from another network"):
+        load_params(path, other)
 
 
 def test_missing_checkpoint_gives_clear_error(tmp_path):
@@ -68,8 +190,40 @@ def test_missing_checkpoint_gives_clear_error(tmp_path):
         load_checkpoint(tmp_path / "step_5", _state())
 
 
-def test_prune_keeps_the_most_recent(tmp_path):
-    for steps in (5, 100, 20, 7):
-        save_checkpoint(tmp_path, _state(), {}, env_steps=steps)
-    checkpoint.prune_checkpoints(tmp_path, keep=2)
-    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_20", "step_100"]
+def test_prune_keeps_the_last_and_the_best(tmp_path):
+    returns = {5: 10.0, 7: 90.0, 20: None, 50: 80.0, 60: 20.0, 100: 30.0, 200: 5.0}
+    for steps, mean_return in returns.items():
+        save_checkpoint(tmp_path, _state(), {"mean_return": mean_return}, env_steps=steps)
+    (tmp_path / "step_x").mkdir()  # not a checkpoint: ignored
+    removed = prune_checkpoints(tmp_path, keep_last=2, keep_best=2)
+    assert [p.name for p in list_checkpoints(tmp_path)] == [
+        "step_7",
+        "step_50",
+        "step_100",
+        "step_200",
+    ]
+    assert sorted(p.name for p in removed) == ["step_20", "step_5", "step_60"]
+    prune_checkpoints(tmp_path, keep_last=1, keep_best=0)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_200"]
+
+
+def test_remove_incomplete_puts_back_a_replaced_checkpoint(tmp_path):
+    path = save_checkpoint(tmp_path, _state(1), {}, env_steps=10)
+    os.replace(path, tmp_path / ".step_10.old123")  # crash between the two renames
+    (tmp_path / ".step_20.tmp123").mkdir()
+    remove_incomplete(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_10"]
+    _assert_equal_trees(load_checkpoint(tmp_path / "step_10", _state())[0], _state(1))
+
+
+def test_find_checkpoint_by_step_name_or_latest(tmp_path):
+    for steps in (10, 200):
+        save_checkpoint(tmp_path / "checkpoints", _state(), {}, env_steps=steps)
+    assert find_checkpoint(tmp_path).name == "step_200"
+    assert find_checkpoint(tmp_path, "10").name == "step_10"
+    assert find_checkpoint(tmp_path, "step_200").name == "step_200"
+    assert find_checkpoint(tmp_path / "checkpoints" / "step_10").name == "step_10"
+    with pytest.raises(CheckpointError, match=r"no checkpoint '30' .*found: step_10, step_200"):
+        find_checkpoint(tmp_path, "30")
+    with pytest.raises(CheckpointError, match="no checkpoint in"):
+        find_checkpoint(tmp_path / "empty")

@@ -1,11 +1,14 @@
 """Local mode: one device, synchronous A2C (adept's Local).
 
 Impure shell: owns the environments and the compiled functions. It alternates a T-step
-rollout of B envs with one compiled learner update.
+rollout of B envs with one compiled learner update. Resume is exact: the checkpoints hold the
+learner state, the carry and the log of env actions (see :mod:`fnrl.parallel.resume`); an
+evaluation thread (``--nb-eval-env``) plays the latest params on its own envs.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import jax
@@ -43,21 +46,31 @@ def make_training_env(config: TrainConfig, num_envs: int, seed: int) -> BatchedE
     )
 
 
-def make_agent(config: TrainConfig, spec: EnvSpec) -> Agent:
-    """The agent and network ``config`` names, for envs with ``spec``."""
-    if config.agent not in AGENTS:
-        raise ValueError(f"unknown agent {config.agent!r}; choose one of: {', '.join(AGENTS)}")
+def make_network(config: TrainConfig, spec: EnvSpec) -> ModularNetwork:
+    """The network ``config`` names, for envs with ``spec``.
+
+    Raises:
+        ValueError: an unknown trunk or body name (naming the registered ones).
+    """
     # Look every name up, used or not, so that a typo fails before training starts.
     get_vision_network(config.vision_network)
     get_discrete_network(config.discrete_network)
     get_network_body(config.network_body)
-    network = ModularNetwork(
+    return ModularNetwork(
         spec=spec,
         vision_network=config.vision_network,
         discrete_network=config.discrete_network,
         network_body=config.network_body,
         normalize=config.normalize,
+        nb_head=config.nb_head,
     )
+
+
+def make_agent(config: TrainConfig, spec: EnvSpec) -> Agent:
+    """The agent and network ``config`` names, for envs with ``spec``."""
+    if config.agent not in AGENTS:
+        raise ValueError(f"unknown agent {config.agent!r}; choose one of: {', '.join(AGENTS)}")
+    network = make_network(config, spec)
     return AGENTS[config.agent](
         network,
         spec,
@@ -78,7 +91,10 @@ def train_local(
     """Trains ``config.agent`` on ``config.env_id`` until ``config.max_train_steps``.
 
     The run stops at the first update boundary at or after the step budget (or when ``stop``
-    is set), saves a final checkpoint and returns what it did (see ``TrainingRun``).
+    is set), saves a final checkpoint and returns what it did (see ``TrainingRun``). With
+    ``config.resume`` it continues the run in that directory exactly where its latest
+    checkpoint left it: same params, optimizer state, keys, carry and env states, so the result
+    is bit-identical to an uninterrupted run's (on CPU; see :mod:`fnrl.parallel.resume`).
 
     Args:
         config: the run's settings.
@@ -87,12 +103,12 @@ def train_local(
 
     Raises:
         TrainingDiverged: the loss became NaN; the last good checkpoint stays on disk.
+        CheckpointError: the checkpoint to resume from is corrupt or does not fit.
     """
     env = make_training_env(config, config.nb_env, config.seed)
     try:
         agent = make_agent(config, env.spec)
         optimizer = make_rmsprop(config.learning_rate, max_grad_norm=config.max_grad_norm)
-        state = init_train_state(agent, optimizer, jax.random.PRNGKey(config.seed))
         act = jax.jit(agent.act)
         update = jax.jit(make_update(agent, optimizer), donate_argnums=0)
         run = TrainingRun(
@@ -103,8 +119,16 @@ def train_local(
             show_progress=show_progress,
         )
         try:
+            state, carry = run.restore(
+                init_train_state(agent, optimizer, jax.random.PRNGKey(config.seed)),
+                agent.initial_carry(config.nb_env),
+            )
             run.announce(state)
-            timestep, carry = env.reset(), agent.initial_carry(config.nb_env)
+            env = run.resumable_env(env)
+            run.start_evaluation(
+                functools.partial(make_training_env, config), make_network(config, env.spec)
+            )
+            timestep = env.reset()
             while not run.finished:
                 rollout_key = jax.random.fold_in(state.key, run.updates)
                 rollout = collect(
@@ -121,8 +145,14 @@ def train_local(
                 with run.timer.phase("learner"):
                     state, metrics = update(state, rollout.trajectory)
                     metrics = jax.device_get(metrics)
-                run.record(state, metrics, config.exp_length * config.nb_env, rollout.episodes)
-            return run.finish(state)
+                run.record(
+                    state,
+                    metrics,
+                    config.exp_length * config.nb_env,
+                    rollout.episodes,
+                    carry=carry,
+                )
+            return run.finish(state, carry)
         finally:
             run.close()
     finally:

@@ -1,7 +1,15 @@
-"""What every execution mode does around its loop: run directory, logs, checkpoints, budget.
+"""What every execution mode does around its loop: run directory, logs, checkpoints, budget,
+resume and the evaluation thread.
 
-Impure: owns files, the clock and the progress bar. A mode builds a ``TrainingRun``, calls
-``record`` after each learner update and ``finish`` at the end; ``close`` always.
+Impure: owns files, the clock, the progress bar and the evaluation thread. A mode builds a
+``TrainingRun``, calls ``record`` after each learner update and ``finish`` at the end;
+``close`` always.
+
+Resume is part of the run: when ``config.resume`` names a run directory, ``TrainingRun`` opens
+that directory instead of a new one, appends to its logs, and restores the counters of its
+latest checkpoint; :meth:`TrainingRun.restore` loads the learner state and carry, and
+:meth:`TrainingRun.resumable_env` brings the envs back to their exact state (see
+:mod:`fnrl.parallel.resume`, which also lists what a mode does to support exact resume).
 """
 
 from __future__ import annotations
@@ -9,19 +17,49 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterable
+import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import flax.linen as nn
 import jax
 from tqdm import tqdm
 
-from fnrl.checkpoint import prune_checkpoints, save_checkpoint
-from fnrl.config import TrainConfig
+from fnrl.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    load_carry,
+    load_checkpoint,
+    load_env_actions,
+    prune_checkpoints,
+    read_meta,
+    remove_incomplete,
+    save_checkpoint,
+)
+from fnrl.config import TrainConfig, long_flag
+from fnrl.envs import BatchedEnv
 from fnrl.logging import RunLogger, make_run_dir, run_id
 from fnrl.networks import count_params
+from fnrl.parallel.evaluation import EVAL_THREAD_SEED_OFFSET, EvaluationThread, make_eval_policy
+from fnrl.parallel.resume import ActionLog, ResumableEnv, ResumeWarning, timestep_fingerprint
 from fnrl.parallel.rollout import Episode, PhaseTimer
-from fnrl.types import Metrics, TrainState
+from fnrl.types import Carry, Metrics, TrainState
+
+# Settings a resumed run cannot change: they define the envs' streams or the network's shapes.
+FIXED_ON_RESUME = (
+    "env_id",
+    "nb_env",
+    "seed",
+    "skip_rate",
+    "max_episode_length",
+    "agent",
+    "vision_network",
+    "discrete_network",
+    "network_body",
+    "normalize",
+    "nb_head",
+)
 
 
 class TrainingDiverged(RuntimeError):
@@ -30,7 +68,11 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class RunResult:
-    """What a finished (or stopped) training run did."""
+    """What a finished (or stopped) training run did.
+
+    Counters are the run's totals; ``seconds``, ``metrics`` and ``episode_returns`` cover this
+    start of it only (a resumed run started at ``start_env_steps`` and ``start_updates``).
+    """
 
     run_dir: Path
     env_steps: int  # agent steps summed over envs
@@ -45,28 +87,78 @@ class RunResult:
     last_checkpoint: Path | None
     state: TrainState  # the learner state at the end
     interrupted: bool = False
+    start_env_steps: int = 0  # where this start of the run began (0 unless resumed)
+    start_updates: int = 0
+
+    @property
+    def _session_frames(self) -> float:
+        return self.frames * (self.env_steps - self.start_env_steps) / max(self.env_steps, 1)
 
     @property
     def frames_per_second(self) -> float:
-        """Frames per second over the whole run, compilation included."""
-        return self.frames / self.seconds if self.seconds > 0 else math.nan
+        """Frames per second over this start of the run, compilation included."""
+        return self._session_frames / self.seconds if self.seconds > 0 else math.nan
 
     @property
     def steady_frames_per_second(self) -> float:
         """Frames per second after the first update (compiled code only); nan if one update."""
-        if self.updates < 2:
+        updates = self.updates - self.start_updates
+        if updates < 2:
             return math.nan
-        frames_after_first = self.frames * (self.updates - 1) / self.updates
+        frames_after_first = self._session_frames * (updates - 1) / updates
         return frames_after_first / (self.seconds - self.warmup_seconds)
 
 
+def _open_resumed(config: TrainConfig, mode: str) -> tuple[Path, Path, dict]:
+    """The run directory, latest checkpoint and its meta for ``config.resume``."""
+    run_dir = Path(config.resume).expanduser()
+    if not run_dir.is_dir():
+        raise ValueError(f"--resume {config.resume}: no such run directory")
+    directory = run_dir / "checkpoints"
+    remove_incomplete(directory)
+    checkpoint = latest_checkpoint(directory)
+    if checkpoint is None:
+        raise ValueError(
+            f"--resume {config.resume}: the run saved no checkpoint ({directory} is empty); "
+            "start a new run instead"
+        )
+    meta = read_meta(checkpoint)
+    stored_mode = meta.get("mode", mode)
+    if stored_mode != mode:
+        raise ValueError(
+            f"--resume {config.resume}: the run was trained in {stored_mode} mode; resume it "
+            f"with `python -m fnrl.train {stored_mode} --resume {config.resume}`"
+        )
+    stored = meta.get("config", {})
+    for name in FIXED_ON_RESUME:
+        if name in stored and stored[name] != getattr(config, name):
+            raise ValueError(
+                f"{long_flag(name)} cannot change when resuming: the run used {stored[name]!r}, "
+                f"got {getattr(config, name)!r}"
+            )
+    for name in ("env_steps", "updates"):
+        if not isinstance(meta.get(name), int):
+            raise CheckpointError(f"checkpoint {checkpoint} is corrupt: meta.json has no {name}")
+    return run_dir, checkpoint, meta
+
+
 class TrainingRun:
-    """The counters, logs and checkpoints of one training run.
+    """The counters, logs, checkpoints and evaluation thread of one training run.
 
     Checkpoints are written after the first update (adept wrote its first one right away), then
     each time the step count crosses a multiple of ``config.epoch_len``, and at the end; the
-    ``config.nb_top_model`` most recent are kept. The run is ``finished`` at the first update
-    boundary at or after ``config.max_train_steps``, or once ``stop`` is set.
+    ``config.nb_last_model`` most recent and the ``config.nb_top_model`` best (by the mean return
+    of the last 100 training episodes at save time, adept's top-N saver) are kept. The run is
+    ``finished`` at the first update boundary at or after ``config.max_train_steps``, or once
+    ``stop`` is set.
+
+    With ``config.resume`` set, the run continues the run in that directory from its latest
+    checkpoint (see the module docstring).
+
+    Raises:
+        ValueError: ``config.resume`` names no resumable run, or the config changes a setting
+            in ``FIXED_ON_RESUME``.
+        CheckpointError: the latest checkpoint is unreadable.
     """
 
     def __init__(
@@ -79,21 +171,40 @@ class TrainingRun:
         show_progress: bool | None = None,
     ) -> None:
         self.config = config
+        self.mode = mode
         self.stop = stop or threading.Event()
         self.timer = PhaseTimer()
         self.frames_per_step = frames_per_step
-        self.run_dir = make_run_dir(config.log_dir, config.env_id, run_id(mode, config))
+        self.resumed_from: Path | None = None
+        meta: dict = {}
+        if config.resume:
+            self.run_dir, self.resumed_from, meta = _open_resumed(config, mode)
+        else:
+            self.run_dir = make_run_dir(config.log_dir, config.env_id, run_id(mode, config))
+        self._resume_meta = meta
         self.logger = RunLogger(self.run_dir, config.to_dict(), config.summary_frequency)
-        self.env_steps = 0
-        self.updates = 0
+        self.env_steps = int(meta.get("env_steps", 0))
+        self.updates = int(meta.get("updates", 0))
+        self.start_env_steps, self.start_updates = self.env_steps, self.updates
+        self.logger.recent_returns.extend(meta.get("recent_returns", []))
         self.episode_returns: list[float] = []
         self.metrics: list[dict[str, float]] = []
-        self.last_checkpoint: Path | None = None
-        self._next_save = 0
+        self.last_checkpoint: Path | None = self.resumed_from
+        epoch_len = config.epoch_len
+        self._next_save = (self.env_steps // epoch_len + 1) * epoch_len if self.updates else 0
+        self._saved_step = self.env_steps if self.resumed_from else None
+        self._env: ResumableEnv | None = None
+        self._evaluation: EvaluationThread | None = None
+        self._restored = False
         self._start = time.perf_counter()
         self._warmup_seconds = math.nan
+        if self.resumed_from is not None:
+            self.logger.line(
+                f"RESUME: from {self.resumed_from} at step {self.env_steps} (update {self.updates})"
+            )
         self._progress = tqdm(  # disable=None: shown on a terminal only
             total=config.max_train_steps,
+            initial=min(self.env_steps, config.max_train_steps),
             unit="step",
             disable=None if show_progress is None else not show_progress,
             smoothing=0,
@@ -106,21 +217,141 @@ class TrainingRun:
 
     def announce(self, state: TrainState) -> None:
         """Prints and logs the parameter count and where the run writes."""
-        for line in (
-            f"Network parameters: {count_params(state.params['params']):,}",
-            str(self.run_dir),
-        ):
+        lines = [f"Network parameters: {count_params(state.params['params']):,}", str(self.run_dir)]
+        if self.resumed_from is not None:
+            lines.append(f"resuming from {self.resumed_from} at step {self.env_steps}")
+        for line in lines:
             self.logger.line(line)
             print(line, flush=True)
 
+    def restore(self, state: TrainState, carry: Carry = None) -> tuple[TrainState, Carry]:
+        """The learner state (and carry) to start from: the given ones, or the checkpoint's.
+
+        Args:
+            state: the fresh state; when resuming, the template the checkpoint loads into.
+            carry: optional fresh carry of the acting envs (a pytree with a leading [B] axis);
+                replaced by the checkpoint's when it has one.
+
+        Returns:
+            ``(state, carry)`` on the default device.
+
+        Raises:
+            CheckpointError: the checkpoint is corrupt or does not fit (naming the entry).
+        """
+        self._restored = True
+        if self.resumed_from is None:
+            return state, carry
+        state, _ = load_checkpoint(self.resumed_from, state)
+        if carry is not None:
+            saved = load_carry(self.resumed_from, carry)
+            carry = carry if saved is None else saved
+        return jax.device_put(state), jax.device_put(carry)
+
+    def resumable_env(self, env: BatchedEnv) -> BatchedEnv:
+        """Wraps ``env`` so that the run's checkpoints let a resume restore it exactly.
+
+        Call it before the first ``env.reset()``. With ``config.exact_resume`` the wrapper
+        records every action; when resuming, its ``reset`` replays the checkpoint's log (see
+        :mod:`fnrl.parallel.resume`). Without it, or when the checkpoint has no log, ``env`` is
+        used as it is and a resume warns that it is not exact.
+        """
+        if not self.config.exact_resume:
+            if self.resumed_from is not None:
+                self._warn(
+                    "--exact-resume is false: the envs restart fresh, so this run will not "
+                    "continue exactly as an uninterrupted one"
+                )
+            return env
+        replay = None
+        if self.resumed_from is not None:
+            arrays = load_env_actions(self.resumed_from)
+            if arrays is None:
+                self._warn(
+                    f"{self.resumed_from} holds no env action log (saved with --exact-resume "
+                    "false or by a mode without it): the envs restart fresh, so this run will "
+                    "not continue exactly as an uninterrupted one"
+                )
+            else:
+                try:
+                    replay = ActionLog(env.spec.actions, env.num_envs, arrays)
+                except ValueError as e:
+                    raise CheckpointError(f"checkpoint {self.resumed_from}: {e}") from e
+        expected = self._resume_meta.get("env_fingerprint") if replay is not None else None
+        self._env = ResumableEnv(env, replay, on_replay=self._replayed, expected=expected)
+        return self._env
+
+    def _warn(self, message: str) -> None:
+        self.logger.line(f"WARNING: {message}")
+        warnings.warn(message, ResumeWarning, stacklevel=3)
+
+    def _replayed(self, steps: int, seconds: float, matched: bool | None) -> None:
+        self.timer.seconds["replay"] += seconds
+        self.logger.line(
+            f"RESUME: replayed {steps} vector steps ({steps * self.config.nb_env} env steps) in "
+            f"{seconds:.2f}s"
+        )
+        if matched is False:
+            self._warn(
+                "the replayed envs do not match the checkpoint (a non-deterministic env?): the "
+                "run continues, but not exactly as an uninterrupted one"
+            )
+
+    def start_evaluation(
+        self, make_env: Callable[[int, int], BatchedEnv], network: nn.Module
+    ) -> None:
+        """Starts the evaluation thread of ``config.nb_eval_env`` envs; no-op when it is 0.
+
+        Args:
+            make_env: ``make_env(num_envs, seed)`` builds the evaluation envs (seeded with
+                ``config.seed + EVAL_THREAD_SEED_OFFSET``, apart from every training env).
+            network: the run's network, played greedily with its running batch-norm stats.
+        """
+        if self.config.nb_eval_env == 0:
+            return
+        env = make_env(self.config.nb_eval_env, self.config.seed + EVAL_THREAD_SEED_OFFSET)
+        self._evaluation = EvaluationThread(
+            env,
+            jax.jit(make_eval_policy(network, greedy=True)),
+            network.initial_carry(env.num_envs),
+            self.logger,
+            key=jax.random.PRNGKey(self.config.seed + EVAL_THREAD_SEED_OFFSET),
+            step_rate=self.config.eval_step_rate,
+        )
+        self._evaluation.start()
+
+    @property
+    def evaluation(self) -> EvaluationThread | None:
+        """The evaluation thread, if one runs."""
+        return self._evaluation
+
     def record(
-        self, state: TrainState, metrics: Metrics, env_steps: int, episodes: Iterable[Episode]
+        self,
+        state: TrainState,
+        metrics: Metrics,
+        env_steps: int,
+        episodes: Iterable[Episode],
+        *,
+        carry: Carry = None,
     ) -> None:
         """Accounts for one learner update that consumed ``env_steps`` environment steps.
 
+        Args:
+            state: the learner state after the update.
+            metrics: the update's scalar metrics.
+            env_steps: environment steps the update consumed.
+            episodes: whole games that ended in its rollouts.
+            carry: the acting envs' carry after the rollout, saved with checkpoints.
+
         Raises:
             TrainingDiverged: a metric is NaN or infinite; the last good checkpoint is kept.
+            RuntimeError: the evaluation thread failed, or the run resumes but the mode did not
+                call :meth:`restore`.
         """
+        if self.resumed_from is not None and not self._restored:
+            raise RuntimeError(
+                f"{self.mode} mode does not restore checkpoints yet: --resume is not supported "
+                "in it (see fnrl.parallel.resume for what a mode does to support it)"
+            )
         metrics = {name: float(value) for name, value in jax.device_get(metrics).items()}
         if not all(math.isfinite(value) for value in metrics.values()):
             raise TrainingDiverged(
@@ -130,42 +361,70 @@ class TrainingRun:
             )
         self.env_steps += env_steps
         self.updates += 1
-        if self.updates == 1:
+        if not self.metrics:
             self._warmup_seconds = time.perf_counter() - self._start
         self.metrics.append(metrics)
         for episode in episodes:
             self.episode_returns.append(episode.returns)
             self.logger.episode(self.env_steps, episode.returns, episode.length)
         elapsed = time.perf_counter() - self._start
-        speed = {"frames_per_second": self.env_steps * self.frames_per_step / elapsed}
+        speed = {
+            "frames_per_second": (self.env_steps - self.start_env_steps)
+            * self.frames_per_step
+            / elapsed
+        }
         if self.logger.summary(self.env_steps, {**metrics, **speed}):
             self._progress.set_postfix(
                 fps=f"{speed['frames_per_second']:.0f}",
                 ret=f"{self.logger.mean_recent_return(20):.1f}",
             )
         self._progress.update(env_steps)
+        if self._evaluation is not None:
+            self._evaluation.check()
+            if self._evaluation.wants_params:
+                self._evaluation.publish(state.params, self.env_steps)
         if self.env_steps >= self._next_save:
-            self.save(state)
+            self.save(state, carry)
             epoch_len = self.config.epoch_len
             self._next_save = (self.env_steps // epoch_len + 1) * epoch_len
 
-    def save(self, state: TrainState) -> Path:
-        """Writes a checkpoint of ``state`` with the run's counters and config."""
+    def save(self, state: TrainState, carry: Carry = None) -> Path:
+        """Writes a checkpoint of ``state`` (and ``carry``, the env log) with the counters."""
+        mean_return = self.logger.mean_recent_return()
         meta = {
+            "mode": self.mode,
             "env_steps": self.env_steps,
             "updates": self.updates,
+            "frames": self.env_steps * self.frames_per_step,
+            "mean_return": mean_return if math.isfinite(mean_return) else None,
+            "recent_returns": list(self.logger.recent_returns),
             "config": self.config.to_dict(),
         }
+        env_actions = None
+        if self._env is not None and self._env.last is not None:
+            env_actions = self._env.log.arrays()
+            meta["env_fingerprint"] = timestep_fingerprint(self._env.last)
         with self.timer.phase("checkpoint"):
             directory = self.run_dir / "checkpoints"
-            self.last_checkpoint = save_checkpoint(directory, state, meta, env_steps=self.env_steps)
-            prune_checkpoints(directory, self.config.nb_top_model)
+            self.last_checkpoint = save_checkpoint(
+                directory,
+                state,
+                meta,
+                env_steps=self.env_steps,
+                carry=carry,
+                env_actions=env_actions,
+            )
+            self._saved_step = self.env_steps
+            prune_checkpoints(
+                directory, keep_last=self.config.nb_last_model, keep_best=self.config.nb_top_model
+            )
         return self.last_checkpoint
 
-    def finish(self, state: TrainState) -> RunResult:
+    def finish(self, state: TrainState, carry: Carry = None) -> RunResult:
         """Saves the final checkpoint and summary and returns what the run did."""
-        if self.updates:
-            self.save(state)
+        if self.updates and self._saved_step != self.env_steps:
+            self.save(state, carry)
+        if self.metrics:
             self.logger.summary(self.env_steps, self.metrics[-1], force=True)
         seconds = time.perf_counter() - self._start
         return RunResult(
@@ -182,15 +441,30 @@ class TrainingRun:
             last_checkpoint=self.last_checkpoint,
             state=state,
             interrupted=self.stop.is_set(),
+            start_env_steps=self.start_env_steps,
+            start_updates=self.start_updates,
         )
 
     def close(self) -> None:
-        """Logs the totals and phase timings and closes the files; call it in ``finally``."""
-        self._progress.close()
-        seconds = time.perf_counter() - self._start
-        self.logger.line(
-            f"END: steps {self.env_steps} frames {self.env_steps * self.frames_per_step} "
-            f"updates {self.updates} seconds {seconds:.1f} bound-by {self.timer.bound()} phases "
-            + " ".join(f"{k}={v:.2f}s" for k, v in self.timer.seconds.items())
-        )
-        self.logger.close()
+        """Stops the evaluation thread, logs the totals and timings and closes the files.
+
+        Call it in ``finally``. Re-raises the evaluation thread's exception, if it failed.
+        """
+        try:
+            if self._evaluation is not None:
+                self._evaluation.close()
+        finally:
+            self._progress.close()
+            seconds = time.perf_counter() - self._start
+            if self._evaluation is not None:
+                busy = self._evaluation.busy_seconds
+                self.logger.line(
+                    f"EVAL: {len(self._evaluation.episodes)} games, thread busy {busy:.2f}s "
+                    f"({100 * busy / max(seconds, 1e-9):.1f}% of one core)"
+                )
+            self.logger.line(
+                f"END: steps {self.env_steps} frames {self.env_steps * self.frames_per_step} "
+                f"updates {self.updates} seconds {seconds:.1f} bound-by {self.timer.bound()} "
+                "phases " + " ".join(f"{k}={v:.2f}s" for k, v in self.timer.seconds.items())
+            )
+            self.logger.close()

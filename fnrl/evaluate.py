@@ -1,0 +1,281 @@
+"""Command line: ``python -m fnrl.evaluate RUN_DIR [--checkpoint STEP | --all-checkpoints]``.
+
+Plays a saved policy on fresh envs and reports its returns (adept's ``evaluation`` script).
+The envs are built from the run's ``config.json`` as in training (same preprocessing, time
+limit and frame stack) but seeded ``seed + 2,000,000 + i`` by default, so no episode repeats one
+seen in training; every checkpoint is evaluated on the same seeds. Actions are the policy's
+argmax (adept's deterministic evaluation; ``--greedy false`` samples), batch norm uses its
+running statistics, and returns are whole games in real, unclipped game score.
+
+``--episodes N`` games are split over ``--nb-env M`` envs before playing (each env plays its
+share from its reset), so short games are not over-represented.
+
+Writes, under ``RUN_DIR/eval/`` (or ``--out-dir``):
+
+* ``results.json``: per checkpoint the steps, frames, and mean / std / min / max of the return
+  and the length, with every game's return; and the best checkpoint by mean return;
+* ``{checkpoint}.csv`` per checkpoint: one row per game (``episode,return,length``);
+* with ``--all-checkpoints``: ``eval.csv`` (one row per checkpoint) and ``learning_curve.png``,
+  the mean return (± std, and min / max) against frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PROG = "python -m fnrl.evaluate"
+
+
+def load_run_config(run_dir: str | Path) -> Any:
+    """The ``TrainConfig`` of a run, from its ``config.json`` (mode-specific fields ignored).
+
+    Raises:
+        ValueError: no readable ``config.json`` in ``run_dir``.
+    """
+    from fnrl.config import TrainConfig
+
+    path = Path(run_dir) / "config.json"
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{run_dir} is not a run directory: cannot read {path.name}: {e}") from e
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in stored.items() if k in fields})
+
+
+def _stats(values: Sequence[float]) -> dict[str, float]:
+    array = np.asarray(values, np.float64)
+    return {
+        "mean": float(array.mean()),
+        "std": float(array.std()),
+        "min": float(array.min()),
+        "max": float(array.max()),
+    }
+
+
+def evaluate_checkpoints(
+    run_dir: str | Path,
+    checkpoints: Sequence[Path],
+    *,
+    episodes: int,
+    nb_env: int,
+    greedy: bool = True,
+    seed: int | None = None,
+) -> list[dict[str, Any]]:
+    """Plays each checkpoint for ``episodes`` games; see the module docstring.
+
+    Args:
+        run_dir: the run directory (its ``config.json`` builds the envs and the network).
+        checkpoints: checkpoint directories of that run.
+        episodes: games per checkpoint.
+        nb_env: envs played in parallel.
+        greedy: argmax actions (adept); otherwise sampled.
+        seed: first env seed; None for the run's seed + 2,000,000.
+
+    Returns:
+        One result dict per checkpoint (the entries of ``results.json``).
+
+    Raises:
+        CheckpointError: a checkpoint is corrupt or does not fit the run's network.
+        ValueError: bad arguments or config.
+    """
+    import jax
+
+    from fnrl.checkpoint import load_params, read_meta
+    from fnrl.parallel.evaluation import EVALUATE_SEED_OFFSET, make_eval_policy, run_episodes
+    from fnrl.parallel.local import make_agent, make_network, make_training_env
+
+    if episodes < 1 or nb_env < 1:
+        raise ValueError(f"--episodes and --nb-env must be at least 1, got {episodes}, {nb_env}")
+    config = load_run_config(run_dir)
+    seed = config.seed + EVALUATE_SEED_OFFSET if seed is None else seed
+    results = []
+    policy = None
+    for path in checkpoints:
+        env = make_training_env(config, nb_env, seed)
+        try:
+            if policy is None:
+                agent = make_agent(config, env.spec)
+                network = make_network(config, env.spec)
+                target = jax.eval_shape(agent.init, jax.random.PRNGKey(0))
+                policy = jax.jit(make_eval_policy(network, greedy=greedy))
+                initial_carry = network.initial_carry(nb_env)
+            params = load_params(path, target)
+            meta = read_meta(path)
+            games = run_episodes(
+                env, policy, params, jax.random.PRNGKey(seed), initial_carry, episodes
+            )
+        finally:
+            env.close()
+        env_steps = int(meta.get("env_steps", 0))
+        returns = [g.returns for g in games]
+        lengths = [g.length for g in games]
+        results.append(
+            {
+                "checkpoint": path.name,
+                "path": str(path),
+                "env_steps": env_steps,
+                "frames": int(meta.get("frames", env_steps * env.frames_per_step)),
+                "episodes": len(games),
+                "return": _stats(returns),
+                "length": _stats(lengths),
+                "returns": returns,
+                "lengths": lengths,
+            }
+        )
+    return results
+
+
+def plot_learning_curve(results: Sequence[dict[str, Any]], path: Path, title: str) -> None:
+    """Writes a PNG of the mean return (± std, min / max) of each checkpoint against frames."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    results = sorted(results, key=lambda r: r["frames"])
+    frames = np.array([r["frames"] for r in results])
+    mean = np.array([r["return"]["mean"] for r in results])
+    std = np.array([r["return"]["std"] for r in results])
+    figure = Figure(figsize=(7, 4.5))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.plot(frames, mean, marker="o", label="mean return")
+    axes.fill_between(frames, mean - std, mean + std, alpha=0.25, label="± std")
+    axes.plot(frames, [r["return"]["min"] for r in results], "v", color="gray", label="min")
+    axes.plot(frames, [r["return"]["max"] for r in results], "^", color="gray", label="max")
+    axes.set_xlabel("frames")
+    axes.set_ylabel("evaluation return")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def _write_outputs(
+    out_dir: Path, results: list[dict[str, Any]], settings: dict[str, Any], curve: bool
+) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for result in results:
+        with open(out_dir / f"{result['checkpoint']}.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["episode", "return", "length"])
+            for i, (r, n) in enumerate(zip(result["returns"], result["lengths"], strict=True)):
+                writer.writerow([i, r, n])
+    best = max(results, key=lambda r: r["return"]["mean"])
+    summary = {**settings, "checkpoints": results, "best": best["checkpoint"]}
+    (out_dir / "results.json").write_text(json.dumps(summary, indent=4))
+    if curve:
+        with open(out_dir / "eval.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["checkpoint", "env_steps", "frames", "mean", "std", "min", "max"])
+            for r in results:
+                stats = r["return"]
+                writer.writerow(
+                    [r["checkpoint"], r["env_steps"], r["frames"], *(stats[k] for k in stats)]
+                )
+        plot_learning_curve(results, out_dir / "learning_curve.png", settings["env_id"])
+
+
+def _bool(text: str) -> bool:
+    from fnrl.train import parse_bool
+
+    return parse_bool(text)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The ``fnrl.evaluate`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Play a saved policy on fresh envs and report its returns.",
+    )
+    parser.add_argument("run_dir", help="the run directory ({log_dir}/{env_id}/{run_id})")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
+        "--checkpoint", help="a step count, a checkpoint name (step_N) or path; default: latest"
+    )
+    which.add_argument(
+        "--all-checkpoints", action="store_true", help="evaluate every saved checkpoint"
+    )
+    parser.add_argument("--episodes", type=int, default=30, help="games per checkpoint (adept 30)")
+    parser.add_argument("--nb-env", type=int, default=10, help="envs played in parallel")
+    parser.add_argument(
+        "--greedy",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=True,
+        metavar="BOOL",
+        help="argmax actions (default, adept's deterministic evaluation); false samples",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, help="first env seed (default: the run's + 2,000,000)"
+    )
+    parser.add_argument("--out-dir", default=None, help="where to write (default: RUN_DIR/eval)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: evaluates, prints a line per checkpoint, writes the results."""
+    args = make_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        from fnrl.checkpoint import CheckpointError, find_checkpoint, list_checkpoints
+        from fnrl.parallel.evaluation import EVALUATE_SEED_OFFSET
+
+        run_dir = Path(args.run_dir)
+        config = load_run_config(run_dir)
+        seed = config.seed + EVALUATE_SEED_OFFSET if args.seed is None else args.seed
+        if args.all_checkpoints:
+            checkpoints = list_checkpoints(run_dir / "checkpoints")
+            if not checkpoints:
+                raise CheckpointError(f"no checkpoint in {run_dir / 'checkpoints'}")
+        else:
+            checkpoints = [find_checkpoint(run_dir, args.checkpoint)]
+        results = evaluate_checkpoints(
+            run_dir,
+            checkpoints,
+            episodes=args.episodes,
+            nb_env=args.nb_env,
+            greedy=args.greedy,
+            seed=seed,
+        )
+        for r in results:
+            ret, length = r["return"], r["length"]
+            print(
+                f"{r['checkpoint']} ({r['env_steps']} steps, {r['frames']} frames): return "
+                f"mean {ret['mean']:.2f} std {ret['std']:.2f} min {ret['min']:.2f} max "
+                f"{ret['max']:.2f}; length mean {length['mean']:.1f} min {length['min']:.0f} "
+                f"max {length['max']:.0f}; {r['episodes']} {'greedy' if args.greedy else 'sampled'}"
+                " episodes",
+                flush=True,
+            )
+        out_dir = Path(args.out_dir) if args.out_dir else run_dir / "eval"
+        settings = {
+            "run_dir": str(run_dir),
+            "env_id": config.env_id,
+            "greedy": args.greedy,
+            "episodes": args.episodes,
+            "nb_env": args.nb_env,
+            "seed": seed,
+        }
+        _write_outputs(out_dir, results, settings, curve=args.all_checkpoints)
+        print(f"results written to {out_dir}", flush=True)
+    except (ValueError, OSError, RuntimeError) as e:
+        print(f"fnrl.evaluate: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("fnrl.evaluate: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""Playing a trained policy: the evaluation policy, episode runs, and the evaluation thread.
+
+Impure: steps environments, runs a background thread and reads the clock.
+
+Evaluation follows adept: actions are the argmax of the policy (``greedy``, adept's
+deterministic evaluation; sampling is an option), batch norm normalizes with its running
+statistics (``train=False``), and returns are whole games in real (unclipped) game units
+(:class:`~fnrl.types.EpisodeStats`). Evaluation envs get seeds no training env uses.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fnrl.agents import greedy_actions, sample_actions
+from fnrl.envs import BatchedEnv
+from fnrl.logging import RunLogger
+from fnrl.parallel.rollout import Episode
+from fnrl.types import Carry, Params, PRNGKey
+
+# Env seeds of evaluation: far above the training envs' ``seed + i`` (adept used seed + nb_env,
+# which other modes' per-device or per-actor envs can reach).
+EVAL_THREAD_SEED_OFFSET = 1_000_000
+EVALUATE_SEED_OFFSET = 2_000_000
+
+# The evaluation thread's share of one core when --eval-step-rate is 0: about 2 percent.
+_BUSY_FRACTION = 0.02
+
+
+def make_eval_policy(network: nn.Module, *, greedy: bool = True) -> Callable:
+    """Builds ``policy(params, key, carry, obs, first) -> (actions, carry)`` for evaluation.
+
+    Batch norm uses its running statistics (``train=False``); the actions are the most probable
+    ones (adept's deterministic evaluation) or, with ``greedy=False``, sampled.
+
+    Args:
+        network: a ``ModularNetwork`` (or a module with its call signature).
+        greedy: argmax actions; otherwise sampled from the policy.
+
+    Returns:
+        The pure policy; ``key`` is consumed when sampling and ignored when greedy. Shapes:
+        ``obs`` name -> ``[B, ...]``, ``first`` ``[B]`` bool, actions name -> ``[B]`` int32.
+    """
+
+    def policy(params: Params, key: PRNGKey, carry: Carry, obs: Any, first: jax.Array):
+        carry, output = network.apply(params, carry, obs, first, train=False)
+        if greedy:
+            del key
+            return greedy_actions(output.logits), carry
+        return sample_actions(key, output.logits), carry
+
+    return policy
+
+
+def episode_quotas(episodes: int, num_envs: int) -> np.ndarray:
+    """How many episodes each of ``num_envs`` envs plays so that they total ``episodes``.
+
+    Fixed per env before playing, so that short episodes are not over-represented (taking the
+    first N episodes to finish would favour them).
+    """
+    if episodes < 1 or num_envs < 1:
+        raise ValueError(f"need at least 1 episode and 1 env, got {episodes} and {num_envs}")
+    return episodes // num_envs + (np.arange(num_envs) < episodes % num_envs)
+
+
+def run_episodes(
+    env: BatchedEnv,
+    policy: Callable,
+    params: Params,
+    key: PRNGKey,
+    initial_carry: Carry,
+    episodes: int,
+) -> list[Episode]:
+    """Plays ``episodes`` whole games on ``env`` with a compiled ``policy``.
+
+    Env i plays ``episode_quotas(episodes, B)[i]`` games from its reset; games it finishes
+    beyond its quota are not counted.
+
+    Args:
+        env: fresh envs (reset here).
+        policy: a compiled :func:`make_eval_policy` policy.
+        params: the network variables.
+        key: consumed; split into one key per step.
+        initial_carry: the body's zero state for ``env.num_envs`` envs.
+        episodes: the number of games.
+
+    Returns:
+        The games, env by env, in the order they ended.
+    """
+    quota = episode_quotas(episodes, env.num_envs)
+    played: list[list[Episode]] = [[] for _ in range(env.num_envs)]
+    count = np.zeros(env.num_envs, np.int64)
+    timestep, carry = env.reset(), initial_carry
+    while (count < quota).any():
+        key, step_key = jax.random.split(key)
+        actions, carry = policy(params, step_key, carry, timestep.obs, timestep.first)
+        timestep = env.step(jax.device_get(actions))
+        for i in np.flatnonzero(timestep.episode.done & (count < quota)):
+            played[i].append(
+                Episode(float(timestep.episode.returns[i]), int(timestep.episode.length[i]))
+            )
+            count[i] += 1
+    return [episode for games in played for episode in games]
+
+
+class EvaluationThread:
+    """Plays the latest training params on its own envs and logs ``reward/eval`` (adept).
+
+    The thread asks for params when it starts and again at the end of each game (adept synced
+    its weights at episode ends); the training loop hands over a copy at its next update via
+    :meth:`publish`, and the thread waits for it, so that with one env (the default) every game
+    is played by a single version of the params. Each game is logged at the training step of
+    the params that played it.
+
+    Throttling: with ``step_rate > 0`` the thread takes at most ``step_rate`` vector steps per
+    second; with 0 it sleeps ``(1 / busy_fraction - 1)`` times as long as each step took, so it
+    keeps about ``busy_fraction`` of one core and training loses no more than that.
+
+    Lifecycle: :meth:`start`, then :meth:`publish` / :meth:`check` from the training loop, and
+    :meth:`close` in ``finally``: it sets the stop event, joins the thread, closes the envs and
+    re-raises the thread's exception, if any, in the calling thread.
+
+    Args:
+        env: the evaluation envs (owned: closed by :meth:`close`).
+        policy: a compiled :func:`make_eval_policy` policy.
+        initial_carry: the body's zero state for ``env.num_envs`` envs.
+        logger: the run's (thread-safe) logger.
+        key: consumed by sampling policies; unused by greedy ones.
+        step_rate: vector steps per second at most; 0 for the automatic throttle.
+        busy_fraction: the automatic throttle's share of one core.
+    """
+
+    def __init__(
+        self,
+        env: BatchedEnv,
+        policy: Callable,
+        initial_carry: Carry,
+        logger: RunLogger,
+        *,
+        key: PRNGKey,
+        step_rate: float = 0.0,
+        busy_fraction: float = _BUSY_FRACTION,
+    ) -> None:
+        if step_rate < 0 or not 0 < busy_fraction <= 1:
+            raise ValueError(
+                f"step_rate must be >= 0 and busy_fraction in (0, 1], got {step_rate} and "
+                f"{busy_fraction}"
+            )
+        self._env = env
+        self._policy = policy
+        self._initial_carry = initial_carry
+        self._logger = logger
+        self._key = key
+        self._step_rate = step_rate
+        self._busy_fraction = busy_fraction
+        self._stop = threading.Event()
+        self._wanted = threading.Event()
+        self._wanted.set()
+        self._published = threading.Condition()
+        self._params: tuple[Params, int] | None = None
+        self.episodes: list[tuple[int, Episode]] = []  # (training step of the params, game)
+        self.busy_seconds = 0.0
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="fnrl-evaluation", daemon=True)
+        self._closed = False
+
+    def start(self) -> None:
+        """Starts the thread."""
+        self._thread.start()
+
+    @property
+    def wants_params(self) -> bool:
+        """Whether the thread waits for params (cheap: check it before copying them)."""
+        return self._wanted.is_set()
+
+    def publish(self, params: Params, env_steps: int) -> None:
+        """Hands a copy of ``params`` (the state after ``env_steps`` steps) to the thread.
+
+        The copy is taken on the device now, so the caller may donate ``params`` afterwards.
+        """
+        copy = jax.tree.map(jnp.copy, params)
+        with self._published:
+            self._params = (copy, env_steps)
+            self._wanted.clear()
+            self._published.notify_all()
+
+    def check(self) -> None:
+        """Re-raises the thread's exception in the calling thread, if it failed."""
+        if self.error is not None:
+            raise RuntimeError(f"the evaluation thread failed: {self.error!r}") from self.error
+
+    def close(self) -> None:
+        """Stops and joins the thread, closes its envs, and re-raises its exception."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        with self._published:
+            self._published.notify_all()
+        if self._thread.is_alive():
+            self._thread.join()
+        self._env.close()
+        self.check()
+
+    def _wait_for_params(self) -> tuple[Params, int] | None:
+        with self._published:
+            while not self._stop.is_set():
+                if not self._wanted.is_set() and self._params is not None:
+                    return self._params
+                self._published.wait(timeout=0.5)
+        return None
+
+    def _run(self) -> None:
+        try:
+            self._play()
+        except BaseException as e:  # re-raised in the training thread by check() and close()
+            self.error = e
+
+    def _play(self) -> None:
+        current = self._wait_for_params()
+        if current is None:
+            return
+        params, params_step = current
+        timestep, carry = self._env.reset(), self._initial_carry
+        key = self._key
+        compiled = False
+        while not self._stop.is_set():
+            start = time.perf_counter()
+            key, step_key = jax.random.split(key)
+            actions, carry = self._policy(params, step_key, carry, timestep.obs, timestep.first)
+            timestep = self._env.step(jax.device_get(actions))
+            done = timestep.episode.done
+            for i in np.flatnonzero(done):
+                episode = Episode(
+                    float(timestep.episode.returns[i]), int(timestep.episode.length[i])
+                )
+                self.episodes.append((params_step, episode))
+                self._logger.eval_episode(params_step, episode.returns, episode.length)
+            busy = time.perf_counter() - start
+            self.busy_seconds += busy
+            if not compiled:  # the first step compiles the policy: no pause for it
+                compiled, busy = True, 0.0
+            if done.any():
+                self._wanted.set()
+                current = self._wait_for_params()
+                if current is None:
+                    return
+                params, params_step = current
+            if self._step_rate > 0:
+                pause = 1.0 / self._step_rate - busy
+            else:
+                pause = busy * (1.0 / self._busy_fraction - 1.0)
+            if pause > 0:
+                self._stop.wait(pause)

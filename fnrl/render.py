@@ -1,0 +1,441 @@
+"""Command line: ``python -m fnrl.render RUN_DIR --episodes N --out video.mp4`` (or ``.gif``).
+
+Records a saved policy playing (adept's ``render`` script): greedy actions (``--greedy false``
+samples), batch norm with its running statistics, one env seeded apart from training.
+
+Where the frames come from:
+
+* **envpool tasks** (Atari, and classic control such as CartPole-v1): the training env is
+  rebuilt with envpool's ``render_mode="rgb_array"`` and the exact same settings, so the agent
+  plays the env it was trained on and the video shows the game's real RGB screen (Atari
+  210x160, CartPole 600x400), one frame per agent step (at frame skip 4, the last emulator
+  frame of each step). ``--agent-view`` writes instead what the agent sees: the newest 84x84
+  gray frame of its observation, scaled up twice.
+* **Gymnasium ids**: ``gymnasium.make(env_id, render_mode="rgb_array")``, whose observations go
+  through the same conversion as in training. Envs without an ``rgb_array`` mode, or whose
+  renderer is missing (e.g. pygame), end with one clear error.
+
+A video holds, per episode, the first frame and one frame per env step (an Atari life loss adds
+the step of its automatic reset); ``--max-steps K`` cuts each episode after K steps. MP4 is
+H.264 (imageio-ffmpeg); GIF keeps the timing but merges identical consecutive frames into one
+longer frame (Pillow's encoder), so a GIF may decode to fewer frames than were written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+PROG = "python -m fnrl.render"
+
+
+class RenderedEpisode(NamedTuple):
+    """One recorded episode: its unclipped return, length in agent steps and video frames."""
+
+    returns: float
+    length: int
+    frames: int
+
+
+class _EnvpoolRenderEnv:
+    """A one-env training env of an envpool task, rebuilt with rgb_array rendering."""
+
+    def __init__(self, config: Any, seed: int) -> None:
+        import envpool
+
+        from fnrl.envs import EnvpoolEnv, atari_task_id
+        from fnrl.parallel.local import make_training_env
+
+        probe = make_training_env(config, 1, seed)
+        try:
+            if not isinstance(probe, EnvpoolEnv):
+                raise ValueError(f"{config.env_id} is not an envpool task")
+            # envpool's full config of the training env: the same pool, plus rendering.
+            pool_config = dict(probe._pool.config)
+            spec = probe.spec
+        finally:
+            probe.close()
+        atari = atari_task_id(config.env_id)
+        self._pool = envpool.make(
+            atari or config.env_id, env_type="gymnasium", render_mode="rgb_array", **pool_config
+        )
+        frame_stack = spec.observations["screen"].shape[-1] if atari else None
+        self._env = EnvpoolEnv(self._pool, clip_rewards=False, frame_stack=frame_stack)
+        self.spec = self._env.spec
+        self.frames_per_step = self._env.frames_per_step
+        self.fps = 60 / self.frames_per_step if atari else _gymnasium_fps(config.env_id)
+
+    def reset(self):
+        return self._env.reset()
+
+    def step(self, actions):
+        return self._env.step(actions)
+
+    def frame(self) -> np.ndarray:
+        return np.asarray(self._pool.render())[0]
+
+    def close(self) -> None:
+        self._env.close()
+
+
+def _gymnasium_fps(env_id: str, default: float = 30.0) -> float:
+    """The real-time frame rate a Gymnasium env declares (CartPole: 50), else ``default``."""
+    import gymnasium
+
+    try:
+        env = gymnasium.make(env_id)
+    except Exception:  # not registered in Gymnasium, or not constructible here
+        return default
+    try:
+        return float(env.metadata.get("render_fps") or default)
+    finally:
+        env.close()
+
+
+class _GymnasiumRenderEnv:
+    """One Gymnasium env with rgb_array rendering and next-step autoreset, as a BatchedEnv."""
+
+    frames_per_step = 1
+
+    def __init__(self, env_id: str, seed: int) -> None:
+        import gymnasium
+
+        from fnrl.envs import EpisodeTracker, SpaceConverter
+
+        try:
+            with warnings.catch_warnings():  # an unsupported mode is reported below instead
+                warnings.simplefilter("ignore")
+                self._env = gymnasium.make(env_id, render_mode="rgb_array")
+        except Exception as e:  # gymnasium raises many types for envs it cannot build
+            raise ValueError(f"cannot render {env_id}: {e}") from e
+        modes = self._env.metadata.get("render_modes", [])
+        if "rgb_array" not in modes:
+            self._env.close()
+            raise ValueError(
+                f"cannot render {env_id}: it has no 'rgb_array' render mode (it has {modes})"
+            )
+        try:
+            self._converter = SpaceConverter(self._env.observation_space, self._env.action_space)
+        except ValueError:
+            self._env.close()
+            raise
+        self.spec = self._converter.spec
+        self.num_envs = 1
+        self.fps = float(self._env.metadata.get("render_fps") or 30.0)
+        self._tracker = EpisodeTracker(1, clip_rewards=False)
+        self._seed: int | None = seed
+        self._needs_reset = False
+        self._env_id = env_id
+
+    def _obs(self, obs: Any) -> dict[str, np.ndarray]:
+        import jax
+
+        return self._converter.observation(jax.tree.map(lambda x: np.asarray(x)[None], obs))
+
+    def reset(self):
+        obs, _ = self._env.reset(seed=self._seed)
+        self._seed, self._needs_reset = None, False
+        return self._tracker.reset(self._obs(obs))
+
+    def step(self, actions: Mapping[str, np.ndarray]):
+        action = self._converter.action(actions, 1)
+        action = {k: int(v[0]) for k, v in action.items()} if isinstance(action, dict) else action
+        if self._needs_reset:  # next-step autoreset, as every fnrl env
+            obs, _ = self._env.reset()
+            self._needs_reset = False
+            no = np.zeros(1, bool)
+            return self._tracker.step(self._obs(obs), np.zeros(1, np.float32), no, no)
+        obs, reward, terminated, truncated, _ = self._env.step(
+            int(action[0]) if isinstance(action, np.ndarray) else action
+        )
+        self._needs_reset = bool(terminated or truncated)
+        return self._tracker.step(
+            self._obs(obs),
+            np.array([reward], np.float32),
+            np.array([terminated]),
+            np.array([truncated]),
+        )
+
+    def frame(self) -> np.ndarray:
+        try:
+            frame = self._env.render()
+        except Exception as e:  # a missing renderer (pygame, OpenGL) fails here, not at make
+            raise ValueError(f"cannot render {self._env_id}: {e}") from e
+        if frame is None:
+            raise ValueError(f"cannot render {self._env_id}: its renderer returned no frame")
+        return np.asarray(frame)
+
+    def close(self) -> None:
+        self._env.close()
+
+
+def make_render_env(config: Any, seed: int) -> Any:
+    """One env of the run's ``config`` that can also return RGB frames (``env.frame()``).
+
+    Raises:
+        ValueError: the env cannot render (the message says why).
+    """
+    import gymnasium
+
+    from fnrl.envs import atari_task_id, is_envpool_task
+
+    if atari_task_id(config.env_id) is not None or is_envpool_task(config.env_id):
+        return _EnvpoolRenderEnv(config, seed)
+    if config.env_id in gymnasium.envs.registry:
+        return _GymnasiumRenderEnv(config.env_id, seed)
+    raise ValueError(f"cannot render {config.env_id}: not an envpool or Gymnasium env id")
+
+
+def _agent_view(obs: Mapping[str, np.ndarray]) -> np.ndarray:
+    gray = np.asarray(obs["screen"])[0, :, :, -1]
+    rgb = np.repeat(gray[:, :, None], 3, axis=-1)
+    return rgb.repeat(2, axis=0).repeat(2, axis=1)
+
+
+def render_episodes(
+    env: Any,
+    policy: Callable,
+    params: Any,
+    key: Any,
+    initial_carry: Any,
+    episodes: int,
+    write: Callable[[np.ndarray], None],
+    *,
+    max_steps: int | None = None,
+    agent_view: bool = False,
+) -> list[RenderedEpisode]:
+    """Plays ``episodes`` episodes on a render env, passing each frame to ``write``.
+
+    Args:
+        env: from :func:`make_render_env`.
+        policy: a compiled ``fnrl.parallel.make_eval_policy`` policy.
+        params: the network variables.
+        key: consumed by sampling policies, one subkey per step.
+        initial_carry: the body's zero state for one env.
+        episodes: how many episodes to record.
+        write: receives ``[H, W, 3]`` uint8 frames.
+        max_steps: cut each episode after this many env steps; None plays it to its end.
+        agent_view: write the agent's observation instead of the env's RGB screen.
+
+    Returns:
+        The recorded episodes.
+    """
+    import jax
+
+    def frame(timestep) -> np.ndarray:
+        return _agent_view(timestep.obs) if agent_view else env.frame()
+
+    recorded: list[RenderedEpisode] = []
+    timestep, carry = env.reset(), initial_carry
+    write(frame(timestep))
+    steps = 0
+    while True:
+        key, step_key = jax.random.split(key)
+        actions, carry = policy(params, step_key, carry, timestep.obs, timestep.first)
+        actions = jax.device_get(actions)
+        timestep = env.step(actions)
+        steps += 1
+        write(frame(timestep))
+        done = bool(timestep.episode.done[0])
+        if not done and (max_steps is None or steps < max_steps):
+            continue
+        recorded.append(
+            RenderedEpisode(
+                float(timestep.episode.returns[0]), int(timestep.episode.length[0]), steps + 1
+            )
+        )
+        if len(recorded) == episodes:
+            return recorded
+        # After a natural end the env's next step is its automatic reset (the action is
+        # ignored); after a cut the env is reset.
+        timestep = env.step(actions) if done else env.reset()
+        steps = 0
+        write(frame(timestep))
+
+
+class _VideoWriter:
+    """Streams frames to an MP4 (H.264) or GIF file."""
+
+    def __init__(self, path: Path, fps: float) -> None:
+        import imageio.v2 as imageio
+
+        suffix = path.suffix.lower()
+        if suffix == ".mp4":
+            self._writer = imageio.get_writer(
+                path,
+                format="FFMPEG",
+                fps=fps,
+                codec="libx264",
+                pixelformat="yuv420p",
+                macro_block_size=1,
+            )
+            self._even = True  # yuv420p needs even width and height
+        elif suffix == ".gif":
+            self._writer = imageio.get_writer(path, mode="I", duration=1000 / fps, loop=0)
+            self._even = False
+        else:
+            raise ValueError(f"--out must end in .mp4 or .gif, got {path.name!r}")
+        self.frames = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        frame = np.asarray(frame, np.uint8)
+        if self._even and (frame.shape[0] % 2 or frame.shape[1] % 2):
+            pad = ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0))
+            frame = np.pad(frame, pad, mode="edge")
+        with warnings.catch_warnings():
+            # The first MP4 frame starts ffmpeg with fork + exec, which JAX warns about; the
+            # child execs at once and never runs JAX code.
+            warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
+            self._writer.append_data(frame)
+        self.frames += 1
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The ``fnrl.render`` argument parser."""
+    from fnrl.evaluate import _bool
+
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Record a saved policy playing, as an MP4 or GIF video."
+    )
+    parser.add_argument("run_dir", help="the run directory ({log_dir}/{env_id}/{run_id})")
+    parser.add_argument(
+        "--checkpoint", help="a step count, a checkpoint name (step_N) or path; default: latest"
+    )
+    parser.add_argument("--episodes", type=int, default=1, help="episodes to record")
+    parser.add_argument(
+        "--out", default=None, help="video file, .mp4 or .gif (default: RUN_DIR/eval/video.mp4)"
+    )
+    parser.add_argument(
+        "--fps", type=float, default=None, help="frames per second (default: real time)"
+    )
+    parser.add_argument(
+        "--max-steps", type=int, default=None, help="cut each episode after this many env steps"
+    )
+    parser.add_argument(
+        "--greedy",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=True,
+        metavar="BOOL",
+        help="argmax actions (default, adept); false samples",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, help="env seed (default: the run's + 2,000,000)"
+    )
+    parser.add_argument(
+        "--agent-view",
+        action="store_true",
+        help="record the agent's observation (Atari: 84x84 gray) instead of the RGB screen",
+    )
+    return parser
+
+
+def render(
+    run_dir: str | Path,
+    out: str | Path,
+    *,
+    checkpoint: str | None = None,
+    episodes: int = 1,
+    fps: float | None = None,
+    max_steps: int | None = None,
+    greedy: bool = True,
+    seed: int | None = None,
+    agent_view: bool = False,
+) -> list[RenderedEpisode]:
+    """Records a run's policy to ``out``; see the module docstring and ``--help``.
+
+    Raises:
+        ValueError: bad arguments, or an env that cannot render.
+        CheckpointError: the checkpoint is missing, corrupt or does not fit.
+    """
+    import jax
+
+    from fnrl.checkpoint import find_checkpoint, load_params
+    from fnrl.evaluate import load_run_config
+    from fnrl.parallel.evaluation import EVALUATE_SEED_OFFSET, make_eval_policy
+    from fnrl.parallel.local import make_agent, make_network
+
+    if episodes < 1:
+        raise ValueError(f"--episodes must be at least 1, got {episodes}")
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"--max-steps must be at least 1, got {max_steps}")
+    if fps is not None and fps <= 0:
+        raise ValueError(f"--fps must be positive, got {fps}")
+    out = Path(out)
+    if out.suffix.lower() not in (".mp4", ".gif"):
+        raise ValueError(f"--out must end in .mp4 or .gif, got {out.name!r}")
+    config = load_run_config(run_dir)
+    path = find_checkpoint(run_dir, checkpoint)
+    seed = config.seed + EVALUATE_SEED_OFFSET if seed is None else seed
+    env = make_render_env(config, seed)
+    try:
+        if agent_view and "screen" not in env.spec.observations:
+            raise ValueError("--agent-view needs an image observation ('screen')")
+        agent = make_agent(config, env.spec)
+        network = make_network(config, env.spec)
+        params = load_params(path, jax.eval_shape(agent.init, jax.random.PRNGKey(0)))
+        policy = jax.jit(make_eval_policy(network, greedy=greedy))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        writer = _VideoWriter(out, fps or env.fps)
+        try:
+            return render_episodes(
+                env,
+                policy,
+                params,
+                jax.random.PRNGKey(seed),
+                network.initial_carry(1),
+                episodes,
+                writer.write,
+                max_steps=max_steps,
+                agent_view=agent_view,
+            )
+        finally:
+            writer.close()
+    finally:
+        env.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: records the video and prints one line per episode."""
+    args = make_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    out = Path(args.out) if args.out else Path(args.run_dir) / "eval" / "video.mp4"
+    try:
+        recorded = render(
+            args.run_dir,
+            out,
+            checkpoint=args.checkpoint,
+            episodes=args.episodes,
+            fps=args.fps,
+            max_steps=args.max_steps,
+            greedy=args.greedy,
+            seed=args.seed,
+            agent_view=args.agent_view,
+        )
+    except (ValueError, OSError, RuntimeError) as e:
+        print(f"fnrl.render: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("fnrl.render: interrupted", file=sys.stderr)
+        return 130
+    for i, episode in enumerate(recorded):
+        print(
+            f"episode {i}: return {episode.returns:.2f}, length {episode.length}, "
+            f"frames {episode.frames}",
+            flush=True,
+        )
+    print(f"video written to {out} ({sum(e.frames for e in recorded)} frames)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

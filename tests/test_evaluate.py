@@ -1,0 +1,158 @@
+"""``python -m fnrl.evaluate``: returns of saved policies, results files, clear errors.
+
+The slow tests share one CartPole run trained to the threshold with the preset (the local-mode
+learning test) and evaluate and render it.
+"""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import imageio.v3 as iio
+import jax
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from fnrl import evaluate, render
+from fnrl.agents import init_train_state
+from fnrl.config import TrainConfig, make_config
+from fnrl.optimizers import make_rmsprop
+from fnrl.parallel.local import make_agent, make_training_env, train_local
+from fnrl.parallel.run import TrainingRun
+
+
+def untrained_run(log_dir, **settings):
+    """A run directory with one checkpoint of freshly initialized params (no training)."""
+    config = TrainConfig(log_dir=str(log_dir), nb_eval_env=0, **settings)
+    env = make_training_env(config, 1, config.seed)
+    frames_per_step = env.frames_per_step
+    agent = make_agent(config, env.spec)
+    env.close()
+    state = init_train_state(agent, make_rmsprop(1e-3), jax.random.PRNGKey(config.seed))
+    run = TrainingRun(config, "local", frames_per_step=frames_per_step, show_progress=False)
+    try:
+        run.save(state)
+    finally:
+        run.close()
+    return run.run_dir
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The bare command's settings: 500k environment steps, about 15 s on 2 CPU cores."""
+    config = make_config(log_dir=str(tmp_path_factory.mktemp("cartpole")))
+    return config, train_local(config)
+
+
+@pytest.mark.slow
+def test_cartpole_preset_reaches_475_within_500k_steps(trained):
+    config, result = trained
+    assert config.env_id == "CartPole-v1" and config.max_train_steps == 500_000
+    last = result.episode_returns[-20:]
+    assert len(last) == 20 and np.mean(last) >= 475, np.mean(last)
+    events = EventAccumulator(str(result.run_dir))
+    events.Reload()
+    logged = [e.value for e in events.Scalars("reward/train")]
+    assert logged[-20:] == pytest.approx(last)
+    assert events.Scalars("reward/eval"), "the evaluation thread (on by default) logged nothing"
+
+
+@pytest.mark.slow
+def test_trained_checkpoint_scores_475_and_untrained_one_much_less(trained, capsys):
+    _, result = trained
+    run_dir = result.run_dir
+    args = [str(run_dir), "--all-checkpoints", "--episodes", "20", "--nb-env", "10"]
+    assert evaluate.main(args) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((run_dir / "eval" / "results.json").read_text())
+    assert summary["greedy"] and summary["seed"] == 2_000_000
+    first, last = summary["checkpoints"][0], summary["checkpoints"][-1]
+    # the checkpoint after the first update, and the final one
+    assert (first["checkpoint"], last["checkpoint"]) == ("step_80", "step_500000")
+    assert first["episodes"] == last["episodes"] == 20
+    assert last["return"]["mean"] >= 475, last["return"]
+    assert first["return"]["mean"] < 100, first["return"]
+    assert summary["best"] == "step_500000"
+    assert last["return"]["mean"] == pytest.approx(np.mean(last["returns"]))
+    assert last["return"]["min"] == min(last["returns"])
+    assert "step_500000 (500000 steps, 500000 frames): return mean" in out
+    with open(run_dir / "eval" / "step_500000.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(row["return"]) for row in rows] == last["returns"]
+    assert [int(row["length"]) for row in rows] == last["lengths"]
+    with open(run_dir / "eval" / "eval.csv") as f:
+        assert [row["checkpoint"] for row in csv.DictReader(f)] == ["step_80", "step_500000"]
+    plot = iio.imread(run_dir / "eval" / "learning_curve.png")
+    assert plot.ndim == 3 and plot.shape[0] > 100 and plot.shape[1] > 100
+
+
+@pytest.mark.slow
+def test_render_of_the_trained_policy_has_a_frame_per_step(trained, tmp_path, capsys):
+    _, result = trained
+    out = tmp_path / "cartpole.mp4"
+    assert render.main([str(result.run_dir), "--episodes", "1", "--out", str(out)]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    returns, length, frames = (float(part.split()[-1]) for part in line.split(": ")[1].split(","))
+    assert returns == length >= 400  # CartPole pays 1 per step; the trained policy lasts
+    video = iio.imread(out)
+    assert video.shape == (frames, 400, 600, 3) and frames == length + 1
+
+
+def test_greedy_evaluation_is_reproducible_and_sampling_differs(tmp_path):
+    run_dir = untrained_run(tmp_path, network_body="Linear", normalize=False)
+    checkpoint = [run_dir / "checkpoints" / "step_0"]
+    greedy = evaluate.evaluate_checkpoints(run_dir, checkpoint, episodes=6, nb_env=3)
+    again = evaluate.evaluate_checkpoints(run_dir, checkpoint, episodes=6, nb_env=3)
+    sampled = evaluate.evaluate_checkpoints(run_dir, checkpoint, episodes=6, nb_env=3, greedy=False)
+    assert greedy[0]["returns"] == again[0]["returns"]
+    assert greedy[0]["returns"] != sampled[0]["returns"]
+    assert greedy[0]["episodes"] == 6 and greedy[0]["env_steps"] == 0
+
+
+def test_checkpoint_of_another_network_gives_one_clear_error(tmp_path, capsys):
+    run_dir = untrained_run(tmp_path, network_body="Linear", normalize=False)
+    config_file = run_dir / "config.json"
+    config = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps({**config, "env_id": "Acrobot-v1"}))  # 6 inputs, not 4
+    assert evaluate.main([str(run_dir), "--episodes", "1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("fnrl.evaluate: error: checkpoint")
+    assert "does not fit this network: params['params']['body']['linear']['kernel'] is " in err
+    assert "float32[4, 512] in the checkpoint but float32[6, 512] here" in err
+    config_file.write_text(json.dumps({**config, "network_body": "LSTM"}))
+    assert evaluate.main([str(run_dir), "--episodes", "1"]) == 1
+    assert "is corrupt or from another network" in capsys.readouterr().err
+
+
+def _cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "fnrl.evaluate", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cli_bad_input_ends_with_one_clear_line(tmp_path, capsys):
+    run_dir = untrained_run(tmp_path, network_body="Linear", normalize=False)
+    for args, phrase in [
+        ((run_dir, "--checkpoint", "7"), "no checkpoint '7'"),
+        ((run_dir, "--episodes", "0"), "--episodes and --nb-env must be at least 1"),
+    ]:
+        assert evaluate.main([str(a) for a in args]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and phrase in err, err
+    state_file = run_dir / "checkpoints" / "step_0" / "state.msgpack"
+    os.truncate(state_file, state_file.stat().st_size // 2)
+    for args, phrase in [
+        ((tmp_path / "nowhere",), "is not a run directory"),
+        ((run_dir,), "step_0 is corrupt (state.msgpack)"),
+    ]:
+        result = _cli(*args)  # as users run it
+        assert result.returncode == 1, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+        lines = [line for line in result.stderr.splitlines() if "fnrl.evaluate" in line]
+        assert len(lines) == 1 and phrase in lines[0], result.stderr
