@@ -1,0 +1,495 @@
+"""IMPALA mode: actor threads feed a V-trace learner through a bounded queue (adept's IMPALA).
+
+Espeholt et al. 2018, "IMPALA: Scalable Distributed Deep-RL with Importance Weighted
+Actor-Learner Architectures", arranged in one process as in Sebulba (Hessel et al. 2021,
+"Podracer architectures for scalable Reinforcement Learning"): envpool steps its envs and XLA
+runs compiled code with the GIL released, so actor threads and the learner overlap.
+
+* ``--nb-actor`` actor threads, each with its own ``--nb-env`` envs (seeds never shared across
+  actors), its own PRNG stream (``fold_in(key, actor_id)``) and one compiled ``act`` on the
+  first local device, collect ``--exp-length``-step trajectories with the latest published
+  params and put them, as :class:`Rollout`, on a :class:`RolloutQueue` of at most
+  ``--max-queue-length`` (adept's backpressure): an actor reserves its place in the queue
+  before it fetches params and collects, so it never holds a finished rollout while waiting.
+* The learner (the calling thread) takes ``--batch-size`` rollouts, stacks them along the env
+  axis, shards that axis over a mesh of all local devices, runs the compiled update and
+  publishes the new params with their version (the number of updates applied).
+* Policy lag is the learner's version minus the version a rollout acted with. Every rollout in
+  flight (queued or being collected) holds one of the ``max_queue_length`` places, and its
+  params are fetched once it has one, so at most ``max_queue_length - 1`` rollouts are ahead
+  of it: the lag is at most ``ceil(max_queue_length / batch_size)`` updates, whatever the
+  number of actors, unless an actor thread stalls mid-rollout (a descheduled thread).
+* The step budget counts environment steps the learner consumed. The run stops at the first
+  update boundary past it, on ``stop`` (Ctrl-C), or when a thread raises: every thread is
+  stopped, a final checkpoint is written, and an actor's exception is re-raised here as
+  :class:`ActorFailed` with the actor's traceback in its message.
+
+Impure shell: threads, queues, devices, environments and the clock live here.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+from fnrl.agents import Agent, init_train_state, make_update
+from fnrl.config import ImpalaConfig
+from fnrl.envs import BatchedEnv
+from fnrl.optimizers import make_rmsprop
+from fnrl.parallel.local import make_agent, make_network, make_training_env
+from fnrl.parallel.rollout import Episode, PhaseTimer, collect
+from fnrl.parallel.run import RunResult, TrainingRun
+from fnrl.types import Params, PRNGKey, Trajectory
+
+__all__ = [
+    "ActorFailed",
+    "Rollout",
+    "RolloutQueue",
+    "VersionedParams",
+    "learner_mesh",
+    "stack_rollouts",
+    "train_impala",
+]
+
+_POLL_SECONDS = 0.05  # how often blocked queue operations look at the stop event
+_JOIN_SECONDS = 30.0  # how long shutdown waits for the actor threads, all together
+_BATCH_AXIS = "batch"
+
+
+class ActorFailed(RuntimeError):
+    """An actor thread raised; the message holds its exception and traceback."""
+
+
+class Rollout(NamedTuple):
+    """One actor's trajectory segment, as the learner receives it (host memory)."""
+
+    trajectory: Trajectory  # [T + 1, B] obs, [T, B] actions...; initial_carry [B, ...] numpy
+    policy_version: int  # learner updates applied to the params that acted
+    actor_id: int
+    episodes: list[Episode]  # whole games that ended during the segment
+    env_seconds: float  # spent stepping the envs
+    inference_seconds: float  # spent in the compiled act (with the transfer of its outputs)
+
+
+class VersionedParams:
+    """The latest published params and their version, shared by the learner and the actors.
+
+    Thread-safe: the learner publishes, every actor reads. Published arrays must never be
+    donated to a later computation, since an actor may still be reading them.
+    """
+
+    def __init__(self, params: Params, version: int = 0) -> None:
+        self._lock = threading.Lock()
+        self._params = params
+        self._version = version
+
+    def publish(self, params: Params, version: int) -> None:
+        """Makes ``params`` the latest, as the result of ``version`` updates."""
+        with self._lock:
+            self._params, self._version = params, version
+
+    def latest(self) -> tuple[int, Params]:
+        """The latest version and its params."""
+        with self._lock:
+            return self._version, self._params
+
+
+def learner_mesh(devices: list[jax.Device] | None = None) -> Mesh:
+    """A one-axis mesh (``"batch"``) over ``devices`` (all local devices by default).
+
+    The axis is ``Auto``: the compiled update is partitioned by XLA from the input shardings
+    (params replicated, the env axis of the batch split), so the loss and its gradient are
+    those of the whole batch, with the cross-device reductions inserted by the compiler.
+    """
+    devices = jax.local_devices() if devices is None else devices
+    return Mesh(np.asarray(devices), (_BATCH_AXIS,), axis_types=(AxisType.Auto,))
+
+
+def _batch_shardings(trajectory: Trajectory, mesh: Mesh) -> Trajectory:
+    """Shardings that split the env axis: axis 1 of time-major arrays, axis 0 of the carry."""
+    time_major = NamedSharding(mesh, PartitionSpec(None, _BATCH_AXIS))
+    batch_major = NamedSharding(mesh, PartitionSpec(_BATCH_AXIS))
+    shardings = jax.tree.map(lambda _: time_major, trajectory._replace(initial_carry=None))
+    carry = jax.tree.map(lambda _: batch_major, trajectory.initial_carry)
+    return shardings._replace(initial_carry=carry)
+
+
+def stack_rollouts(rollouts: list[Rollout]) -> Trajectory:
+    """Concatenates the rollouts' trajectories along the env axis.
+
+    Args:
+        rollouts: R rollouts of ``[T + 1, B_i]`` trajectories.
+
+    Returns:
+        One ``[T + 1, sum B_i]`` trajectory on the host, rollout after rollout.
+    """
+    trajectories = [rollout.trajectory for rollout in rollouts]
+    time_major = [t._replace(initial_carry=None) for t in trajectories]
+    stacked = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *time_major)
+    carry = jax.tree.map(
+        lambda *xs: np.concatenate(xs, axis=0), *[t.initial_carry for t in trajectories]
+    )
+    return stacked._replace(initial_carry=carry)
+
+
+class RolloutQueue:
+    """A FIFO of rollouts with at most ``maxsize`` places, reserved before collecting.
+
+    An actor calls :meth:`reserve` before it fetches params, then :meth:`put` once its rollout
+    is collected (which never blocks); the learner's :meth:`get` frees the place. Every rollout
+    in flight holds a place, which is what bounds the policy lag (see the module docstring).
+    All waits take a timeout, so that a stopping run never hangs on the queue.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        if maxsize < 1:
+            raise ValueError(f"a rollout queue needs at least 1 place, got {maxsize}")
+        self._places = threading.Semaphore(maxsize)
+        self._rollouts: queue.Queue[Rollout] = queue.Queue(maxsize=maxsize)
+
+    def reserve(self, timeout: float) -> bool:
+        """Takes a place for a rollout about to be collected; False after ``timeout`` seconds."""
+        return self._places.acquire(timeout=timeout)
+
+    def put(self, rollout: Rollout) -> None:
+        """Queues a rollout whose place was reserved."""
+        self._rollouts.put_nowait(rollout)
+
+    def get(self, timeout: float) -> Rollout:
+        """The oldest rollout, freeing its place.
+
+        Raises:
+            queue.Empty: none came within ``timeout`` seconds.
+        """
+        rollout = self._rollouts.get(timeout=timeout)
+        self._places.release()
+        return rollout
+
+    def qsize(self) -> int:
+        """The number of rollouts waiting for the learner."""
+        return self._rollouts.qsize()
+
+
+def _copy_params(params: Params) -> Params:
+    """A copy in fresh buffers, so that donating the learner state never frees what actors read."""
+    return jax.tree.map(jnp.copy, params)
+
+
+class _Actor(threading.Thread):
+    """One actor thread: owns its envs' stepping, its key and its compiled ``act``.
+
+    Its exception, if any, is kept in ``error`` (with ``traceback_text``) and sets ``halt``, so
+    that the learner stops and re-raises it.
+    """
+
+    def __init__(
+        self,
+        actor_id: int,
+        env: BatchedEnv,
+        agent: Agent,
+        store: VersionedParams,
+        rollouts: RolloutQueue,
+        halt: threading.Event,
+        key: PRNGKey,
+        length: int,
+        device: jax.Device,
+    ) -> None:
+        super().__init__(name=f"fnrl-actor-{actor_id}", daemon=True)
+        self.actor_id = actor_id
+        self.env = env
+        self.agent = agent
+        self.store = store
+        self.rollouts = rollouts
+        self.halt = halt
+        self.key = key
+        self.length = length
+        self.device = device
+        self.timer = PhaseTimer()  # written by this thread only; read after it stopped
+        self.error: BaseException | None = None
+        self.traceback_text = ""
+
+    def run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread, never swallowed
+            self.error = e
+            self.traceback_text = traceback.format_exc()
+            self.halt.set()
+
+    def _loop(self) -> None:
+        timestep = self.env.reset()
+        carry = jax.device_put(self.agent.initial_carry(self.env.num_envs), self.device)
+        version, params = -1, None
+        # Compiled ahead of the first rollout, so that its params are not stale by the time
+        # acting starts; the arguments only give shapes and placement here.
+        with self.timer.phase("compile"):
+            _, latest = self.store.latest()
+            act = (
+                jax.jit(self.agent.act)
+                .lower(
+                    jax.device_put(latest, self.device),
+                    self.key,
+                    carry,
+                    timestep.obs,
+                    timestep.first,
+                )
+                .compile()
+            )
+        for index in itertools.count():
+            with self.timer.phase("queue_wait"):
+                while not self.rollouts.reserve(timeout=_POLL_SECONDS):
+                    if self.halt.is_set():
+                        return
+            if self.halt.is_set():
+                return
+            latest_version, latest = self.store.latest()
+            if latest_version != version:
+                with self.timer.phase("transfer"):
+                    params = jax.device_put(latest, self.device)
+                version = latest_version
+            segment = PhaseTimer()
+            result = collect(
+                self.env,
+                act,
+                params,
+                jax.random.fold_in(self.key, index),
+                timestep,
+                carry,
+                self.length,
+                segment,
+            )
+            timestep, carry = result.timestep, result.carry
+            for phase, seconds in segment.seconds.items():
+                self.timer.seconds[phase] += seconds
+            trajectory = result.trajectory._replace(
+                initial_carry=jax.device_get(result.trajectory.initial_carry)
+            )
+            rollout = Rollout(
+                trajectory=trajectory,
+                policy_version=version,
+                actor_id=self.actor_id,
+                episodes=result.episodes,
+                env_seconds=segment.seconds["env"],
+                inference_seconds=segment.seconds["inference"],
+            )
+            self.rollouts.put(rollout)
+
+
+def _take(
+    rollouts: RolloutQueue, count: int, events: tuple[threading.Event, ...]
+) -> list[Rollout] | None:
+    """The next ``count`` rollouts, or None as soon as one of ``events`` is set."""
+    batch: list[Rollout] = []
+    while len(batch) < count:
+        if any(event.is_set() for event in events):
+            return None
+        try:
+            batch.append(rollouts.get(timeout=_POLL_SECONDS))
+        except queue.Empty:
+            continue
+    return batch
+
+
+def _batch_metrics(batch: list[Rollout], version: int) -> dict[str, float]:
+    """Policy lag and actor timings of the rollouts of one learner batch."""
+    lags = [version - rollout.policy_version for rollout in batch]
+    return {
+        "policy_lag": float(np.mean(lags)),
+        "policy_lag_max": float(max(lags)),
+        "env_seconds": float(np.mean([rollout.env_seconds for rollout in batch])),
+        "inference_seconds": float(np.mean([rollout.inference_seconds for rollout in batch])),
+    }
+
+
+def _stop_actors(actors: list[_Actor], halt: threading.Event, run: TrainingRun) -> None:
+    """Stops and joins the actors, then adds their mean phase times to the run's timer."""
+    halt.set()
+    deadline = time.monotonic() + _JOIN_SECONDS
+    for actor in actors:
+        if actor.ident is None:  # never started
+            continue
+        actor.join(timeout=max(0.0, deadline - time.monotonic()))
+        if actor.is_alive():
+            run.logger.line(f"WARNING: actor {actor.actor_id} did not stop in {_JOIN_SECONDS}s")
+    # Actors run side by side: their mean time per phase is comparable to the learner's.
+    for phase in ("env", "inference"):
+        run.timer.seconds[phase] += sum(a.timer.seconds[phase] for a in actors) / len(actors)
+    run.logger.line(
+        "ACTORS: "
+        + " ".join(
+            f"actor{a.actor_id}:"
+            + ",".join(f"{phase}={seconds:.2f}s" for phase, seconds in a.timer.seconds.items())
+            for a in actors
+        )
+    )
+
+
+def train_impala(
+    config: ImpalaConfig,
+    *,
+    stop: threading.Event | None = None,
+    show_progress: bool | None = None,
+) -> RunResult:
+    """Trains ``config.agent`` (ActorCriticVtrace by default) with actor threads and a learner.
+
+    Args:
+        config: the run's settings; ``nb_env`` envs per actor thread.
+        stop: when set, the run stops at the next update boundary (Ctrl-C in the CLI).
+        show_progress: progress bar on/off; ``None`` shows it on a terminal only.
+
+    Returns:
+        What the run did (see ``TrainingRun``); ``phase_seconds`` holds the learner's phases
+        (``queue_wait``, ``transfer``, ``learner``, ``checkpoint``) and the actors' mean
+        ``env`` and ``inference`` times.
+
+    Raises:
+        ValueError: bad configuration, e.g. a learner batch that does not split over devices.
+        ActorFailed: an actor thread raised; the final checkpoint was written first.
+        TrainingDiverged: the loss became NaN; the last good checkpoint stays on disk.
+    """
+    if not isinstance(config, ImpalaConfig):
+        raise ValueError(
+            f"train_impala needs an ImpalaConfig, got {type(config).__name__}; build it with "
+            "fnrl.config.make_config(ImpalaConfig, ...)"
+        )
+    mesh = learner_mesh()
+    batch_envs = config.batch_size * config.nb_env
+    if batch_envs % mesh.size:
+        raise ValueError(
+            f"the learner batch of --batch-size {config.batch_size} x --nb-env {config.nb_env} "
+            f"= {batch_envs} envs does not split over the {mesh.size} learner devices; make it "
+            f"a multiple of {mesh.size}"
+        )
+    envs: list[BatchedEnv] = []
+    actors: list[_Actor] = []
+    try:
+        for actor_id in range(config.nb_actor):
+            # Env i of actor k gets seed + k * nb_env + i: no two envs of a run share a seed.
+            seed = config.seed + actor_id * config.nb_env
+            envs.append(make_training_env(config, config.nb_env, seed))
+        agent = make_agent(config, envs[0].spec)
+        optimizer = make_rmsprop(config.learning_rate, max_grad_norm=config.max_grad_norm)
+        replicated = NamedSharding(mesh, PartitionSpec())
+        update = jax.jit(
+            make_update(agent, optimizer), donate_argnums=0, out_shardings=(replicated, replicated)
+        )
+        snapshot = jax.jit(_copy_params, out_shardings=replicated)
+        run = TrainingRun(
+            config,
+            "impala",
+            frames_per_step=envs[0].frames_per_step,
+            stop=stop,
+            show_progress=show_progress,
+        )
+        try:
+            # Resume restores params, optimizer state, key and counters; the envs start fresh
+            # (actors keep stepping while the learner saves, so no env log could match).
+            state, _ = run.restore(
+                init_train_state(agent, optimizer, jax.random.PRNGKey(config.seed))
+            )
+            state = jax.device_put(state, replicated)
+            run.announce(state)
+            run.start_evaluation(
+                functools.partial(make_training_env, config), make_network(config, envs[0].spec)
+            )
+            run.logger.line(
+                f"LEARNER: {mesh.size} device(s) {[str(d) for d in mesh.devices]}, batch of "
+                f"{config.batch_size} rollouts x {config.nb_env} envs x {config.exp_length} "
+                f"steps; {config.nb_actor} actor threads"
+            )
+            store = VersionedParams(snapshot(state.params), version=run.updates)
+            # A stream per actor and per start of the run (a resumed run starts new ones).
+            actors_key = jax.random.fold_in(state.key, run.updates)
+            rollouts = RolloutQueue(config.max_queue_length)
+            halt = threading.Event()
+            actor_device = jax.local_devices()[0]
+            actors = [
+                _Actor(
+                    actor_id,
+                    env,
+                    agent,
+                    store,
+                    rollouts,
+                    halt,
+                    jax.device_put(jax.random.fold_in(actors_key, actor_id), actor_device),
+                    config.exp_length,
+                    actor_device,
+                )
+                for actor_id, env in enumerate(envs)
+            ]
+            try:
+                for actor in actors:
+                    actor.start()
+                state = _learn(config, run, state, update, snapshot, store, rollouts, halt, mesh)
+            finally:
+                _stop_actors(actors, halt, run)
+            failed = [actor for actor in actors if actor.error is not None]
+            result = run.finish(state)
+            if failed:
+                actor = failed[0]
+                raise ActorFailed(
+                    f"actor thread {actor.actor_id} failed: {type(actor.error).__name__}: "
+                    f"{actor.error} (stopped after {run.updates} updates, {run.env_steps} steps; "
+                    f"checkpoint {result.last_checkpoint}); actor traceback:\n"
+                    f"{actor.traceback_text}"
+                ) from actor.error
+            return result
+        finally:
+            run.close()
+    finally:
+        for actor_id, env in enumerate(envs):
+            if actor_id >= len(actors) or not actors[actor_id].is_alive():
+                env.close()
+
+
+def _learn(
+    config: ImpalaConfig,
+    run: TrainingRun,
+    state,
+    update: Callable,
+    snapshot: Callable,
+    store: VersionedParams,
+    rollouts: RolloutQueue,
+    halt: threading.Event,
+    mesh: Mesh,
+):
+    """The learner loop: take a batch, update, publish, record; until the run is finished."""
+    while not run.finished:
+        with run.timer.phase("queue_wait"):
+            start = time.perf_counter()
+            batch = _take(rollouts, config.batch_size, (halt, run.stop))
+            queue_wait = time.perf_counter() - start
+        if batch is None:
+            break
+        with run.timer.phase("transfer"):
+            trajectory = stack_rollouts(batch)
+            trajectory = jax.device_put(trajectory, _batch_shardings(trajectory, mesh))
+        with run.timer.phase("learner"):
+            start = time.perf_counter()
+            state, metrics = update(state, trajectory)
+            metrics = jax.device_get(metrics)
+            learner_seconds = time.perf_counter() - start
+        version = run.updates
+        store.publish(snapshot(state.params), version + 1)
+        metrics = {
+            **metrics,
+            **_batch_metrics(batch, version),
+            "queue_wait_seconds": queue_wait,
+            "learner_seconds": learner_seconds,
+            "queue_size": float(rollouts.qsize()),
+        }
+        env_steps = sum(int(np.prod(rollout.trajectory.rewards.shape)) for rollout in batch)
+        episodes = [episode for rollout in batch for episode in rollout.episodes]
+        run.record(state, metrics, env_steps, episodes)
+    return state
