@@ -58,7 +58,12 @@ class TrainConfig:
     epoch_len: int = _flag(
         1_000_000, "save a checkpoint every this many environment steps", "--epoch-len"
     )
-    nb_top_model: int = _flag(3, "number of checkpoints to keep", "--nb-top-model")
+    nb_top_model: int = _flag(
+        3,
+        "number of best checkpoints kept, ranked by the mean return of the last 100 training "
+        "episodes at save time (adept); 0 keeps none",
+        "--nb-top-model",
+    )
     summary_frequency: float = _flag(
         10.0, "seconds between tensorboard writes of losses", "-sf", "--summary-frequency"
     )
@@ -84,13 +89,46 @@ class TrainConfig:
         False, "train for 10e3 steps and print a per-phase timing report", "--profile"
     )
     debug: bool = _flag(False, "3 envs, logs under /tmp/fnrl_debug", "--debug")
+    nb_last_model: int = _flag(
+        2, "number of most recent checkpoints kept, besides the best ones", "--nb-last-model"
+    )
+    nb_eval_env: int = _flag(
+        1,
+        "envs of the evaluation thread, which plays the latest params greedily and logs "
+        "reward/eval (adept); 0 disables it",
+        "--nb-eval-env",
+    )
+    eval_step_rate: float = _flag(
+        0.0,
+        "evaluation steps per second at most; 0 throttles the evaluation thread to about 2 "
+        "percent of one core instead (adept's 0 meant unlimited)",
+        "--eval-step-rate",
+    )
+    resume: str = _flag(
+        "",
+        "run directory to continue from its latest checkpoint, with its stored config.json "
+        "(flags given override it)",
+        "--resume",
+    )
+    exact_resume: bool = _flag(
+        True,
+        "record the actions sent to the envs and replay them on resume, so that a resumed run "
+        "continues bit-exactly; false restarts the envs fresh on resume (faster for long Atari "
+        "runs, not exact)",
+        "--exact-resume",
+    )
 
     def __post_init__(self):
-        positive = ("nb_env", "exp_length", "max_train_steps", "epoch_len", "nb_top_model")
+        positive = ("nb_env", "exp_length", "max_train_steps", "epoch_len", "nb_last_model")
         for name in (*positive, "skip_rate", "max_episode_length", "nb_head"):
             value = getattr(self, name)
             if value < 1:
                 raise ValueError(f"{long_flag(name, type(self))} must be at least 1, got {value}")
+        for name in ("nb_top_model", "nb_eval_env", "eval_step_rate"):
+            if getattr(self, name) < 0:
+                raise ValueError(
+                    f"{long_flag(name, type(self))} must be at least 0, got {getattr(self, name)}"
+                )
         if self.summary_frequency <= 0:
             raise ValueError(f"--summary-frequency must be positive, got {self.summary_frequency}")
         if not 0.0 <= self.discount <= 1.0:
@@ -149,3 +187,87 @@ def flags_of(name: str, config_class: type[TrainConfig] = TrainConfig) -> tuple[
 def long_flag(name: str, config_class: type[TrainConfig] = TrainConfig) -> str:
     """The main long flag of a config field, e.g. ``--nb-env`` for ``nb_env``."""
     return next(flag for flag in flags_of(name, config_class) if flag.startswith("--"))
+
+
+@dataclass(frozen=True)
+class ToweredConfig(TrainConfig):
+    """Towered mode: data-parallel A2C over devices and hosts; ``--nb-env`` is per device."""
+
+    devices: str = _flag(
+        "", "comma-separated positions in each host's device list to use; empty: all", "--devices"
+    )
+    coordinator_address: str = _flag(
+        "", "HOST:PORT of process 0, to train with several processes", "--coordinator-address"
+    )
+    num_processes: int = _flag(
+        1, "number of processes (hosts) training together", "--num-processes"
+    )
+    process_id: int = _flag(0, "this process's index, 0 .. num-processes - 1", "--process-id")
+    heartbeat_timeout: int = _flag(
+        100, "seconds without news after which a process counts as dead", "--heartbeat-timeout"
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.num_processes < 1:
+            raise ValueError(f"--num-processes must be at least 1, got {self.num_processes}")
+        if not 0 <= self.process_id < self.num_processes:
+            raise ValueError(
+                f"--process-id must be in [0, {self.num_processes - 1}], got {self.process_id}"
+            )
+        if self.num_processes > 1 and not self.coordinator_address:
+            raise ValueError("--num-processes > 1 needs --coordinator-address HOST:PORT")
+        if self.heartbeat_timeout < 1:
+            raise ValueError(
+                f"--heartbeat-timeout must be at least 1, got {self.heartbeat_timeout}"
+            )
+        self.device_positions()  # validates --devices
+
+    def device_positions(self) -> list[int] | None:
+        """The chosen positions in each host's local device list, or None for all."""
+        if not self.devices.strip():
+            return None
+        try:
+            positions = [int(p) for p in self.devices.split(",")]
+        except ValueError:
+            raise ValueError(f"--devices must be like '0,1', got {self.devices!r}") from None
+        if any(p < 0 for p in positions) or len(set(positions)) != len(positions):
+            raise ValueError(f"--devices must list distinct positions >= 0, got {self.devices!r}")
+        return positions
+
+
+@dataclass(frozen=True)
+class ImpalaConfig(TrainConfig):
+    """IMPALA mode: actor threads feed a V-trace learner through a bounded queue.
+
+    As in adept, ``--nb-env`` counts the envs of each actor (adept: of each actor process): a run
+    steps ``nb_env * nb_actor`` envs, and each learner update trains on ``batch_size`` rollouts
+    of ``nb_env`` envs by ``exp_length`` steps.
+    """
+
+    nb_env: int = _flag(32, "environments per actor thread", "-n", "--nb-env")
+    agent: str = _flag("ActorCriticVtrace", "agent", "--agent")
+    nb_actor: int = _flag(
+        2, "actor threads, each stepping its own --nb-env envs with the latest params", "--nb-actor"
+    )
+    batch_size: int = _flag(
+        2,
+        "rollouts per learner update (adept's --num-rollouts-in-batch, which defaulted to the "
+        "number of actors)",
+        "--batch-size",
+        "--num-rollouts-in-batch",
+    )
+    max_queue_length: int = _flag(
+        4,
+        "rollouts in flight at most, queued for the learner or being collected; an actor waits "
+        "for a free place before it collects, which keeps the policy lag within "
+        "ceil(max-queue-length / batch-size) updates (adept: 2 x actors, 4 for the default 2)",
+        "--max-queue-length",
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("nb_actor", "batch_size", "max_queue_length"):
+            value = getattr(self, name)
+            if value < 1:
+                raise ValueError(f"{long_flag(name, type(self))} must be at least 1, got {value}")

@@ -1,10 +1,16 @@
 """Command line: ``python -m fnrl.train [MODE] [flags]``.
 
 Modes (``MODES``):
-    local   one device, synchronous A2C (adept's Local); the default when no mode is given.
+    local    one device, synchronous A2C (adept's Local); the default when no mode is given.
+    towered  synchronous data-parallel A2C over every device and host (adept's Towered).
+    impala   actor threads feed a V-trace learner through a bounded queue (adept's IMPALA).
 
 Every flag of the mode's config (``fnrl.config.TrainConfig`` or its subclass) is accepted, with
 adept's names, short forms and defaults; booleans take adept's forms (``--normalize false``).
+
+``python -m fnrl.train --resume RUN_DIR [flags]`` continues a stopped run from its latest
+checkpoint with its stored ``config.json`` and mode; flags given override the stored values
+(with a warning), except those that define the envs or the network.
 """
 
 from __future__ import annotations
@@ -12,13 +18,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from fnrl.config import PRESETS, TrainConfig, long_flag, make_config
+from fnrl.config import (
+    PRESETS,
+    ImpalaConfig,
+    ToweredConfig,
+    TrainConfig,
+    long_flag,
+    make_config,
+)
 
 
 class Mode(NamedTuple):
@@ -32,6 +46,16 @@ class Mode(NamedTuple):
 # Runners are imported when run, so that --help stays fast.
 MODES: dict[str, Mode] = {
     "local": Mode(TrainConfig, "fnrl.parallel.local:train_local", "one device, synchronous A2C"),
+    "towered": Mode(
+        ToweredConfig,
+        "fnrl.parallel.towered:train_towered",
+        "synchronous data-parallel A2C over every device and host",
+    ),
+    "impala": Mode(
+        ImpalaConfig,
+        "fnrl.parallel.impala:train_impala",
+        "actor threads feed a V-trace learner through a bounded queue",
+    ),
 }
 
 _TRUE = {"1", "true", "t", "yes", "y", "on"}
@@ -93,16 +117,69 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stored_run(run_dir: str) -> tuple[str, dict]:
+    """The mode (from the latest checkpoint) and ``config.json`` of the run to resume."""
+    import json
+    from pathlib import Path
+
+    from fnrl.checkpoint import latest_checkpoint, read_meta
+
+    path = Path(run_dir).expanduser()
+    try:
+        stored = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"--resume {run_dir}: not a run directory (config.json: {e})") from e
+    checkpoint = latest_checkpoint(path / "checkpoints")
+    if checkpoint is None:
+        raise ValueError(f"--resume {run_dir}: the run saved no checkpoint; start a new run")
+    return read_meta(checkpoint).get("mode", "local"), stored
+
+
+def _resumed_config(mode: str, run_dir: str, stored: dict, given: dict) -> TrainConfig:
+    """The stored config with the flags given on the command line over it (with a warning)."""
+    config_class = MODES[mode].config_class
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    for name, value in given.items():
+        if name != "resume" and name in stored and stored[name] != value:
+            print(
+                f"fnrl.train: warning: {long_flag(name, config_class)} {value} overrides the "
+                f"run's {stored[name]}",
+                file=sys.stderr,
+            )
+    settings = {name: value for name, value in stored.items() if name in fields}
+    return config_class(**{**settings, **given, "resume": run_dir})
+
+
 def parse_args(argv: Sequence[str]) -> tuple[str, TrainConfig]:
-    """Parses the command line into a mode and a validated config."""
+    """Parses the command line into a mode and a validated config.
+
+    With ``--resume RUN_DIR`` the config is the run's ``config.json`` with the flags given over
+    it (each one that changes a stored value is reported on stderr), and the mode is the run's.
+    """
     argv = list(argv)
+    pre = argparse.ArgumentParser(prog="python -m fnrl.train", add_help=False)
+    pre.add_argument("--resume")
+    resume = pre.parse_known_args(argv)[0].resume
+    default_mode, stored = "local", None
+    if resume:
+        try:
+            default_mode, stored = _stored_run(resume)
+        except ValueError as e:
+            pre.error(str(e))
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
-        argv = ["local", *argv]
+        argv = [default_mode, *argv]
     parser = make_parser()
     args = vars(parser.parse_args(argv))
     mode = args.pop("mode")
     try:
-        config = make_config(MODES[mode].config_class, **args)
+        if stored is not None:
+            if mode != default_mode:
+                raise ValueError(
+                    f"--resume {resume}: the run was trained in {default_mode} mode, not {mode}"
+                )
+            config = _resumed_config(mode, resume, stored, args)
+        else:
+            config = make_config(MODES[mode].config_class, **args)
     except ValueError as e:
         parser.error(str(e))
     return mode, config.effective()
@@ -111,6 +188,8 @@ def parse_args(argv: Sequence[str]) -> tuple[str, TrainConfig]:
 def _run(mode: str, config: TrainConfig, stop: threading.Event) -> int:
     module, function = MODES[mode].runner.split(":")
     result = getattr(importlib.import_module(module), function)(config, stop=stop)
+    if result is None:  # a towered process other than 0: process 0 reports
+        return 0
     returns = result.episode_returns[-20:]
     mean = sum(returns) / len(returns) if returns else float("nan")
     print(
@@ -144,10 +223,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(mode, config, stop)
     except (ValueError, OSError, RuntimeError) as e:
         print(f"fnrl.train: error: {e}", file=sys.stderr)
+        _exit_now_if_peers_are_gone(1)
         return 1
     except KeyboardInterrupt:
         print("fnrl.train: interrupted", file=sys.stderr)
+        _exit_now_if_peers_are_gone(130)
         return 130
+
+
+def _exit_now_if_peers_are_gone(code: int) -> None:
+    """Leaves a failed multi-process run at once.
+
+    JAX's distributed runtime waits at exit for every process to shut down together; when a
+    peer has died that wait ends in an abort and a page of C++ logs after the one-line error.
+    """
+    import jax
+
+    if jax.distributed.is_initialized():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 if __name__ == "__main__":
