@@ -1,9 +1,12 @@
 """Networks: ``flax.linen`` modules composed as trunk → body → head (adept's ModularNetwork).
 
 Pure code: modules hold no RNG or optimizer and return ``NetworkOutput`` (logits per action key
-and a value), never distribution objects.
+and a value), never distribution objects. ``fnrl.networks.torch_interop`` (optional extra
+``torch``) converts their variables to and from PyTorch ``state_dict`` s;
+``python -m fnrl.networks`` lists the registered networks with their parameter counts.
 """
 
+from fnrl.networks._layers import BatchNorm
 from fnrl.networks.bodies import (
     IdentityBody,
     LinearBody,
@@ -11,9 +14,19 @@ from fnrl.networks.bodies import (
     LSTMCarry,
     LSTMCell,
     LSTMCellLayerNorm,
+    Mnih2013Linear,
+    Mnih2013LSTM,
+    RMCBody,
+    RMCCarry,
     reset_carry,
 )
-from fnrl.networks.modular import ModularNetwork, NetworkOutput, count_params
+from fnrl.networks.modular import ModularNetwork, NetworkOutput, build_module, count_params
+from fnrl.networks.modules import (
+    MultiHeadSelfAttention,
+    RelationalMHDPA,
+    RMCCell,
+    initial_memory,
+)
 from fnrl.networks.registry import (
     DISCRETE_NETWORKS,
     NETWORK_BODIES,
@@ -26,9 +39,23 @@ from fnrl.networks.registry import (
     register_network_body,
     register_vision_network,
 )
+from fnrl.networks.resnets import (
+    IMPALA,
+    ResNet18,
+    ResNet18V2,
+    ResNet34,
+    ResNet34V2,
+    ResNet50,
+    ResNet50V2,
+    ResNet101,
+    ResNet101V2,
+    ResNet152,
+    ResNet152V2,
+)
 from fnrl.networks.trunks import (
     FourConv,
     FourConvLarger,
+    FourConvSpatialAttention,
     IdentityTrunk,
     LinearTrunk,
     Mnih2013,
@@ -38,10 +65,13 @@ from fnrl.networks.trunks import (
 
 __all__ = [
     "DISCRETE_NETWORKS",
+    "IMPALA",
     "NETWORK_BODIES",
     "VISION_NETWORKS",
+    "BatchNorm",
     "FourConv",
     "FourConvLarger",
+    "FourConvSpatialAttention",
     "IdentityBody",
     "IdentityTrunk",
     "LSTMBody",
@@ -51,14 +81,33 @@ __all__ = [
     "LinearBody",
     "LinearTrunk",
     "Mnih2013",
+    "Mnih2013LSTM",
+    "Mnih2013Linear",
     "ModularNetwork",
+    "MultiHeadSelfAttention",
     "Nature",
     "NetworkOutput",
+    "RMCBody",
+    "RMCCarry",
+    "RMCCell",
+    "RelationalMHDPA",
+    "ResNet101",
+    "ResNet101V2",
+    "ResNet152",
+    "ResNet152V2",
+    "ResNet18",
+    "ResNet18V2",
+    "ResNet34",
+    "ResNet34V2",
+    "ResNet50",
+    "ResNet50V2",
+    "build_module",
     "count_params",
     "flatten_chw",
     "get_discrete_network",
     "get_network_body",
     "get_vision_network",
+    "initial_memory",
     "is_recurrent",
     "register_discrete_network",
     "register_network_body",

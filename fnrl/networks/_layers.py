@@ -9,6 +9,8 @@ adept builds every layer with PyTorch's defaults, so fnrl does too (parity item 
   updates the running variance with the *unbiased* one (flax's ``nn.BatchNorm`` uses the biased
   one), weight 1, bias 0, running mean 0, running var 1.
 * ``nn.LayerNorm``: eps 1e-5.
+* adept's ResNets (``torchvision``'s recipe): convs ``kaiming_normal_(mode="fan_out",
+  nonlinearity="relu")``, i.e. ``N(0, 2 / (out_channels * kh * kw))``.
 
 Layouts stay flax's (``Dense`` kernel ``[in, out]``, ``Conv`` kernel ``[kh, kw, in, out]``); the
 conversion to a torch ``state_dict`` transposes them.
@@ -68,6 +70,15 @@ def torch_dense(
     )
 
 
+def kaiming_normal_fan_out() -> nn.initializers.Initializer:
+    """``torch.nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu")`` for flax kernels.
+
+    ``N(0, 2 / fan_out)`` with ``fan_out = out_channels * kh * kw`` (untruncated), the init of
+    every conv inside adept's (torchvision's) ResNets.
+    """
+    return nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
 def torch_conv(
     features: int,
     kernel_size: int,
@@ -77,13 +88,14 @@ def torch_conv(
     *,
     use_bias: bool,
     weight_gain: float = RELU_GAIN,
+    kernel_init: nn.initializers.Initializer | None = None,
     name: str | None = None,
 ) -> nn.Conv:
     """A channels-last ``flax.linen.Conv`` initialized like adept's ``torch.nn.Conv2d``.
 
     The weight is torch's default ``U(±1/sqrt(fan_in))`` times ``weight_gain`` (adept multiplies
-    the trunk convs by the ReLU gain ``sqrt(2)``); the bias keeps ``U(±1/sqrt(fan_in))``.
-    ``padding`` is torch's symmetric zero padding (0 is ``VALID``).
+    the trunk convs by the ReLU gain ``sqrt(2)``) unless ``kernel_init`` is given; the bias keeps
+    ``U(±1/sqrt(fan_in))``. ``padding`` is torch's symmetric zero padding (0 is ``VALID``).
     """
     fan_in = in_channels * kernel_size * kernel_size
     bound = 1.0 / math.sqrt(fan_in)
@@ -93,7 +105,7 @@ def torch_conv(
         strides=(stride, stride),
         padding=((padding, padding), (padding, padding)),
         use_bias=use_bias,
-        kernel_init=uniform_init(weight_gain * bound),
+        kernel_init=uniform_init(weight_gain * bound) if kernel_init is None else kernel_init,
         bias_init=uniform_init(bound),
         name=name,
     )
@@ -104,25 +116,50 @@ def torch_layer_norm(name: str | None = None) -> nn.LayerNorm:
     return nn.LayerNorm(epsilon=TORCH_NORM_EPS, use_fast_variance=False, name=name)
 
 
+BATCH_NORM_MODES = ("batch", "running")  # what normalizes when train=True; see BatchNorm
+
+
+def check_batch_norm_mode(mode: str) -> None:
+    """Raises ``ValueError`` unless ``mode`` is one of ``BATCH_NORM_MODES``."""
+    if mode not in BATCH_NORM_MODES:
+        raise ValueError(
+            f"batch_norm must be 'batch' (adept: normalize with the batch's statistics) or "
+            f"'running' (normalize with the running statistics), got {mode!r}"
+        )
+
+
 class BatchNorm(nn.Module):
     """``torch.nn.BatchNorm{1,2}d`` over every axis but the last (channels-last), exactly.
 
     Params ``scale`` / ``bias`` ``[C]``; ``batch_stats`` ``mean`` / ``var`` ``[C]`` (torch's
-    ``running_mean`` / ``running_var``).
+    ``running_mean`` / ``running_var``) and ``count`` ``[]`` float32 (torch's
+    ``num_batches_tracked``: how many updates the running statistics received).
 
-    With ``train=True`` the batch is normalized with its mean and biased variance; when the
-    ``batch_stats`` collection is mutable (``apply(..., mutable=["batch_stats"])``) and the module
-    is not initializing, the running statistics move by ``momentum`` towards the batch mean and
-    the *unbiased* batch variance, as torch does. With ``train=False`` the running statistics are
-    used and nothing is updated.
+    ``train=False`` normalizes with the running statistics and updates nothing (torch's
+    ``eval()``). ``train=True`` updates the running statistics when the ``batch_stats``
+    collection is mutable (``apply(..., mutable=["batch_stats"])``) and the module is not
+    initializing: they move by ``momentum`` towards the batch mean and the *unbiased* batch
+    variance, as torch does. What ``train=True`` normalizes with depends on
+    ``use_batch_statistics``:
+
+    * ``True`` (torch's ``train()``): the batch's mean and biased variance.
+    * ``False``: the running statistics as they were before this call's update, so the output
+      of each sample depends on that sample only (see ``ModularNetwork`` for when that matters).
+      Until the statistics have received a first update
+      (``count == 0``) the batch's statistics normalize, and the first update *replaces* the
+      initial mean 0 / variance 1 instead of moving 10% of the way: a data-dependent start
+      without which deep residual trunks, whose activations grow with depth when nothing
+      normalizes them, start with values in the millions.
 
     Attributes:
         momentum: torch's momentum, the weight of the new statistic (flax's is ``1 - momentum``).
         epsilon: added to the variance.
+        use_batch_statistics: with ``train=True``, normalize with the batch's statistics.
     """
 
     momentum: float = TORCH_BN_MOMENTUM
     epsilon: float = TORCH_NORM_EPS
+    use_batch_statistics: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -132,20 +169,31 @@ class BatchNorm(nn.Module):
         bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
         ra_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), jnp.float32)
         ra_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
+        count = self.variable("batch_stats", "count", jnp.zeros, (), jnp.float32)
+        mean, var = ra_mean.value, ra_var.value
 
         if train:
             reduce_axes = tuple(range(x.ndim - 1))
             n = math.prod(x.shape[:-1])
-            mean = jnp.mean(x, axis=reduce_axes)
+            batch_mean = jnp.mean(x, axis=reduce_axes)
             centered = x - jnp.mean(x, axis=reduce_axes, keepdims=True)
-            var = jnp.mean(jnp.square(centered), axis=reduce_axes)  # biased, two-pass
+            batch_var = jnp.mean(jnp.square(centered), axis=reduce_axes)  # biased, two-pass
+            # torch would raise for n == 1; keep the update finite instead.
+            unbiased = batch_var * (n / max(n - 1, 1))
+            momentum = self.momentum
+            new_mean = (1.0 - momentum) * mean + momentum * batch_mean
+            new_var = (1.0 - momentum) * var + momentum * unbiased
+            if self.use_batch_statistics:
+                mean, var = batch_mean, batch_var
+            else:
+                fresh = count.value == 0
+                new_mean = jnp.where(fresh, batch_mean, new_mean)
+                new_var = jnp.where(fresh, unbiased, new_var)
+                mean = jnp.where(fresh, batch_mean, mean)
+                var = jnp.where(fresh, batch_var, var)
             if self.is_mutable_collection("batch_stats") and not self.is_initializing():
-                # torch would raise for n == 1; keep the update finite instead.
-                unbiased = var * (n / max(n - 1, 1))
-                ra_mean.value = (1.0 - self.momentum) * ra_mean.value + self.momentum * mean
-                ra_var.value = (1.0 - self.momentum) * ra_var.value + self.momentum * unbiased
-        else:
-            mean, var = ra_mean.value, ra_var.value
+                ra_mean.value, ra_var.value = new_mean, new_var
+                count.value = count.value + 1.0
 
         # Explicit [1, ..., 1, C] shapes: fnrl runs with jax_numpy_rank_promotion="raise".
         def expand(v: jax.Array) -> jax.Array:
@@ -153,3 +201,60 @@ class BatchNorm(nn.Module):
 
         inv_std = jax.lax.rsqrt(var + self.epsilon)
         return (x - expand(mean)) * expand(inv_std * scale) + expand(bias)
+
+
+class Normalized(nn.Module):
+    """Base of the built-in trunks and bodies: adept's ``--normalize`` and fnrl's batch-norm mode.
+
+    Attributes:
+        normalize: layers without bias followed by ``BatchNorm`` (adept's ``--normalize``).
+        batch_norm: what ``BatchNorm`` normalizes with when ``train=True``: ``"batch"`` (the
+            batch's statistics, adept's and the default) or ``"running"`` (the running
+            statistics); see ``ModularNetwork``.
+    """
+
+    normalize: bool = True
+    batch_norm: str = "batch"
+
+    def __post_init__(self) -> None:
+        check_batch_norm_mode(self.batch_norm)
+        super().__post_init__()
+
+    @nn.nowrap
+    def batch_norm_layer(self, name: str) -> BatchNorm:
+        """A ``BatchNorm`` submodule in this module's mode."""
+        return BatchNorm(use_batch_statistics=self.batch_norm == "batch", name=name)
+
+
+def max_pool_2d(x: jax.Array, window: int, stride: int, padding: int) -> jax.Array:
+    """``torch.nn.MaxPool2d(window, stride, padding)`` on ``[B, H, W, C]`` (pads with -inf)."""
+    pad = ((padding, padding), (padding, padding))
+    return nn.max_pool(x, (window, window), strides=(stride, stride), padding=pad)
+
+
+def avg_pool_2d(x: jax.Array, window: int, stride: int) -> jax.Array:
+    """``torch.nn.AvgPool2d(window, stride)`` without padding on ``[B, H, W, C]``."""
+    return nn.avg_pool(x, (window, window), strides=(stride, stride), padding="VALID")
+
+
+def coordinate_channels(x: jax.Array) -> jax.Array:
+    """Appends two channels holding each position's x then y coordinate in ``[-1, 1]``.
+
+    adept's spatial-attention and RMC networks (after Zambaldi et al. 2018, "Relational Deep
+    Reinforcement Learning"): ``linspace(-1, 1, W)`` along the width, then ``linspace(-1, 1, H)``
+    along the height.
+
+    Args:
+        x: ``[B, H, W, C]``.
+
+    Returns:
+        ``[B, H, W, C + 2]``.
+    """
+    batch, height, width, _ = x.shape
+    xs = jnp.broadcast_to(
+        jnp.linspace(-1.0, 1.0, width).reshape(1, 1, width, 1), (batch, height, width, 1)
+    )
+    ys = jnp.broadcast_to(
+        jnp.linspace(-1.0, 1.0, height).reshape(1, height, 1, 1), (batch, height, width, 1)
+    )
+    return jnp.concatenate([x, xs.astype(x.dtype), ys.astype(x.dtype)], axis=-1)

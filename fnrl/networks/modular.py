@@ -6,8 +6,9 @@ item 8), rebuilt as one ``flax.linen`` module that processes one time step of ``
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import chex
 import flax.linen as nn
@@ -16,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnrl.networks import registry
-from fnrl.networks._layers import torch_dense
+from fnrl.networks._layers import check_batch_norm_mode, torch_dense
 from fnrl.networks.bodies import reset_carry
 from fnrl.specs import EnvSpec, is_image, is_vector
 from fnrl.types import Carry, Observation
@@ -29,6 +30,16 @@ class NetworkOutput(NamedTuple):
     value: jax.Array  # [B] float32: the critic's state value
 
 
+def build_module(cls: type[nn.Module], name: str | None = None, **options: Any) -> nn.Module:
+    """``cls(**options)``, keeping only the options that ``cls`` declares as fields.
+
+    Trunks and bodies declare what they need (``normalize``, ``hidden_size``, ``nb_head``,
+    ``batch_norm``…); a user's module that declares fewer fields still plugs in.
+    """
+    fields = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in options.items() if k in fields}, name=name)
+
+
 def _validate(network: ModularNetwork) -> None:
     """Raises ``ValueError`` for a configuration ``ModularNetwork`` cannot build."""
     spec = network.spec
@@ -36,6 +47,19 @@ def _validate(network: ModularNetwork) -> None:
         raise ValueError("the EnvSpec has no observations; the network needs at least one")
     if not spec.actions:
         raise ValueError("the EnvSpec has no actions; the network needs at least one head")
+    if network.hidden_size < 1:
+        raise ValueError(f"hidden_size must be positive, got {network.hidden_size}")
+    if network.nb_head < 1:
+        raise ValueError(f"nb_head (--nb-head) must be at least 1, got {network.nb_head}")
+    check_batch_norm_mode(network.batch_norm)
+    # Resolve every name, used or not, so that a typo fails at construction; building the
+    # (unbound) modules runs their own checks, e.g. that nb_head divides the attention width.
+    vision_cls = registry.get_vision_network(network.vision_network)
+    discrete_cls = registry.get_discrete_network(network.discrete_network)
+    body_cls = registry.get_network_body(network.network_body)
+    for cls in (vision_cls, discrete_cls):  # parent=None: checked, never bound to a scope
+        build_module(cls, parent=None, **network.trunk_options)
+    build_module(body_cls, parent=None, **network.body_options)
     for key, obs_spec in spec.observations.items():
         if not (is_image(obs_spec) or is_vector(obs_spec)):
             raise ValueError(
@@ -43,19 +67,12 @@ def _validate(network: ModularNetwork) -> None:
                 "rank-3 images (H, W, C) and rank-1 vectors (D,); reshape it in the env wrapper"
             )
         if is_image(obs_spec):
-            trunk_cls = registry.get_vision_network(network.vision_network)
-            output_size = getattr(trunk_cls, "output_size", None)
+            output_size = getattr(vision_cls, "output_size", None)
             if output_size is not None:
                 output_size(*obs_spec.shape[:2])  # raises if the image is too small
     for name, action_spec in spec.actions.items():
         if action_spec.num_values < 1:
             raise ValueError(f"action {name!r} has {action_spec.num_values} values; need >= 1")
-    # Resolve every name, used or not, so that a typo fails at construction.
-    registry.get_vision_network(network.vision_network)
-    registry.get_discrete_network(network.discrete_network)
-    registry.get_network_body(network.network_body)
-    if network.hidden_size < 1:
-        raise ValueError(f"hidden_size must be positive, got {network.hidden_size}")
 
 
 def _to_float(x: jax.Array) -> jax.Array:
@@ -63,6 +80,25 @@ def _to_float(x: jax.Array) -> jax.Array:
     if x.dtype == jnp.uint8:
         return x.astype(jnp.float32) / 255.0
     return x.astype(jnp.float32)
+
+
+def _check_carry(carry: Carry, initial: Carry, body_name: str) -> None:
+    """Raises ``ValueError`` naming the mismatch if ``carry`` is not shaped like ``initial``."""
+    got = jax.tree.structure(carry)
+    want = jax.tree.structure(initial)
+    if got.num_leaves != want.num_leaves:
+        raise ValueError(
+            f"the carry has {got.num_leaves} arrays but the {body_name!r} body keeps "
+            f"{want.num_leaves}; start from network.initial_carry(batch_size)"
+        )
+    for i, (leaf, start) in enumerate(
+        zip(jax.tree.leaves(carry), jax.tree.leaves(initial), strict=True)
+    ):
+        if tuple(jnp.shape(leaf)) != tuple(start.shape):
+            raise ValueError(
+                f"carry array {i} has shape {tuple(jnp.shape(leaf))}, the {body_name!r} body "
+                f"expects {tuple(start.shape)}; start from network.initial_carry(batch_size)"
+            )
 
 
 class ModularNetwork(nn.Module):
@@ -78,6 +114,28 @@ class ModularNetwork(nn.Module):
     Params are ``trunk_<obs key>``, ``body``, ``head_<action name>`` and ``critic``; with
     ``normalize`` the BatchNorm layers add a ``batch_stats`` collection.
 
+    **Batch norm in RL.** The running statistics are part of the training state: only a call
+    with ``train=True`` and a mutable ``batch_stats`` collection (the learner's update) moves
+    them, towards the statistics of the batch it sees; acting applies the network without
+    ``mutable`` and changes nothing; ``train=False`` (evaluation) normalizes with them. What
+    normalizes while acting and learning (``train=True``) is ``batch_norm``:
+
+    * ``"batch"`` (default, adept's): the statistics of the env batch at that step. Outputs stay
+      bounded (``|x - mean| / std <= sqrt(B - 1)``) however little the envs' observations
+      differ, which keeps deep trunks stable from the first update. The price: each env's
+      action depends on the other envs' observations, and whatever the B envs share (the batch
+      mean) is invisible to the policy. Where that shared part must be controlled the task
+      becomes unlearnable: on CartPole a hand-written controller that balances every pole for
+      500 steps lasts 25 steps on average when it sees batch-centred states of 16 envs, and
+      A2C with ``normalize`` stays below a random policy's return.
+    * ``"running"``: the running statistics, so each env's action depends on its own
+      observation only and acting, learning and evaluation compute the same function (the
+      first training call, before any update, normalizes with the batch and sets the running
+      statistics from it). The price: a feature whose running variance is small (envs that all
+      show the same screen, as Pong's do for the first frames) is amplified by up to
+      ``1 / sqrt(eps)`` when the observations move, and deep trunks can diverge (ResNet18 on
+      Pong with 2 envs: values of -6e6 after two updates, where ``"batch"`` stays near 0).
+
     Example::
 
         network = ModularNetwork(spec)
@@ -92,11 +150,15 @@ class ModularNetwork(nn.Module):
         vision_network: registered trunk for rank-3 observations (adept ``-vn``, default
             ``FourConv``).
         discrete_network: registered trunk for rank-1 observations (default ``Identity``).
-        network_body: registered body: ``Identity``, ``Linear`` or ``LSTM`` (adept ``-nb``,
-            default ``LSTM``).
+        network_body: registered body, e.g. ``Identity``, ``Linear``, ``LSTM`` or ``RMC``
+            (adept ``-nb``, default ``LSTM``).
         normalize: adept's ``--normalize``: BatchNorm after bias-free convs / Dense layers in
-            trunks and the Linear body, layer-normalized LSTM cell.
+            trunks and the Linear bodies, layer-normalized LSTM cell.
         hidden_size: width of the body (adept: 512).
+        nb_head: attention heads of ``FourConvSpatialAttention`` and ``RMC`` (adept
+            ``--nb-head``, default 1).
+        batch_norm: ``"batch"`` or ``"running"``, what batch norm normalizes with when
+            ``train=True`` (see above).
     """
 
     spec: EnvSpec
@@ -105,6 +167,8 @@ class ModularNetwork(nn.Module):
     network_body: str = "LSTM"
     normalize: bool = True
     hidden_size: int = 512
+    nb_head: int = 1
+    batch_norm: str = "batch"
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -123,14 +187,25 @@ class ModularNetwork(nn.Module):
             tuple(sorted(self.spec.actions.items())),
         )
         fields = (self.vision_network, self.discrete_network, self.network_body)
-        return hash((frozen_spec, fields, self.normalize, self.hidden_size, self.name))
+        options = (self.normalize, self.hidden_size, self.nb_head, self.batch_norm)
+        return hash((frozen_spec, fields, options, self.name))
+
+    @property
+    def trunk_options(self) -> dict[str, Any]:
+        """The fields a trunk may declare, with this network's values."""
+        return {"normalize": self.normalize, "nb_head": self.nb_head, "batch_norm": self.batch_norm}
+
+    @property
+    def body_options(self) -> dict[str, Any]:
+        """The fields a body may declare, with this network's values."""
+        return {**self.trunk_options, "hidden_size": self.hidden_size}
 
     @nn.nowrap
     def initial_carry(self, batch_size: int) -> Carry:
-        """The body's zero state for ``batch_size`` envs; ``()`` for feed-forward bodies.
+        """The body's start state for ``batch_size`` envs; ``()`` for feed-forward bodies.
 
-        Works on an unbound module (no params needed). For ``LSTM``: ``LSTMCarry(c, h)``, each
-        ``[batch_size, hidden_size]`` float32.
+        Works on an unbound module (no params needed). For ``LSTM``: zeros ``LSTMCarry(c, h)``,
+        each ``[batch_size, hidden_size]`` float32; for ``RMC``: ``RMCCarry`` identity rows.
         """
         body_cls = registry.get_network_body(self.network_body)
         return body_cls.initial_carry(batch_size, self.hidden_size)
@@ -154,20 +229,26 @@ class ModularNetwork(nn.Module):
         Args:
             carry: the body's state before this step, leading axis ``[B]`` (``()`` if none).
             obs: observation name → ``[B, *spec.observations[name].shape]``.
-            first: ``[B]`` bool: ``obs`` starts an episode; the carry is zeroed in those rows
-                before the body runs (parity item 3).
-            train: BatchNorm uses batch statistics (and updates the running ones when applied
-                with ``mutable=["batch_stats"]``); ``False`` uses the running statistics.
+            first: ``[B]`` bool: ``obs`` starts an episode; the carry is reset to the body's
+                ``initial_carry`` in those rows before the body runs (parity item 3).
+            train: acting or learning: batch norm normalizes as ``batch_norm`` says and, when
+                applied with ``mutable=["batch_stats"]``, moves the running statistics towards
+                the batch's; ``False`` (evaluation) normalizes with the running statistics.
 
         Returns:
             ``(carry, NetworkOutput)``: the new carry and logits ``[B, A]`` per action name plus
             value ``[B]``, all float32.
+
+        Raises:
+            ValueError: an observation is missing or not shaped as the spec says, or the carry
+                is not shaped like ``initial_carry``; the message names the mismatch.
         """
         missing = sorted(set(self.spec.observations) - set(obs))
         if missing:
             raise ValueError(f"observations {missing} are in the spec but not in obs")
         first = jnp.asarray(first)
-        chex.assert_rank(first, 1)
+        if first.ndim != 1:
+            raise ValueError(f"first must be [B] bool, got shape {first.shape}")
         batch_size = first.shape[0]
 
         vision_cls = registry.get_vision_network(self.vision_network)
@@ -176,15 +257,23 @@ class ModularNetwork(nn.Module):
         for key in sorted(self.spec.observations):
             obs_spec = self.spec.observations[key]
             x = jnp.asarray(obs[key])
-            chex.assert_shape(x, (batch_size, *obs_spec.shape))
+            expected = (batch_size, *obs_spec.shape)
+            if x.shape != expected:
+                raise ValueError(
+                    f"observation {key!r} has shape {x.shape}, expected {expected}: "
+                    f"[B={batch_size}] envs (the length of first) of {tuple(obs_spec.shape)} "
+                    "as the spec says"
+                )
             trunk_cls = vision_cls if is_image(obs_spec) else discrete_cls
-            trunk = trunk_cls(normalize=self.normalize, name=f"trunk_{key}")
+            trunk = build_module(trunk_cls, name=f"trunk_{key}", **self.trunk_options)
             features.append(trunk(_to_float(x), train=train))
         x = jnp.concatenate(features, axis=-1)
 
         body_cls = registry.get_network_body(self.network_body)
-        body = body_cls(hidden_size=self.hidden_size, normalize=self.normalize, name="body")
-        carry, x = body(reset_carry(carry, first), x, train=train)
+        initial = body_cls.initial_carry(batch_size, self.hidden_size)
+        _check_carry(carry, initial, self.network_body)
+        body = build_module(body_cls, name="body", **self.body_options)
+        carry, x = body(reset_carry(carry, first, initial), x, train=train)
 
         width = x.shape[-1]
         logits = {

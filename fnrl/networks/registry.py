@@ -16,13 +16,25 @@ from __future__ import annotations
 
 import flax.linen as nn
 
-from fnrl.networks import bodies, trunks
+from fnrl.networks import bodies, resnets, trunks
 
 VISION_NETWORKS: dict[str, type[nn.Module]] = {
     "FourConv": trunks.FourConv,
     "FourConvLarger": trunks.FourConvLarger,
+    "FourConvSpatialAttention": trunks.FourConvSpatialAttention,
+    "IMPALA": resnets.IMPALA,
     "Mnih2013": trunks.Mnih2013,
     "Nature": trunks.Nature,
+    "ResNet18": resnets.ResNet18,
+    "ResNet18V2": resnets.ResNet18V2,
+    "ResNet34": resnets.ResNet34,
+    "ResNet34V2": resnets.ResNet34V2,
+    "ResNet50": resnets.ResNet50,
+    "ResNet50V2": resnets.ResNet50V2,
+    "ResNet101": resnets.ResNet101,
+    "ResNet101V2": resnets.ResNet101V2,
+    "ResNet152": resnets.ResNet152,
+    "ResNet152V2": resnets.ResNet152V2,
 }
 DISCRETE_NETWORKS: dict[str, type[nn.Module]] = {
     "Identity": trunks.IdentityTrunk,
@@ -32,6 +44,9 @@ NETWORK_BODIES: dict[str, type[nn.Module]] = {
     "Identity": bodies.IdentityBody,
     "Linear": bodies.LinearBody,
     "LSTM": bodies.LSTMBody,
+    "Mnih2013LSTM": bodies.Mnih2013LSTM,
+    "Mnih2013Linear": bodies.Mnih2013Linear,
+    "RMC": bodies.RMCBody,
 }
 
 

@@ -5,10 +5,13 @@ through a *vision network*, a rank-1 vector ``[D]`` through a *discrete network*
 of all pathways are concatenated and fed to the body.
 
 Every trunk is a ``flax.linen`` module with the field ``normalize: bool`` (adept's
-``--normalize``) and ``__call__(x, *, train) -> [B, F] float32``. Vision trunks take float32
-images ``[B, H, W, C]`` (channels-last, already scaled: ``ModularNetwork`` divides uint8 by 255)
-and flatten their last feature map in PyTorch's ``(C, H, W)`` order so that a converted torch
-``state_dict`` gives identical features.
+``--normalize``) and ``__call__(x, *, train) -> [B, F] float32``; built-in trunks also take
+``batch_norm`` (``"batch"`` or ``"running"``, see ``ModularNetwork``) and, where they attend,
+``nb_head``. ``ModularNetwork`` passes each trunk only the fields it declares.
+
+Vision trunks take float32 images ``[B, H, W, C]`` (channels-last, already scaled:
+``ModularNetwork`` divides uint8 by 255) and flatten their last feature map in PyTorch's
+``(C, H, W)`` order so that a converted torch ``state_dict`` gives identical features.
 """
 
 from __future__ import annotations
@@ -20,7 +23,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from fnrl.networks._layers import BatchNorm, torch_conv, torch_dense
+from fnrl.networks._layers import (
+    Normalized,
+    coordinate_channels,
+    torch_conv,
+    torch_dense,
+)
+from fnrl.networks.modules.attention import MultiHeadSelfAttention
 
 
 def flatten_chw(x: jax.Array) -> jax.Array:
@@ -29,14 +38,18 @@ def flatten_chw(x: jax.Array) -> jax.Array:
     return jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
 
 
-class _ConvTrunk(nn.Module):
+def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """``torch.nn.Conv2d`` / ``MaxPool2d`` output length along one axis."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+class _ConvTrunk(Normalized):
     """A stack of conv → (BatchNorm) → ReLU layers, flattened; subclasses set ``layers``.
 
     With ``normalize`` the convs have no bias and each is followed by a BatchNorm (adept's
     ``bias = not normalize``); conv weights are torch's default init times ``sqrt(2)``.
     """
 
-    normalize: bool = True
     # (out_channels, kernel, stride, padding) per conv, padding as in torch.nn.Conv2d.
     layers: ClassVar[tuple[tuple[int, int, int, int], ...]] = ()
 
@@ -57,17 +70,21 @@ class _ConvTrunk(nn.Module):
             )
             x = conv(x)
             if self.normalize:
-                x = BatchNorm(name=f"bn{i}")(x, train=train)
+                x = self.batch_norm_layer(f"bn{i}")(x, train=train)
             x = nn.relu(x)
         return flatten_chw(x)
 
     @classmethod
     def output_size(cls, height: int, width: int) -> int:
-        """Number of features for an ``height x width`` image (adept's ``nb_output_channel``)."""
+        """Number of features for an ``height x width`` image (adept's ``nb_output_channel``).
+
+        Raises:
+            ValueError: the image is too small for the convolutions.
+        """
         channels = 0
         for features, kernel, stride, padding in cls.layers:
-            height = (height + 2 * padding - kernel) // stride + 1
-            width = (width + 2 * padding - kernel) // stride + 1
+            height = conv_output_size(height, kernel, stride, padding)
+            width = conv_output_size(width, kernel, stride, padding)
             channels = features
         if height < 1 or width < 1:
             raise ValueError(f"{cls.__name__}: the image is too small for its convolutions")
@@ -134,6 +151,76 @@ class Mnih2013(_ConvTrunk):
     )
 
 
+class FourConvSpatialAttention(Normalized):
+    """adept's ``FourConvSpatialAttention``: two convs, self-attention over positions, two convs.
+
+    conv 32 3x3/2 pad 1 → (BatchNorm) → ReLU, twice (84 → 42 → 21); two coordinate channels
+    (x then y in ``[-1, 1]``, 34 channels); multi-head self-attention over the ``21 * 21``
+    positions (``MultiHeadSelfAttention(nb_head, 34, 34)``, adept's causal mask over the
+    row-major positions, unscaled); ``mlp`` Dense(34) → ReLU; conv 32 3x3/2 pad 1 → (BatchNorm)
+    → ReLU, twice (21 → 11 → 6); flattened: ``32 * 6 * 6 = 1152`` features for 84x84.
+
+    adept hard-coded a 20x20 attention grid (80x80 inputs) and failed on 84x84; fnrl sizes the
+    grid from the input, so any image of at least 9x9 works.
+    Source: adept ``adept/networks/vision/networks.py::FourConvSpatialAttention``, after
+    Zambaldi et al. 2018, "Relational Deep Reinforcement Learning" (arXiv:1806.01830).
+
+    Attributes:
+        nb_head: attention heads (adept ``--nb-head``); must divide 34: 1, 2, 17 or 34.
+    """
+
+    nb_head: int = 1
+    channels: ClassVar[int] = 32
+
+    def __post_init__(self) -> None:
+        width = self.channels + 2
+        if self.nb_head < 1 or width % self.nb_head:
+            raise ValueError(
+                f"FourConvSpatialAttention attends over {width} channels (32 conv channels and 2 "
+                f"coordinates): --nb-head must divide {width} (1, 2, 17 or 34), got {self.nb_head}"
+            )
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        """Maps images ``[B, H, W, C]`` float32 to ``[B, output_size(H, W)]`` float32."""
+        chex.assert_rank(x, 4)
+        x = x.astype(jnp.float32)
+
+        def conv_block(x: jax.Array, i: int) -> jax.Array:
+            conv = torch_conv(
+                self.channels, 3, 2, 1, x.shape[-1], use_bias=not self.normalize, name=f"conv{i}"
+            )
+            x = conv(x)
+            if self.normalize:
+                x = self.batch_norm_layer(f"bn{i}")(x, train=train)
+            return nn.relu(x)
+
+        x = conv_block(conv_block(x, 1), 2)
+        x = coordinate_channels(x)
+        batch, height, width, channels = x.shape
+        x = x.reshape(batch, height * width, channels)  # row-major positions, as torch's view
+        x = MultiHeadSelfAttention(self.nb_head, channels, channels, name="attention")(x)
+        x = nn.relu(torch_dense(channels, channels, name="mlp")(x))
+        x = x.reshape(batch, height, width, channels)
+        x = conv_block(conv_block(x, 3), 4)
+        return flatten_chw(x)
+
+    @classmethod
+    def output_size(cls, height: int, width: int) -> int:
+        """``32 * h * w`` after four 3x3/2 convs: 1152 for 84x84.
+
+        Raises:
+            ValueError: the image is too small for the convolutions.
+        """
+        for _ in range(4):
+            height = conv_output_size(height, 3, 2, 1)
+            width = conv_output_size(width, 3, 2, 1)
+        if height < 1 or width < 1:
+            raise ValueError(f"{cls.__name__}: the image is too small for its convolutions")
+        return cls.channels * height * width
+
+
 class IdentityTrunk(nn.Module):
     """adept's ``DiscreteIdentity``: a rank-1 observation ``[B, D]`` passes through as float32.
 
@@ -149,7 +236,7 @@ class IdentityTrunk(nn.Module):
         return x.reshape(x.shape[0], -1).astype(jnp.float32)
 
 
-class LinearTrunk(nn.Module):
+class LinearTrunk(Normalized):
     """An MLP for rank-1 observations: ``Dense → (BatchNorm) → ReLU`` per entry of ``features``.
 
     adept 2018 had only the identity pathway for vectors; its later ``net1d.Linear`` submodule is
@@ -158,7 +245,6 @@ class LinearTrunk(nn.Module):
     followed by a BatchNorm, as in adept.
     """
 
-    normalize: bool = True
     features: tuple[int, ...] = (64, 64)
 
     @nn.compact
@@ -169,6 +255,6 @@ class LinearTrunk(nn.Module):
         for i, width in enumerate(self.features, start=1):
             x = torch_dense(width, x.shape[-1], use_bias=not self.normalize, name=f"linear{i}")(x)
             if self.normalize:
-                x = BatchNorm(name=f"bn{i}")(x, train=train)
+                x = self.batch_norm_layer(f"bn{i}")(x, train=train)
             x = nn.relu(x)
         return x

@@ -14,6 +14,10 @@ from fnrl.networks import (
     LSTMCarry,
     LSTMCell,
     LSTMCellLayerNorm,
+    Mnih2013Linear,
+    Mnih2013LSTM,
+    RMCBody,
+    RMCCarry,
     reset_carry,
 )
 
@@ -142,3 +146,48 @@ def test_identity_body_passes_features_through():
     assert carry == ()
     np.testing.assert_array_equal(out, x)
     assert not IdentityBody.recurrent and IdentityBody.initial_carry(B, 8) == ()
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_mnih2013_bodies_are_256_wide_whatever_the_hidden_size(normalize):
+    x = jnp.ones((2, 2592))
+    linear = Mnih2013Linear(hidden_size=64, normalize=normalize)
+    variables = linear.init(jax.random.key(0), (), x, train=False)
+    carry, out = linear.apply(variables, (), x, train=False)
+    assert carry == () and out.shape == (2, 256) and bool(jnp.all(out >= 0))
+    assert ("bias" in variables["params"]["linear"]) is not normalize
+
+    lstm = Mnih2013LSTM(hidden_size=64, normalize=normalize)
+    carry = Mnih2013LSTM.initial_carry(2, 64)
+    assert carry.c.shape == carry.h.shape == (2, 256)
+    variables = lstm.init(jax.random.key(0), carry, x, train=False)
+    params = variables["params"]
+    assert params["linear"]["kernel"].shape == (2592, 256)
+    assert "bias" in params["linear"]  # adept's Mnih2013LSTM keeps it even with BatchNorm
+    assert ("ln_cell" in params["lstm"]) is normalize
+    new, out = lstm.apply(variables, carry, x, train=False)
+    np.testing.assert_array_equal(out, new.h)
+    assert Mnih2013LSTM.recurrent and not Mnih2013Linear.recurrent
+
+
+def test_reset_carry_to_a_given_initial_state():
+    carry = RMCCarry(memory=jnp.full((3, 2, 2), 5.0))
+    initial = RMCBody.initial_carry(3, 8)
+    assert initial.memory.shape == (3, 4, 2)
+    carry = RMCCarry(memory=jnp.full((3, 4, 2), 5.0))
+    reset = jax.jit(reset_carry)(carry, jnp.array([False, True, False]), initial)
+    np.testing.assert_array_equal(reset.memory[1], np.eye(4, 2))
+    np.testing.assert_array_equal(reset.memory[0], 5.0)
+
+
+def test_rmc_body_outputs_the_flattened_memory():
+    body = RMCBody(hidden_size=16, nb_head=2)
+    carry = RMCBody.initial_carry(2, 16)
+    x = jnp.ones((2, 7))
+    variables = body.init(jax.random.key(0), carry, x, train=False)
+    new, out = body.apply(variables, carry, x, train=False)
+    assert new.memory.shape == (2, 4, 4) and out.shape == (2, 16)
+    np.testing.assert_array_equal(out, new.memory.reshape(2, 16))
+    assert variables["params"]["rmc"]["attention"]["qk_projection"]["kernel"].shape == (4, 8)
+    with pytest.raises(ValueError, match="divisible by 4 \\* nb_head = 12"):
+        RMCBody(hidden_size=16, nb_head=3)

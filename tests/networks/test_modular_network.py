@@ -215,6 +215,7 @@ def test_batch_norm_train_updates_running_stats_and_eval_does_not(vision, body):
     network = ModularNetwork(
         atari_spec(channels=1), vision_network=vision, network_body=body, hidden_size=16
     )
+    assert network.batch_norm == "batch"  # adept's default
     variables = jit_init(network, batch_size=2)
     np.testing.assert_array_equal(variables["batch_stats"]["trunk_screen"]["bn1"]["mean"], 0.0)
     np.testing.assert_array_equal(variables["batch_stats"]["trunk_screen"]["bn1"]["var"], 1.0)
@@ -334,3 +335,120 @@ def test_network_is_hashable_for_static_arguments():
     c = ModularNetwork(EnvSpec(VECTOR_SPEC.observations, two_actions))
     d = ModularNetwork(EnvSpec(VECTOR_SPEC.observations, dict(reversed(two_actions.items()))))
     assert c == d and hash(c) == hash(d)
+
+
+def test_running_batch_norm_makes_each_env_independent_of_the_others():
+    network = ModularNetwork(
+        VECTOR_SPEC, discrete_network="Linear", network_body="Linear", hidden_size=8
+    )
+    running = network.clone(batch_norm="running")
+    variables = jit_init(network, batch_size=4)
+    obs = random_obs(VECTOR_SPEC, 4)
+    first = jnp.ones(4, bool)
+
+    def apply(net, variables, obs):
+        (_, out), updates = net.apply(
+            variables, (), obs, first[: obs["obs"].shape[0]], train=True, mutable=["batch_stats"]
+        )
+        return out, updates
+
+    # Before any update the batch statistics normalize, and the first update sets the running
+    # statistics to them (rather than moving 10% of the way from mean 0 / variance 1).
+    out, updates = apply(running, variables, obs)
+    batch_out, _ = apply(network, variables, obs)
+    np.testing.assert_allclose(out.value, batch_out.value, rtol=1e-5, atol=1e-6)
+    trunk_stats = updates["batch_stats"]["trunk_obs"]["bn1"]
+    assert float(trunk_stats["count"]) == 1.0
+    pre = np.asarray(obs["obs"]) @ np.asarray(variables["params"]["trunk_obs"]["linear1"]["kernel"])
+    np.testing.assert_allclose(trunk_stats["mean"], pre.mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(trunk_stats["var"], pre.var(0, ddof=1), rtol=1e-4, atol=1e-5)
+
+    # Afterwards an env's output does not depend on the other envs in the batch.
+    variables = {**variables, **updates}
+    full, _ = apply(running, variables, obs)
+    alone, _ = apply(running, variables, {"obs": obs["obs"][:1]})
+    np.testing.assert_allclose(alone.value, full.value[:1], rtol=1e-5, atol=1e-6)
+    (_, evaluation) = running.apply(variables, (), obs, first, train=False)
+    np.testing.assert_allclose(evaluation.value, full.value, rtol=1e-5, atol=1e-6)
+    batch_full, _ = apply(network, variables, obs)
+    batch_alone, _ = apply(network, variables, {"obs": obs["obs"][:2]})
+    assert not np.allclose(batch_alone.value, batch_full.value[:2])  # adept's mode couples them
+
+
+def test_rmc_memory_restarts_from_identity_rows_where_first():
+    network = ModularNetwork(VECTOR_SPEC, network_body="RMC", hidden_size=16, nb_head=2)
+    variables = jit_init(network, batch_size=3)
+    carry = network.initial_carry(3)
+    np.testing.assert_array_equal(carry.memory[1], np.eye(4, 4))
+    obs = random_obs(VECTOR_SPEC, 3)
+    apply = jax.jit(lambda c, f: network.apply(variables, c, obs, f, train=False))
+    carry, _ = apply(carry, jnp.ones(3, bool))
+    carry, _ = apply(carry, jnp.zeros(3, bool))  # memory now far from its start
+    reset, out = apply(carry, jnp.array([False, True, False]))
+    fresh, fresh_out = apply(network.initial_carry(3), jnp.ones(3, bool))
+    np.testing.assert_allclose(reset.memory[1], fresh.memory[1], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(out.value[1], fresh_out.value[1], rtol=1e-6, atol=1e-6)
+    assert not np.allclose(reset.memory[0], fresh.memory[0])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"vision_network": "FourConvSpatialAttention", "nb_head": 3}, "must divide 34"),
+        ({"network_body": "RMC", "nb_head": 3}, "divisible by 4 \\* nb_head = 12"),
+        ({"nb_head": 0}, "nb_head"),
+        ({"batch_norm": "mean"}, "batch_norm must be 'batch'"),
+    ],
+)
+def test_bad_options_raise_at_construction(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ModularNetwork(atari_spec(channels=1), **kwargs)
+
+
+def test_observation_and_carry_shape_mismatches_name_the_problem():
+    network = ModularNetwork(VECTOR_SPEC, network_body="LSTM", hidden_size=8)
+    variables = jit_init(network, batch_size=2)
+    obs = zeros_obs(network.spec, 2)
+    first = jnp.ones(2, bool)
+    bad_obs = {"obs": jnp.zeros((2, 5), jnp.float32)}
+    with pytest.raises(ValueError, match=r"'obs' has shape \(2, 5\), expected \(2, 4\)"):
+        network.apply(variables, network.initial_carry(2), bad_obs, first, train=False)
+    with pytest.raises(ValueError, match=r"carry array 0 has shape \(2, 16\).*\(2, 8\)"):
+        wide = ModularNetwork(VECTOR_SPEC, network_body="LSTM", hidden_size=16)
+        network.apply(variables, wide.initial_carry(2), obs, first, train=False)
+    with pytest.raises(ValueError, match="the carry has 0 arrays but the 'LSTM' body keeps 2"):
+        network.apply(variables, (), obs, first, train=False)
+
+
+@pytest.mark.parametrize(
+    ("vision", "features"),
+    [("FourConvSpatialAttention", 1152), ("IMPALA", 256), ("ResNet18", 512), ("ResNet50", 2048)],
+)
+def test_new_vision_networks_work_on_84x84_atari_frames(vision, features):
+    network = ModularNetwork(atari_spec(channels=4), vision_network=vision, network_body="Linear")
+    variables, _, out = abstract_init_and_apply(network, batch_size=2)
+    assert variables["params"]["body"]["linear"]["kernel"].shape == (features, 512)
+    assert out.logits["action"].shape == (2, 6) and out.value.shape == (2,)
+
+
+def test_batch_statistics_hide_what_all_envs_share_and_running_ones_do_not():
+    """Why ``batch_norm="batch"`` cannot balance CartPole: a shift common to every env's
+    observation (the batch mean moving) leaves every output unchanged."""
+    network = ModularNetwork(VECTOR_SPEC, network_body="Linear", hidden_size=8)
+    variables = jit_init(network, batch_size=5)
+    obs = random_obs(VECTOR_SPEC, 5)
+    shifted = {"obs": obs["obs"] + jnp.array([[0.5, -1.0, 0.2, 2.0]])}
+    first = jnp.zeros(5, bool)
+    for mode, invisible in (("batch", True), ("running", False)):
+        net = network.clone(batch_norm=mode)
+        variables_mode = {
+            **variables,
+            "batch_stats": jax.tree.map(
+                lambda v: v + 1.0 if v.ndim == 0 else v, variables["batch_stats"]
+            ),
+        }  # one update already made: count 1
+        (_, out), _ = net.apply(variables_mode, (), obs, first, train=True, mutable=["batch_stats"])
+        (_, moved), _ = net.apply(
+            variables_mode, (), shifted, first, train=True, mutable=["batch_stats"]
+        )
+        assert np.allclose(out.value, moved.value, atol=1e-5) is invisible, mode

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fnrl.networks._layers import BatchNorm, torch_conv, torch_dense
+from fnrl.networks._layers import BatchNorm, kaiming_normal_fan_out, torch_conv, torch_dense
 
 
 def _bn_reference_train(x, scale, bias, mean, var, momentum=0.1, eps=1e-5):
@@ -99,3 +99,43 @@ def test_torch_conv_padding_matches_torch_output_size():
     conv = torch_conv(4, 7, 2, 1, in_channels=1, use_bias=False)
     out = jax.eval_shape(conv.init_with_output, jax.random.key(0), jnp.zeros((1, 84, 84, 1)))[0]
     assert out.shape == (1, 40, 40, 4)
+
+
+def test_running_mode_normalizes_with_running_stats_after_the_first_update():
+    rng = np.random.default_rng(2)
+    x = rng.normal(3.0, 2.0, size=(5, 4)).astype(np.float32)
+    bn = BatchNorm(use_batch_statistics=False)
+    variables = bn.init(jax.random.key(0), x, train=False)
+    assert float(variables["batch_stats"]["count"]) == 0.0
+    # count == 0: the batch normalizes and the first update replaces mean 0 / variance 1.
+    y, updates = bn.apply(variables, x, train=True, mutable=["batch_stats"])
+    np.testing.assert_allclose(y, (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-5), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(updates["batch_stats"]["mean"], x.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(updates["batch_stats"]["var"], x.var(0, ddof=1), rtol=1e-5)
+    assert float(updates["batch_stats"]["count"]) == 1.0
+    # count > 0: the running statistics (before this call's update) normalize.
+    variables = {**variables, **updates}
+    z = x + 1.0
+    y, updates = bn.apply(variables, z, train=True, mutable=["batch_stats"])
+    mean = np.asarray(variables["batch_stats"]["mean"])
+    var = np.asarray(variables["batch_stats"]["var"])
+    np.testing.assert_allclose(y, (z - mean) / np.sqrt(var + 1e-5), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        updates["batch_stats"]["mean"], 0.9 * mean + 0.1 * z.mean(0), rtol=1e-6
+    )
+    # Acting (not mutable) reads the same statistics and writes nothing.
+    np.testing.assert_allclose(bn.apply(variables, z, train=True), y, rtol=1e-6)
+
+
+def test_batch_mode_counts_updates_like_torch_num_batches_tracked():
+    x = jnp.arange(12.0).reshape(4, 3)
+    variables = BatchNorm().init(jax.random.key(0), x, train=False)
+    _, updates = BatchNorm().apply(variables, x, train=True, mutable=["batch_stats"])
+    assert float(updates["batch_stats"]["count"]) == 1.0
+    # torch's first update moves 10% from mean 0 / variance 1, it does not replace them.
+    np.testing.assert_allclose(updates["batch_stats"]["mean"], 0.1 * np.asarray(x).mean(0))
+
+
+def test_kaiming_normal_fan_out_matches_torch_variance():
+    kernel = kaiming_normal_fan_out()(jax.random.key(0), (3, 3, 64, 128))
+    np.testing.assert_allclose(np.std(kernel), math.sqrt(2 / (128 * 9)), rtol=0.02)

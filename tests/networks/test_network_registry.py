@@ -30,9 +30,18 @@ def test_lookups_return_the_registered_classes():
     assert get_vision_network("FourConv") is FourConv
     assert get_vision_network("Nature") is Nature
     assert get_network_body("LSTM") is LSTMBody
-    assert set(NETWORK_BODIES) == {"Identity", "Linear", "LSTM"}
+    assert set(NETWORK_BODIES) == {
+        "Identity",
+        "Linear",
+        "LSTM",
+        "Mnih2013Linear",
+        "Mnih2013LSTM",
+        "RMC",
+    }
     assert {"Identity", "Linear"} <= set(DISCRETE_NETWORKS)
-    assert {"FourConv", "Nature"} <= set(VISION_NETWORKS)
+    resnets = {f"ResNet{depth}{v}" for depth in (18, 34, 50, 101, 152) for v in ("", "V2")}
+    adept_2018 = {"FourConv", "FourConvLarger", "FourConvSpatialAttention", "Mnih2013", "Nature"}
+    assert set(VISION_NETWORKS) == adept_2018 | resnets | {"IMPALA"}
 
 
 @pytest.mark.parametrize(
@@ -62,9 +71,10 @@ def test_vision_error_message_format():
 
 
 def test_is_recurrent_by_body_name():
-    assert is_recurrent("LSTM")
-    assert not is_recurrent("Linear")
-    assert not is_recurrent("Identity")
+    for name in ("LSTM", "Mnih2013LSTM", "RMC"):
+        assert is_recurrent(name)
+    for name in ("Linear", "Identity", "Mnih2013Linear"):
+        assert not is_recurrent(name)
     with pytest.raises(ValueError, match="LSTM"):
         is_recurrent("GRU")
 

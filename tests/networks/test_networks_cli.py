@@ -1,0 +1,128 @@
+"""Every network trains on Pong without NaN; ``python -m fnrl.networks`` lists the zoo."""
+
+import math
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from fnrl.config import make_config
+from fnrl.networks import NETWORK_BODIES, VISION_NETWORKS
+from fnrl.parallel.local import train_local
+
+# Compiling a learner step through a 101- or 152-layer ResNet takes several minutes on a
+# 2-core CPU, too long for every test run; set FNRL_TEST_DEEP_RESNETS=1 to include them.
+DEEP = {"ResNet101", "ResNet101V2", "ResNet152", "ResNet152V2"}
+RUN_DEEP = os.environ.get("FNRL_TEST_DEEP_RESNETS") == "1"
+
+
+def _vision_params():
+    for name in sorted(VISION_NETWORKS):
+        marks = []
+        if name.startswith("ResNet"):
+            marks.append(pytest.mark.slow)
+        if name in DEEP:
+            marks.append(
+                pytest.mark.skipif(not RUN_DEEP, reason="set FNRL_TEST_DEEP_RESNETS=1 (minutes)")
+            )
+        yield pytest.param(name, marks=marks)
+
+
+def _train_pong(tmp_path, **settings):
+    config = make_config(
+        env_id="PongNoFrameskip-v4",
+        nb_env=2,
+        exp_length=2,
+        max_train_steps=8,  # two updates
+        log_dir=str(tmp_path),
+        **settings,
+    )
+    result = train_local(config, show_progress=False)
+    assert result.updates == 2
+    for metrics in result.metrics:
+        assert all(math.isfinite(value) for value in metrics.values()), metrics
+    for leaf in jax.tree.leaves(result.state.params):
+        assert bool(np.all(np.isfinite(np.asarray(leaf))))
+    return result
+
+
+@pytest.mark.parametrize("vision", _vision_params())
+def test_every_vision_network_trains_on_pong_without_nan(tmp_path, vision):
+    _train_pong(tmp_path, vision_network=vision, network_body="Linear")
+
+
+@pytest.mark.parametrize("body", sorted(set(NETWORK_BODIES) - {"Linear"}))
+def test_every_body_trains_on_pong_without_nan(tmp_path, body):
+    result = _train_pong(tmp_path, network_body=body, normalize=body != "Identity")
+    if body != "Identity":  # the learner moved the batch-norm statistics
+        counts = [
+            float(v)
+            for p, v in jax.tree_util.tree_leaves_with_path(result.state.params)
+            if "count" in jax.tree_util.keystr(p)
+        ]
+        assert counts and all(c == 2 * 3 for c in counts)  # 2 updates of T + 1 = 3 steps
+
+
+def test_cli_trains_attention_and_relational_memory_with_nb_head(tmp_path):
+    command = [
+        sys.executable,
+        "-m",
+        "fnrl.train",
+        "local",
+        "--env-id",
+        "PongNoFrameskip-v4",
+        "-n",
+        "2",
+        "--exp-length",
+        "2",
+        "-mts",
+        "8",
+        "--log-dir",
+        str(tmp_path),
+        "-vn",
+        "FourConvSpatialAttention",
+        "-nb",
+        "RMC",
+        "--nb-head",
+        "2",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    trunk = 34_392 - 3 * 3 * 3 * 32  # the pinned 4-frame count, on 1 frame
+    memory = 128  # 512 hidden units in 4 slots, 2 heads of 64
+    rmc = (
+        (1152 * memory + memory) + 3 * (memory * memory + memory) + 2 * 2 * memory
+    )  # in, v, mlp, ln
+    rmc += 3 * (memory * 2 * memory + 2 * memory)  # qk projection, input and memory gates
+    heads = (512 * 6 + 6) + (512 + 1)
+    assert trunk + rmc + heads == 333_823
+    assert "Network parameters: 333,823" in result.stdout + result.stderr
+    assert "finished: 8 steps" in result.stdout + result.stderr
+
+
+def test_cli_rejects_an_nb_head_the_network_cannot_split(tmp_path):
+    command = [sys.executable, "-m", "fnrl.train", "local", "-vn", "FourConvSpatialAttention"]
+    command += ["--env-id", "PongNoFrameskip-v4", "--nb-head", "3", "--log-dir", str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "--nb-head must divide 34" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_python_m_fnrl_networks_lists_every_network_with_its_count():
+    result = subprocess.run(
+        [sys.executable, "-m", "fnrl.networks"], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in lines if line and line[0].isupper()}
+    for name in VISION_NETWORKS:
+        assert name in rows, name
+    assert rows["FourConv"] == ["800", "34,176", "2,725,159", "448,391"]  # adept's 2,725,159
+    assert rows["ResNet50"][:2] == ["2,048", "23,511,168"]
+    for name in NETWORK_BODIES:
+        assert name in rows, name
+    assert rows["RMC"] == ["1", "251,648", "284,711"]
