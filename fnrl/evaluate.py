@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from fnrl.train import parse_bool
+
 PROG = "python -m fnrl.evaluate"
 
 
@@ -185,10 +187,17 @@ def _write_outputs(
         plot_learning_curve(results, out_dir / "learning_curve.png", settings["env_id"])
 
 
-def _bool(text: str) -> bool:
-    from fnrl.train import parse_bool
-
-    return parse_bool(text)
+def add_greedy_flag(parser: argparse.ArgumentParser) -> None:
+    """``--greedy [BOOL]``: argmax actions by default (adept's deterministic evaluation)."""
+    parser.add_argument(
+        "--greedy",
+        type=parse_bool,
+        nargs="?",
+        const=True,
+        default=True,
+        metavar="BOOL",
+        help="argmax actions (default, adept's deterministic evaluation); false samples",
+    )
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -207,15 +216,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--episodes", type=int, default=30, help="games per checkpoint (adept 30)")
     parser.add_argument("--nb-env", type=int, default=10, help="envs played in parallel")
-    parser.add_argument(
-        "--greedy",
-        type=_bool,
-        nargs="?",
-        const=True,
-        default=True,
-        metavar="BOOL",
-        help="argmax actions (default, adept's deterministic evaluation); false samples",
-    )
+    add_greedy_flag(parser)
     parser.add_argument(
         "--seed", type=int, default=None, help="first env seed (default: the run's + 2,000,000)"
     )

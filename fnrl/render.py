@@ -301,7 +301,7 @@ class _VideoWriter:
 
 def make_parser() -> argparse.ArgumentParser:
     """The ``fnrl.render`` argument parser."""
-    from fnrl.evaluate import _bool
+    from fnrl.evaluate import add_greedy_flag
 
     parser = argparse.ArgumentParser(
         prog=PROG, description="Record a saved policy playing, as an MP4 or GIF video."
@@ -320,15 +320,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-steps", type=int, default=None, help="cut each episode after this many env steps"
     )
-    parser.add_argument(
-        "--greedy",
-        type=_bool,
-        nargs="?",
-        const=True,
-        default=True,
-        metavar="BOOL",
-        help="argmax actions (default, adept); false samples",
-    )
+    add_greedy_flag(parser)
     parser.add_argument(
         "--seed", type=int, default=None, help="env seed (default: the run's + 2,000,000)"
     )

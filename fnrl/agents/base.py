@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import optax
 
 from fnrl.networks import NetworkOutput
+from fnrl.specs import EnvSpec
 from fnrl.types import Action, Carry, Metrics, Observation, Params, PRNGKey, TrainState, Trajectory
 
 
@@ -131,6 +132,20 @@ def unroll(
 
     (_, state), outputs = jax.lax.scan(step, (carry, non_trainable(params)), (obs, first))
     return outputs, state
+
+
+def make_init(network: nn.Module, spec: EnvSpec) -> Callable[[PRNGKey], Params]:
+    """Builds ``init(key) -> params``: the network's variables for a batch of one env of ``spec``.
+
+    The key is consumed.
+    """
+
+    def init(key: PRNGKey) -> Params:
+        obs = {name: jnp.zeros((1, *s.shape), s.dtype) for name, s in spec.observations.items()}
+        first = jnp.ones((1,), bool)
+        return network.init(key, network.initial_carry(1), obs, first, train=False)
+
+    return init
 
 
 def make_act(network: nn.Module) -> Callable:

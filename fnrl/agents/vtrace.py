@@ -12,9 +12,9 @@ import jax
 import jax.numpy as jnp
 
 from fnrl import losses
-from fnrl.agents.base import Agent, LossOutput, make_act, unroll
+from fnrl.agents.base import Agent, LossOutput, make_act, make_init, unroll
 from fnrl.specs import EnvSpec
-from fnrl.types import Params, PRNGKey, Trajectory
+from fnrl.types import Params, Trajectory
 
 
 def make_actor_critic_vtrace(
@@ -84,11 +84,6 @@ def make_actor_critic_vtrace(
             raise ValueError(f"{name} must be >= 0 (IMPALA uses 1.0), got {threshold}")
     lambda_ = gae_lambda if use_gae else 1.0
 
-    def init(key: PRNGKey) -> Params:
-        obs = {name: jnp.zeros((1, *s.shape), s.dtype) for name, s in spec.observations.items()}
-        first = jnp.ones((1,), bool)
-        return network.init(key, network.initial_carry(1), obs, first, train=False)
-
     def loss(params: Params, trajectory: Trajectory) -> tuple[jax.Array, LossOutput]:
         outputs, state = unroll(
             network, params, trajectory.initial_carry, trajectory.obs, trajectory.first
@@ -141,4 +136,9 @@ def make_actor_critic_vtrace(
         }
         return total, LossOutput(metrics, state, count=valid_t.sum())
 
-    return Agent(init=init, initial_carry=network.initial_carry, act=make_act(network), loss=loss)
+    return Agent(
+        init=make_init(network, spec),
+        initial_carry=network.initial_carry,
+        act=make_act(network),
+        loss=loss,
+    )
