@@ -16,6 +16,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from fnrl.networks import NORMALIZATIONS
+
 
 def _flag(default: Any, help: str, *flags: str) -> Any:
     return field(default=default, metadata={"help": help, "flags": flags})
@@ -76,6 +78,13 @@ class TrainConfig:
     normalize: bool = _flag(
         True, "batch norm in trunks and Linear body, layer-norm LSTM cell", "--normalize"
     )
+    normalization: str = _flag(
+        "batch",
+        "the layer --normalize adds: 'batch' (batch norm with each step's env batch while acting "
+        "and learning, adept's), 'running' (batch norm with its running statistics) or 'layer' "
+        "(layer norm, per sample); evaluation uses batch norm's running statistics",
+        "--normalization",
+    )
     nb_head: int = _flag(1, "attention heads of attention networks", "--nb-head")
     vision_network: str = _flag(
         "FourConv", "trunk for image observations", "-vn", "--vision-network"
@@ -135,6 +144,11 @@ class TrainConfig:
             raise ValueError(f"--discount must be in [0, 1], got {self.discount}")
         if not 0.0 <= self.tau <= 1.0:
             raise ValueError(f"--tau must be in [0, 1], got {self.tau}")
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(
+                f"--normalization must be one of {', '.join(NORMALIZATIONS)}, "
+                f"got {self.normalization!r}"
+            )
 
     def effective(self) -> TrainConfig:
         """The config actually run: ``--debug`` and ``--profile`` rewrite a few fields."""
@@ -157,6 +171,8 @@ CLASSIC_CONTROL_PRESET: dict[str, Any] = {
     "exp_length": 5,
     "network_body": "Linear",
     "normalize": False,
+    # What --normalize adds here: batch norm cannot balance CartPole (see ModularNetwork).
+    "normalization": "layer",
     "max_grad_norm": 0.5,
     "max_train_steps": 500_000,
 }

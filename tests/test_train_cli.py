@@ -83,6 +83,7 @@ def _assert_one_clear_error(result, *phrases):
         (["-n", "0"], ["--nb-env must be at least 1"]),
         (["-mts", "-5"], ["--max-train-steps must be at least 1"]),
         (["--normalize", "maybe"], ["expected a boolean"]),
+        (["--normalization", "group"], ["--normalization must be one of batch, running, layer"]),
         (["--no-such-flag"], ["unrecognized arguments"]),
     ],
 )

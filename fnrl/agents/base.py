@@ -101,8 +101,13 @@ def unroll(
 
     The recurrent carry is reset inside the network wherever ``first`` is set, exactly as during
     acting, so gradients flow through the whole segment (truncated BPTT at segment boundaries,
-    adept's semantics). Batch norm uses each step's batch statistics, as acting does, and its
-    running statistics are updated once per step.
+    adept's semantics). Every step sees the variables of ``params`` unchanged, batch-norm running
+    statistics included, so each step computes what ``act`` computed with those params.
+
+    The non-trainable collections receive one update per call: the mean over steps of what each
+    step's call would write, i.e. for batch norm one moving-average step towards the mean of the
+    steps' batch statistics (adept moved them once per acting step instead; one step per update
+    keeps them from shifting within the segment the loss differentiates).
 
     Args:
         network: a module called as ``network(carry, obs, first, train=True)``.
@@ -117,21 +122,15 @@ def unroll(
     """
     chex.assert_rank(first, 2)
 
-    def step(scan_carry, inputs):
-        carry, state = scan_carry
+    def step(carry, inputs):
         obs_t, first_t = inputs
-        (carry, output), state = network.apply(
-            {"params": params["params"], **state},
-            carry,
-            obs_t,
-            first_t,
-            train=True,
-            mutable=_STATE_COLLECTIONS,
+        (carry, output), updates = network.apply(
+            params, carry, obs_t, first_t, train=True, mutable=_STATE_COLLECTIONS
         )
-        return (carry, state), output
+        return carry, (output, updates)
 
-    (_, state), outputs = jax.lax.scan(step, (carry, non_trainable(params)), (obs, first))
-    return outputs, state
+    _, (outputs, updates) = jax.lax.scan(step, carry, (obs, first))
+    return outputs, jax.tree.map(lambda x: jnp.mean(x, axis=0), updates)
 
 
 def make_init(network: nn.Module, spec: EnvSpec) -> Callable[[PRNGKey], Params]:

@@ -6,7 +6,7 @@ and a value), never distribution objects. ``fnrl.networks.torch_interop`` (optio
 ``python -m fnrl.networks`` lists the registered networks with their parameter counts.
 """
 
-from fnrl.networks._layers import BatchNorm
+from fnrl.networks._layers import NORMALIZATIONS, BatchNorm, LayerNorm
 from fnrl.networks.bodies import (
     IdentityBody,
     LinearBody,
@@ -78,6 +78,7 @@ __all__ = [
     "LSTMCarry",
     "LSTMCell",
     "LSTMCellLayerNorm",
+    "LayerNorm",
     "LinearBody",
     "LinearTrunk",
     "Mnih2013",
@@ -85,6 +86,7 @@ __all__ = [
     "Mnih2013Linear",
     "ModularNetwork",
     "MultiHeadSelfAttention",
+    "NORMALIZATIONS",
     "Nature",
     "NetworkOutput",
     "RMCBody",

@@ -116,15 +116,16 @@ def torch_layer_norm(name: str | None = None) -> nn.LayerNorm:
     return nn.LayerNorm(epsilon=TORCH_NORM_EPS, use_fast_variance=False, name=name)
 
 
-BATCH_NORM_MODES = ("batch", "running")  # what normalizes when train=True; see BatchNorm
+NORMALIZATIONS = ("batch", "running", "layer")  # what normalizes; see ModularNetwork
 
 
-def check_batch_norm_mode(mode: str) -> None:
-    """Raises ``ValueError`` unless ``mode`` is one of ``BATCH_NORM_MODES``."""
-    if mode not in BATCH_NORM_MODES:
+def check_normalization(normalization: str) -> None:
+    """Raises ``ValueError`` unless ``normalization`` is one of ``NORMALIZATIONS``."""
+    if normalization not in NORMALIZATIONS:
         raise ValueError(
-            f"batch_norm must be 'batch' (adept: normalize with the batch's statistics) or "
-            f"'running' (normalize with the running statistics), got {mode!r}"
+            f"normalization must be 'batch' (adept: batch norm with the batch's statistics), "
+            f"'running' (batch norm with the running statistics) or 'layer' (layer norm), "
+            f"got {normalization!r}"
         )
 
 
@@ -203,27 +204,64 @@ class BatchNorm(nn.Module):
         return (x - expand(mean)) * expand(inv_std * scale) + expand(bias)
 
 
+class LayerNorm(nn.LayerNorm):
+    """``torch.nn.LayerNorm`` over the last axis, called like ``BatchNorm``.
+
+    Each sample is normalized by its own statistics, so ``train`` changes nothing and there is
+    no state: acting, learning and evaluation compute the same function.
+    """
+
+    epsilon: float = TORCH_NORM_EPS
+    use_fast_variance: bool = False
+
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:  # type: ignore[override]
+        """Normalizes ``x`` ``[..., C]`` over ``C``; ``train`` is accepted and ignored."""
+        del train
+        return super().__call__(x)
+
+
+def normalization_layer(normalization: str, name: str) -> BatchNorm | LayerNorm:
+    """The layer that normalizes after a bias-free conv or Dense in ``normalization`` mode."""
+    if normalization == "layer":
+        return LayerNorm(name=name)
+    return BatchNorm(use_batch_statistics=normalization == "batch", name=name)
+
+
+def keeps_bias(normalize: bool, normalization: str) -> bool:
+    """Whether a conv or Dense followed by the normalization of ``normalize`` keeps its bias.
+
+    Batch norm subtracts a per-channel mean, which cancels a bias (adept drops it); layer norm
+    subtracts the mean over channels, which does not.
+    """
+    return not normalize or normalization == "layer"
+
+
 class Normalized(nn.Module):
-    """Base of the built-in trunks and bodies: adept's ``--normalize`` and fnrl's batch-norm mode.
+    """Base of the built-in trunks and bodies: adept's ``--normalize`` and fnrl's normalization.
 
     Attributes:
-        normalize: layers without bias followed by ``BatchNorm`` (adept's ``--normalize``).
-        batch_norm: what ``BatchNorm`` normalizes with when ``train=True``: ``"batch"`` (the
-            batch's statistics, adept's and the default) or ``"running"`` (the running
-            statistics); see ``ModularNetwork``.
+        normalize: layers followed by a normalization layer (adept's ``--normalize``).
+        normalization: ``"batch"`` (adept's and the default: batch norm with the batch's
+            statistics while acting and learning), ``"running"`` (batch norm with the running
+            statistics) or ``"layer"`` (layer norm); see ``ModularNetwork``.
     """
 
     normalize: bool = True
-    batch_norm: str = "batch"
+    normalization: str = "batch"
 
     def __post_init__(self) -> None:
-        check_batch_norm_mode(self.batch_norm)
+        check_normalization(self.normalization)
         super().__post_init__()
 
+    @property
+    def use_bias(self) -> bool:
+        """Whether a layer followed by this module's normalization keeps its bias."""
+        return keeps_bias(self.normalize, self.normalization)
+
     @nn.nowrap
-    def batch_norm_layer(self, name: str) -> BatchNorm:
-        """A ``BatchNorm`` submodule in this module's mode."""
-        return BatchNorm(use_batch_statistics=self.batch_norm == "batch", name=name)
+    def norm(self, name: str) -> BatchNorm | LayerNorm:
+        """This module's normalization layer (see ``normalization_layer``)."""
+        return normalization_layer(self.normalization, name)
 
 
 def max_pool_2d(x: jax.Array, window: int, stride: int, padding: int) -> jax.Array:

@@ -5,7 +5,7 @@ Every body is a ``flax.linen`` module with the fields ``hidden_size: int`` and
 feed-forward bodies and 1 for recurrent ones), the classmethod
 ``initial_carry(batch_size, hidden_size) -> Carry`` and
 ``__call__(carry, x, *, train) -> (carry, features)`` for one time step of ``B`` envs.
-Built-in bodies may also declare ``batch_norm`` and ``nb_head``; ``ModularNetwork`` passes each
+Built-in bodies may also declare ``normalization`` and ``nb_head``; ``ModularNetwork`` passes each
 body only the fields it declares. The episode-start reset of the carry, to the body's
 ``initial_carry``, happens before the body is called (``reset_carry``).
 """
@@ -150,12 +150,10 @@ class LinearBody(Normalized):
     @nn.compact
     def __call__(self, carry: Carry, x: jax.Array, *, train: bool) -> tuple[Carry, jax.Array]:
         """Maps ``x`` ``[B, F]`` to ``[B, hidden_size]`` float32; ``carry`` is ``()``."""
-        linear = torch_dense(
-            self.hidden_size, x.shape[-1], use_bias=not self.normalize, name="linear"
-        )
+        linear = torch_dense(self.hidden_size, x.shape[-1], use_bias=self.use_bias, name="linear")
         x = linear(x)
         if self.normalize:
-            x = self.batch_norm_layer("bn_linear")(x, train=train)
+            x = self.norm("bn_linear")(x, train=train)
         return carry, nn.relu(x)
 
     @classmethod
@@ -210,9 +208,9 @@ class Mnih2013Linear(Normalized):
     @nn.compact
     def __call__(self, carry: Carry, x: jax.Array, *, train: bool) -> tuple[Carry, jax.Array]:
         """Maps ``x`` ``[B, F]`` to ``[B, 256]`` float32; ``carry`` is ``()``."""
-        x = torch_dense(self.width, x.shape[-1], use_bias=not self.normalize, name="linear")(x)
+        x = torch_dense(self.width, x.shape[-1], use_bias=self.use_bias, name="linear")(x)
         if self.normalize:
-            x = self.batch_norm_layer("bn_linear")(x, train=train)
+            x = self.norm("bn_linear")(x, train=train)
         return carry, nn.relu(x)
 
     @classmethod
@@ -243,7 +241,7 @@ class Mnih2013LSTM(Normalized):
         chex.assert_shape([carry.c, carry.h], (x.shape[0], self.width))
         x = torch_dense(self.width, x.shape[-1], name="linear")(x)
         if self.normalize:
-            x = self.batch_norm_layer("bn_linear")(x, train=train)
+            x = self.norm("bn_linear")(x, train=train)
         cell_cls = LSTMCellLayerNorm if self.normalize else LSTMCell
         carry = cell_cls(self.width, name="lstm")(carry, nn.relu(x))
         return carry, carry.h

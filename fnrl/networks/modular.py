@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnrl.networks import registry
-from fnrl.networks._layers import check_batch_norm_mode, torch_dense
+from fnrl.networks._layers import check_normalization, torch_dense
 from fnrl.networks.bodies import reset_carry
 from fnrl.specs import EnvSpec, is_image, is_vector
 from fnrl.types import Carry, Observation
@@ -34,7 +34,7 @@ def build_module(cls: type[nn.Module], name: str | None = None, **options: Any) 
     """``cls(**options)``, keeping only the options that ``cls`` declares as fields.
 
     Trunks and bodies declare what they need (``normalize``, ``hidden_size``, ``nb_head``,
-    ``batch_norm``…); a user's module that declares fewer fields still plugs in.
+    ``normalization``…); a user's module that declares fewer fields still plugs in.
     """
     fields = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in options.items() if k in fields}, name=name)
@@ -51,7 +51,7 @@ def _validate(network: ModularNetwork) -> None:
         raise ValueError(f"hidden_size must be positive, got {network.hidden_size}")
     if network.nb_head < 1:
         raise ValueError(f"nb_head (--nb-head) must be at least 1, got {network.nb_head}")
-    check_batch_norm_mode(network.batch_norm)
+    check_normalization(network.normalization)
     # Resolve every name, used or not, so that a typo fails at construction; building the
     # (unbound) modules runs their own checks, e.g. that nb_head divides the attention width.
     vision_cls = registry.get_vision_network(network.vision_network)
@@ -114,27 +114,34 @@ class ModularNetwork(nn.Module):
     Params are ``trunk_<obs key>``, ``body``, ``head_<action name>`` and ``critic``; with
     ``normalize`` the BatchNorm layers add a ``batch_stats`` collection.
 
-    **Batch norm in RL.** The running statistics are part of the training state: only a call
-    with ``train=True`` and a mutable ``batch_stats`` collection (the learner's update) moves
-    them, towards the statistics of the batch it sees; acting applies the network without
-    ``mutable`` and changes nothing; ``train=False`` (evaluation) normalizes with them. What
-    normalizes while acting and learning (``train=True``) is ``batch_norm``:
+    **Normalization in RL.** With ``normalize``, ``normalization`` chooses the layer after each
+    (bias-free) conv or Dense of the trunks and Linear bodies. Batch norm's running statistics
+    are part of the training state: only a call with ``train=True`` and a mutable
+    ``batch_stats`` collection (the learner's update) moves them, towards the statistics of the
+    batch it sees; acting applies the network without ``mutable`` and changes nothing;
+    ``train=False`` (evaluation) normalizes with them. What normalizes while acting and
+    learning (``train=True``):
 
-    * ``"batch"`` (default, adept's): the statistics of the env batch at that step. Outputs stay
-      bounded (``|x - mean| / std <= sqrt(B - 1)``) however little the envs' observations
-      differ, which keeps deep trunks stable from the first update. The price: each env's
-      action depends on the other envs' observations, and whatever the B envs share (the batch
-      mean) is invisible to the policy. Where that shared part must be controlled the task
-      becomes unlearnable: on CartPole a hand-written controller that balances every pole for
-      500 steps lasts 25 steps on average when it sees batch-centred states of 16 envs, and
-      A2C with ``normalize`` stays below a random policy's return.
-    * ``"running"``: the running statistics, so each env's action depends on its own
-      observation only and acting, learning and evaluation compute the same function (the
-      first training call, before any update, normalizes with the batch and sets the running
-      statistics from it). The price: a feature whose running variance is small (envs that all
-      show the same screen, as Pong's do for the first frames) is amplified by up to
-      ``1 / sqrt(eps)`` when the observations move, and deep trunks can diverge (ResNet18 on
-      Pong with 2 envs: values of -6e6 after two updates, where ``"batch"`` stays near 0).
+    * ``"batch"`` (default, adept's): batch norm with the statistics of the env batch at that
+      step. Outputs stay bounded (``|x - mean| / std <= sqrt(B - 1)``) however little the envs'
+      observations differ, which keeps deep trunks stable from the first update. The price:
+      each env's action depends on the other envs' observations, and whatever the B envs share
+      (the batch mean) is invisible to the policy. Where that shared part must be controlled
+      the task becomes unlearnable: on CartPole a hand-written controller that balances every
+      pole for 500 steps lasts 25 steps on average when it sees batch-centred states of 16
+      envs, and A2C with ``normalize`` stays below a random policy's return.
+    * ``"running"``: batch norm with the running statistics, so each env's action depends on
+      its own observation only and acting, learning and evaluation compute the same function
+      (the first training call, before any update, normalizes with the batch and sets the
+      running statistics from it). The price: a feature whose running variance is small (envs
+      that all show the same screen, as Pong's do for the first frames, or CartPole's
+      near-upright states) is amplified by up to ``1 / sqrt(eps)`` when the observations move:
+      deep trunks can diverge (ResNet18 on Pong with 2 envs: values of -6e6 after two updates,
+      where ``"batch"`` stays near 0), and A2C on CartPole oscillates between 10 and 150.
+    * ``"layer"``: layer norm (Ba et al. 2016), each sample normalized over its own channels,
+      and the layers before it keep their bias. No state and no coupling between envs, and
+      bounded outputs; the classic-control preset uses it, with which A2C with ``normalize``
+      balances CartPole for 500 steps.
 
     Example::
 
@@ -152,13 +159,13 @@ class ModularNetwork(nn.Module):
         discrete_network: registered trunk for rank-1 observations (default ``Identity``).
         network_body: registered body, e.g. ``Identity``, ``Linear``, ``LSTM`` or ``RMC``
             (adept ``-nb``, default ``LSTM``).
-        normalize: adept's ``--normalize``: BatchNorm after bias-free convs / Dense layers in
-            trunks and the Linear bodies, layer-normalized LSTM cell.
+        normalize: adept's ``--normalize``: a normalization layer after the convs / Dense
+            layers of trunks and Linear bodies, layer-normalized LSTM cell.
         hidden_size: width of the body (adept: 512).
         nb_head: attention heads of ``FourConvSpatialAttention`` and ``RMC`` (adept
             ``--nb-head``, default 1).
-        batch_norm: ``"batch"`` or ``"running"``, what batch norm normalizes with when
-            ``train=True`` (see above).
+        normalization: ``"batch"``, ``"running"`` or ``"layer"``: that normalization layer
+            and, for batch norm, what it normalizes with when ``train=True`` (see above).
     """
 
     spec: EnvSpec
@@ -168,7 +175,7 @@ class ModularNetwork(nn.Module):
     normalize: bool = True
     hidden_size: int = 512
     nb_head: int = 1
-    batch_norm: str = "batch"
+    normalization: str = "batch"
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -187,13 +194,17 @@ class ModularNetwork(nn.Module):
             tuple(sorted(self.spec.actions.items())),
         )
         fields = (self.vision_network, self.discrete_network, self.network_body)
-        options = (self.normalize, self.hidden_size, self.nb_head, self.batch_norm)
+        options = (self.normalize, self.hidden_size, self.nb_head, self.normalization)
         return hash((frozen_spec, fields, options, self.name))
 
     @property
     def trunk_options(self) -> dict[str, Any]:
         """The fields a trunk may declare, with this network's values."""
-        return {"normalize": self.normalize, "nb_head": self.nb_head, "batch_norm": self.batch_norm}
+        return {
+            "normalize": self.normalize,
+            "nb_head": self.nb_head,
+            "normalization": self.normalization,
+        }
 
     @property
     def body_options(self) -> dict[str, Any]:
@@ -231,7 +242,7 @@ class ModularNetwork(nn.Module):
             obs: observation name → ``[B, *spec.observations[name].shape]``.
             first: ``[B]`` bool: ``obs`` starts an episode; the carry is reset to the body's
                 ``initial_carry`` in those rows before the body runs (parity item 3).
-            train: acting or learning: batch norm normalizes as ``batch_norm`` says and, when
+            train: acting or learning: batch norm normalizes as ``normalization`` says and, when
                 applied with ``mutable=["batch_stats"]``, moves the running statistics towards
                 the batch's; ``False`` (evaluation) normalizes with the running statistics.
 

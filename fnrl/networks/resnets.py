@@ -22,11 +22,12 @@ import jax
 import jax.numpy as jnp
 
 from fnrl.networks._layers import (
-    BatchNorm,
     Normalized,
     avg_pool_2d,
     kaiming_normal_fan_out,
+    keeps_bias,
     max_pool_2d,
+    normalization_layer,
     torch_conv,
     torch_dense,
 )
@@ -55,12 +56,12 @@ class _Downsample(nn.Module):
 
     features: int
     stride: int
-    use_batch_statistics: bool
+    normalization: str
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         x = _resnet_conv(self.features, 1, self.stride, x.shape[-1], name="0")(x)
-        return BatchNorm(use_batch_statistics=self.use_batch_statistics, name="1")(x, train=train)
+        return normalization_layer(self.normalization, "1")(x, train=train)
 
 
 class _Block(nn.Module):
@@ -81,14 +82,12 @@ class _Block(nn.Module):
     planes: int
     stride: int
     downsample: bool
-    use_batch_statistics: bool
+    normalization: str
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         def bn(name: str, y: jax.Array) -> jax.Array:
-            return BatchNorm(use_batch_statistics=self.use_batch_statistics, name=name)(
-                y, train=train
-            )
+            return normalization_layer(self.normalization, name)(y, train=train)
 
         def conv(name: str, y: jax.Array, features: int, kernel: int, stride: int = 1):
             return _resnet_conv(features, kernel, stride, y.shape[-1], name)(y)
@@ -114,7 +113,7 @@ class _Block(nn.Module):
             residual = _Downsample(
                 _EXPANSION[self.kind] * planes,
                 stride,
-                self.use_batch_statistics,
+                self.normalization,
                 name="downsample",
             )(x, train=train)
         out = out + residual
@@ -128,7 +127,7 @@ class _Stage(nn.Module):
     planes: int
     num_blocks: int
     stride: int
-    use_batch_statistics: bool
+    normalization: str
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -137,7 +136,7 @@ class _Stage(nn.Module):
             stride = self.stride if i == 0 else 1
             downsample = i == 0 and (stride != 1 or x.shape[-1] != out_channels)
             block = _Block(
-                self.kind, self.planes, stride, downsample, self.use_batch_statistics, name=str(i)
+                self.kind, self.planes, stride, downsample, self.normalization, name=str(i)
             )
             x = block(x, train=train)
         return x
@@ -148,7 +147,7 @@ class _ResNetStages(nn.Module):
 
     kind: str
     layer_sizes: tuple[int, ...]
-    use_batch_statistics: bool
+    normalization: str
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -158,7 +157,7 @@ class _ResNetStages(nn.Module):
                 planes,
                 num_blocks,
                 1 if i == 0 else 2,
-                self.use_batch_statistics,
+                self.normalization,
                 name=f"layer{i + 1}",
             )
             x = stage(x, train=train)
@@ -180,13 +179,11 @@ class _ResNetTrunk(Normalized):
         """Maps images ``[B, H, W, C]`` float32 to ``[B, output_size(H, W)]`` float32."""
         chex.assert_rank(x, 4)
         x = x.astype(jnp.float32)
-        x = torch_conv(64, 7, 2, 1, x.shape[-1], use_bias=not self.normalize, name="conv1")(x)
+        x = torch_conv(64, 7, 2, 1, x.shape[-1], use_bias=self.use_bias, name="conv1")(x)
         if self.normalize:
-            x = self.batch_norm_layer("bn1")(x, train=train)
+            x = self.norm("bn1")(x, train=train)
         x = nn.relu(x)
-        stages = _ResNetStages(
-            self.block, self.layer_sizes, self.batch_norm == "batch", name="resnet"
-        )
+        stages = _ResNetStages(self.block, self.layer_sizes, self.normalization, name="resnet")
         return flatten_chw(stages(x, train=train))
 
     @classmethod
@@ -322,7 +319,7 @@ class _ImpalaResidual(nn.Module):
     """``x + conv2(relu(conv1(relu(x))))``, each conv 3x3/1 (→ BatchNorm with ``normalize``)."""
 
     normalize: bool
-    use_batch_statistics: bool
+    normalization: str
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -331,12 +328,17 @@ class _ImpalaResidual(nn.Module):
             out = nn.relu(out)
             channels = out.shape[-1]
             conv = torch_conv(
-                channels, 3, 1, 1, channels, use_bias=not self.normalize, name=f"conv{i}"
+                channels,
+                3,
+                1,
+                1,
+                channels,
+                use_bias=keeps_bias(self.normalize, self.normalization),
+                name=f"conv{i}",
             )
             out = conv(out)
             if self.normalize:
-                bn = BatchNorm(use_batch_statistics=self.use_batch_statistics, name=f"bn{i}")
-                out = bn(out, train=train)
+                out = normalization_layer(self.normalization, f"bn{i}")(out, train=train)
         return x + out
 
 
@@ -345,19 +347,25 @@ class _ImpalaSection(nn.Module):
 
     features: int
     normalize: bool
-    use_batch_statistics: bool
+    normalization: str
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         conv = torch_conv(
-            self.features, 3, 1, 1, x.shape[-1], use_bias=not self.normalize, name="conv"
+            self.features,
+            3,
+            1,
+            1,
+            x.shape[-1],
+            use_bias=keeps_bias(self.normalize, self.normalization),
+            name="conv",
         )
         x = conv(x)
         if self.normalize:
-            x = BatchNorm(use_batch_statistics=self.use_batch_statistics, name="bn")(x, train=train)
+            x = normalization_layer(self.normalization, "bn")(x, train=train)
         x = max_pool_2d(x, 3, 2, 1)
         for i in (1, 2):
-            res = _ImpalaResidual(self.normalize, self.use_batch_statistics, name=f"res{i}")
+            res = _ImpalaResidual(self.normalize, self.normalization, name=f"res{i}")
             x = res(x, train=train)
         return x
 
@@ -384,17 +392,16 @@ class IMPALA(Normalized):
         """Maps images ``[B, H, W, C]`` float32 to ``[B, 256]`` float32."""
         chex.assert_rank(x, 4)
         x = x.astype(jnp.float32)
-        use_batch_statistics = self.batch_norm == "batch"
         for i, channels in enumerate(self.section_channels, start=1):
             section = _ImpalaSection(
-                channels, self.normalize, use_batch_statistics, name=f"section{i}"
+                channels, self.normalize, self.normalization, name=f"section{i}"
             )
             x = section(x, train=train)
         x = flatten_chw(nn.relu(x))
-        linear = torch_dense(self.features, x.shape[-1], use_bias=not self.normalize, name="linear")
+        linear = torch_dense(self.features, x.shape[-1], use_bias=self.use_bias, name="linear")
         x = linear(x)
         if self.normalize:
-            x = self.batch_norm_layer("bn_linear")(x, train=train)
+            x = self.norm("bn_linear")(x, train=train)
         return nn.relu(x)
 
     @classmethod

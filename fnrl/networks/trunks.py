@@ -6,8 +6,8 @@ of all pathways are concatenated and fed to the body.
 
 Every trunk is a ``flax.linen`` module with the field ``normalize: bool`` (adept's
 ``--normalize``) and ``__call__(x, *, train) -> [B, F] float32``; built-in trunks also take
-``batch_norm`` (``"batch"`` or ``"running"``, see ``ModularNetwork``) and, where they attend,
-``nb_head``. ``ModularNetwork`` passes each trunk only the fields it declares.
+``normalization`` (``"batch"``, ``"running"`` or ``"layer"``, see ``ModularNetwork``) and,
+where they attend, ``nb_head``. ``ModularNetwork`` passes each trunk only the fields it declares.
 
 Vision trunks take float32 images ``[B, H, W, C]`` (channels-last, already scaled:
 ``ModularNetwork`` divides uint8 by 255) and flatten their last feature map in PyTorch's
@@ -65,12 +65,12 @@ class _ConvTrunk(Normalized):
                 stride,
                 padding,
                 x.shape[-1],
-                use_bias=not self.normalize,
+                use_bias=self.use_bias,
                 name=f"conv{i}",
             )
             x = conv(x)
             if self.normalize:
-                x = self.batch_norm_layer(f"bn{i}")(x, train=train)
+                x = self.norm(f"bn{i}")(x, train=train)
             x = nn.relu(x)
         return flatten_chw(x)
 
@@ -189,11 +189,11 @@ class FourConvSpatialAttention(Normalized):
 
         def conv_block(x: jax.Array, i: int) -> jax.Array:
             conv = torch_conv(
-                self.channels, 3, 2, 1, x.shape[-1], use_bias=not self.normalize, name=f"conv{i}"
+                self.channels, 3, 2, 1, x.shape[-1], use_bias=self.use_bias, name=f"conv{i}"
             )
             x = conv(x)
             if self.normalize:
-                x = self.batch_norm_layer(f"bn{i}")(x, train=train)
+                x = self.norm(f"bn{i}")(x, train=train)
             return nn.relu(x)
 
         x = conv_block(conv_block(x, 1), 2)
@@ -253,8 +253,8 @@ class LinearTrunk(Normalized):
         x = jnp.asarray(x)
         x = x.reshape(x.shape[0], -1).astype(jnp.float32)
         for i, width in enumerate(self.features, start=1):
-            x = torch_dense(width, x.shape[-1], use_bias=not self.normalize, name=f"linear{i}")(x)
+            x = torch_dense(width, x.shape[-1], use_bias=self.use_bias, name=f"linear{i}")(x)
             if self.normalize:
-                x = self.batch_norm_layer(f"bn{i}")(x, train=train)
+                x = self.norm(f"bn{i}")(x, train=train)
             x = nn.relu(x)
         return x

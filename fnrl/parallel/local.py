@@ -63,6 +63,7 @@ def make_network(config: TrainConfig, spec: EnvSpec) -> ModularNetwork:
         network_body=config.network_body,
         normalize=config.normalize,
         nb_head=config.nb_head,
+        normalization=config.normalization,
     )
 
 

@@ -167,6 +167,39 @@ def test_unroll_equals_acting_step_by_step_with_resets():
         )
 
 
+def test_unroll_normalizes_every_step_with_the_params_statistics_and_moves_them_once():
+    spec = EnvSpec({"obs": ArraySpec((4,), np.float32)}, {"action": DiscreteSpec(2)})
+    network = ModularNetwork(spec, network_body="Linear", hidden_size=16, normalization="running")
+    agent = make_actor_critic(network, spec)
+    params = agent.init(jax.random.PRNGKey(0))
+    rng = np.random.default_rng(0)
+    stats = {
+        "mean": rng.normal(size=16).astype(np.float32),
+        "var": rng.uniform(0.5, 2.0, 16).astype(np.float32),
+        "count": np.float32(3.0),  # past the first update, so the running statistics normalize
+    }
+    params = {**params, "batch_stats": {"body": {"bn_linear": stats}}}
+    traj = _random_trajectory(agent, rng)
+    outputs, state = unroll(network, params, traj.initial_carry, traj.obs, traj.first)
+    act = jax.jit(make_act(network))
+    for t in range(traj.first.shape[0]):
+        _, _, out = act(
+            params, jax.random.PRNGKey(t), (), {"obs": traj.obs["obs"][t]}, traj.first[t]
+        )
+        np.testing.assert_allclose(outputs.value[t], out.value, rtol=1e-5, atol=1e-6)
+    # One moving-average step (torch's momentum 0.1) towards the mean of the steps' batch
+    # statistics, the variance unbiased as torch's.
+    pre = traj.obs["obs"].astype(np.float64) @ np.asarray(
+        params["params"]["body"]["linear"]["kernel"]
+    )
+    moved = state["batch_stats"]["body"]["bn_linear"]
+    expected_mean = 0.9 * stats["mean"] + 0.1 * pre.mean(axis=1).mean(axis=0)
+    expected_var = 0.9 * stats["var"] + 0.1 * pre.var(axis=1, ddof=1).mean(axis=0)
+    np.testing.assert_allclose(moved["mean"], expected_mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(moved["var"], expected_var, rtol=1e-5, atol=1e-6)
+    assert float(moved["count"]) == 4.0
+
+
 @pytest.mark.parametrize("body", ["LSTM", "Linear"])
 def test_act_and_update_do_not_recompile(body):
     spec, _, agent = _vector_setup(body)

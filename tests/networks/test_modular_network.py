@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fnrl.networks import LSTMCarry, ModularNetwork, NetworkOutput, count_params
+from fnrl.networks import LinearBody, LSTMCarry, ModularNetwork, NetworkOutput, count_params
 from fnrl.specs import ArraySpec, DiscreteSpec, EnvSpec
 
 
@@ -215,7 +215,7 @@ def test_batch_norm_train_updates_running_stats_and_eval_does_not(vision, body):
     network = ModularNetwork(
         atari_spec(channels=1), vision_network=vision, network_body=body, hidden_size=16
     )
-    assert network.batch_norm == "batch"  # adept's default
+    assert network.normalization == "batch"  # adept's default
     variables = jit_init(network, batch_size=2)
     np.testing.assert_array_equal(variables["batch_stats"]["trunk_screen"]["bn1"]["mean"], 0.0)
     np.testing.assert_array_equal(variables["batch_stats"]["trunk_screen"]["bn1"]["var"], 1.0)
@@ -341,7 +341,7 @@ def test_running_batch_norm_makes_each_env_independent_of_the_others():
     network = ModularNetwork(
         VECTOR_SPEC, discrete_network="Linear", network_body="Linear", hidden_size=8
     )
-    running = network.clone(batch_norm="running")
+    running = network.clone(normalization="running")
     variables = jit_init(network, batch_size=4)
     obs = random_obs(VECTOR_SPEC, 4)
     first = jnp.ones(4, bool)
@@ -375,6 +375,44 @@ def test_running_batch_norm_makes_each_env_independent_of_the_others():
     assert not np.allclose(batch_alone.value, batch_full.value[:2])  # adept's mode couples them
 
 
+def test_layer_normalization_is_per_sample_stateless_and_keeps_biases():
+    network = ModularNetwork(
+        VECTOR_SPEC,
+        discrete_network="Linear",
+        network_body="Linear",
+        hidden_size=8,
+        normalization="layer",
+    )
+    variables = jit_init(network, batch_size=4)
+    assert set(variables) == {"params"}  # no running statistics
+    assert "bias" in variables["params"]["trunk_obs"]["linear1"]
+    assert "bias" in variables["params"]["body"]["linear"]
+    obs = random_obs(VECTOR_SPEC, 4)
+    first = jnp.ones(4, bool)
+    (_, full), updates = network.apply(
+        variables, (), obs, first, train=True, mutable=["batch_stats"]
+    )
+    assert updates == {}
+    _, alone = network.apply(variables, (), {"obs": obs["obs"][:1]}, first[:1], train=True)
+    _, evaluation = network.apply(variables, (), obs, first, train=False)
+    np.testing.assert_allclose(alone.value, full.value[:1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(evaluation.value, full.value, rtol=1e-6, atol=1e-6)
+    # The body's features are layer-normalized pre-activations: hand-computed for env 0.
+    trunk = variables["params"]["trunk_obs"]
+    x = np.asarray(obs["obs"][0], np.float64)
+    for i in (1, 2):
+        x = x @ np.asarray(trunk[f"linear{i}"]["kernel"]) + np.asarray(trunk[f"linear{i}"]["bias"])
+        x = np.maximum((x - x.mean()) / np.sqrt(x.var() + 1e-5), 0.0)  # scale 1, bias 0 at init
+    body_module = LinearBody(hidden_size=8, normalization="layer")
+    _, features = body_module.apply(
+        {"params": variables["params"]["body"]}, (), jnp.asarray(x[None], jnp.float32), train=False
+    )
+    body = variables["params"]["body"]["linear"]
+    pre = x @ np.asarray(body["kernel"]) + np.asarray(body["bias"])
+    expected = np.maximum((pre - pre.mean()) / np.sqrt(pre.var() + 1e-5), 0.0)
+    np.testing.assert_allclose(features[0], expected, rtol=1e-4, atol=1e-5)
+
+
 def test_rmc_memory_restarts_from_identity_rows_where_first():
     network = ModularNetwork(VECTOR_SPEC, network_body="RMC", hidden_size=16, nb_head=2)
     variables = jit_init(network, batch_size=3)
@@ -397,7 +435,7 @@ def test_rmc_memory_restarts_from_identity_rows_where_first():
         ({"vision_network": "FourConvSpatialAttention", "nb_head": 3}, "must divide 34"),
         ({"network_body": "RMC", "nb_head": 3}, "divisible by 4 \\* nb_head = 12"),
         ({"nb_head": 0}, "nb_head"),
-        ({"batch_norm": "mean"}, "batch_norm must be 'batch'"),
+        ({"normalization": "mean"}, "normalization must be 'batch'"),
     ],
 )
 def test_bad_options_raise_at_construction(kwargs, message):
@@ -432,7 +470,7 @@ def test_new_vision_networks_work_on_84x84_atari_frames(vision, features):
 
 
 def test_batch_statistics_hide_what_all_envs_share_and_running_ones_do_not():
-    """Why ``batch_norm="batch"`` cannot balance CartPole: a shift common to every env's
+    """Why ``normalization="batch"`` cannot balance CartPole: a shift common to every env's
     observation (the batch mean moving) leaves every output unchanged."""
     network = ModularNetwork(VECTOR_SPEC, network_body="Linear", hidden_size=8)
     variables = jit_init(network, batch_size=5)
@@ -440,7 +478,7 @@ def test_batch_statistics_hide_what_all_envs_share_and_running_ones_do_not():
     shifted = {"obs": obs["obs"] + jnp.array([[0.5, -1.0, 0.2, 2.0]])}
     first = jnp.zeros(5, bool)
     for mode, invisible in (("batch", True), ("running", False)):
-        net = network.clone(batch_norm=mode)
+        net = network.clone(normalization=mode)
         variables_mode = {
             **variables,
             "batch_stats": jax.tree.map(

@@ -81,6 +81,7 @@ def make_twin(network, seed):
         network.normalize,
         network.hidden_size,
         network.nb_head,
+        network.normalization,
     )
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -92,7 +93,7 @@ def make_twin(network, seed):
             elif name.endswith("num_batches_tracked"):
                 tensor.fill_(7)
         for module in twin.modules():
-            if isinstance(module, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
+            if isinstance(module, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d | torch.nn.LayerNorm):
                 module.weight.copy_(torch.rand(module.weight.shape, generator=gen) + 0.5)
     return twin
 
@@ -111,13 +112,13 @@ def inputs(network, seed=0):
     return obs
 
 
-def run_both(network, variables, twin, *, train, batch_norm="batch"):
+def run_both(network, variables, twin, *, train, normalization=None):
     """Steps with episode starts [T, F, T] (then [F, T, F] for recurrent bodies) in both.
 
     Returns the updated variables and, per step, ``(carry, output, torch carry, torch logits,
     torch value)``.
     """
-    net = network.clone(batch_norm=batch_norm)
+    net = network if normalization is None else network.clone(normalization=normalization)
     twin.train(train)
     carry = net.initial_carry(B)
     tcarry = tuple(torch.from_numpy(np.array(leaf)) for leaf in jax.tree.leaves(carry))
@@ -193,7 +194,7 @@ def check_network(network):
     variables = from_torch_state_dict(twin.state_dict(), network)
     _, results = run_both(network, variables, twin, train=False)
     check_outputs(results)
-    if network.normalize or "ResNet" in network.vision_network:
+    if "batch_stats" in variables:
         # Training mode (adept's): batch statistics normalize and the running ones move.
         exact = copy.deepcopy(twin).double()
         updated, results = run_both(network, variables, twin, train=True)
@@ -269,6 +270,18 @@ def test_mixed_image_and_vector_observations_match(body, normalize):
     check_network(network)
 
 
+@pytest.mark.parametrize("body", ["Linear", "LSTM"])
+def test_layer_normalization_matches_torch_layer_norm(body):
+    spec = EnvSpec({"obs": ArraySpec((6,), np.float32)}, {"action": DiscreteSpec(3)})
+    network = ModularNetwork(
+        spec, discrete_network="Linear", network_body=body, normalization="layer", hidden_size=16
+    )
+    state_dict = make_twin(network, seed=0).state_dict()
+    assert "trunk_obs.bn1.weight" in state_dict and "trunk_obs.linear1.bias" in state_dict
+    assert not any("running" in key for key in state_dict)
+    check_network(network)
+
+
 def test_attention_heads_and_rmc_heads_match():
     check_network(
         ModularNetwork(
@@ -285,7 +298,7 @@ def test_running_batch_norm_trains_with_the_running_statistics():
     network = ModularNetwork(atari_spec(4), network_body="Linear", hidden_size=32)
     variables = from_torch_state_dict(make_twin(network, seed=0).state_dict(), network)
     updated, train_results = run_both(
-        network, variables, make_twin(network, seed=0), train=True, batch_norm="running"
+        network, variables, make_twin(network, seed=0), train=True, normalization="running"
     )
     # The first step equals torch's eval(): each env's output depends on its own observation.
     _, eval_results = run_both(network, variables, make_twin(network, seed=0), train=False)

@@ -360,14 +360,20 @@ class Impala(nn.Module):
         return F.relu(x)
 
 
+def _norm_1d(normalization, width):
+    """The normalization after a Linear layer: batch norm, or layer norm for ``"layer"``."""
+    return nn.LayerNorm(width) if normalization == "layer" else nn.BatchNorm1d(width)
+
+
 class LinearTrunk(nn.Module):
-    def __init__(self, in_features, normalize, features=(64, 64)):
+    def __init__(self, in_features, normalize, normalization="batch", features=(64, 64)):
         super().__init__()
         self.normalize, self.count = normalize, len(features)
+        bias = not normalize or normalization == "layer"
         for i, width in enumerate(features, start=1):
-            self.add_module(f"linear{i}", nn.Linear(in_features, width, bias=not normalize))
+            self.add_module(f"linear{i}", nn.Linear(in_features, width, bias=bias))
             if normalize:
-                self.add_module(f"bn{i}", nn.BatchNorm1d(width))
+                self.add_module(f"bn{i}", _norm_1d(normalization, width))
             in_features = width
 
     def forward(self, x):
@@ -428,12 +434,14 @@ class IdentityBody(nn.Module):
 
 
 class LinearBody(nn.Module):
-    def __init__(self, in_features, width, normalize, bias=None):
+    def __init__(self, in_features, width, normalize, bias=None, normalization="batch"):
         super().__init__()
         self.width, self.normalize = width, normalize
-        self.linear = nn.Linear(in_features, width, bias=not normalize if bias is None else bias)
+        if bias is None:
+            bias = not normalize or normalization == "layer"
+        self.linear = nn.Linear(in_features, width, bias=bias)
         if normalize:
-            self.bn_linear = nn.BatchNorm1d(width)
+            self.bn_linear = _norm_1d(normalization, width)
 
     def initial(self, batch):
         return ()
@@ -559,11 +567,11 @@ def make_vision(name, shape, normalize, nb_head):
     raise ValueError(name)
 
 
-def make_body(name, in_features, hidden_size, normalize, nb_head):
+def make_body(name, in_features, hidden_size, normalize, nb_head, normalization="batch"):
     if name == "Identity":
         return IdentityBody()
     if name == "Linear":
-        return LinearBody(in_features, hidden_size, normalize)
+        return LinearBody(in_features, hidden_size, normalize, normalization=normalization)
     if name == "Mnih2013Linear":
         return LinearBody(in_features, 256, normalize)
     if name == "LSTM":
@@ -587,6 +595,7 @@ class TorchModularNetwork(nn.Module):
         normalize=True,
         hidden_size=512,
         nb_head=1,
+        normalization="batch",
     ):
         super().__init__()
         self.obs_keys = sorted(spec.observations)
@@ -595,16 +604,17 @@ class TorchModularNetwork(nn.Module):
         for key in self.obs_keys:
             shape = tuple(spec.observations[key].shape)
             if len(shape) == 3:
+                assert normalization != "layer", "layer norm is referenced for vectors only"
                 trunk = make_vision(vision_network, shape, normalize, nb_head)
                 width += _feature_size(trunk, (shape[2], shape[0], shape[1]))
             else:
                 if discrete_network == "Linear":
-                    trunk = LinearTrunk(shape[0], normalize)
+                    trunk = LinearTrunk(shape[0], normalize, normalization)
                 else:
                     trunk = IdentityTrunk()
                 width += _feature_size(trunk, shape)
             self.add_module(f"trunk_{key}", trunk)
-        self.body = make_body(network_body, width, hidden_size, normalize, nb_head)
+        self.body = make_body(network_body, width, hidden_size, normalize, nb_head, normalization)
         out = width if self.body.width is None else self.body.width
         for name in self.action_names:
             self.add_module(f"head_{name}", nn.Linear(out, spec.actions[name].num_values))

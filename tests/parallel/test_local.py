@@ -5,10 +5,11 @@ import json
 
 import jax
 import numpy as np
+import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from fnrl.checkpoint import list_checkpoints, load_checkpoint, load_env_actions, read_meta
-from fnrl.config import TrainConfig
+from fnrl.config import TrainConfig, make_config
 from fnrl.parallel.local import train_local
 
 
@@ -91,3 +92,12 @@ def test_pong_run_writes_config_events_and_a_loadable_checkpoint(tmp_path):
 
 # The learning test of local mode (the CartPole preset reaches 475) is in tests/test_evaluate.py,
 # which evaluates and renders the run it trains.
+
+
+@pytest.mark.slow
+def test_cartpole_with_normalize_reaches_475_within_500k_steps(tmp_path):
+    config = make_config(normalize=True, nb_eval_env=0, log_dir=str(tmp_path))
+    assert config.normalization == "layer"  # the classic-control preset's normalization
+    result = train_local(config)
+    last = result.episode_returns[-20:]
+    assert len(last) == 20 and np.mean(last) >= 475, np.mean(last)
