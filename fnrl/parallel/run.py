@@ -287,7 +287,7 @@ class TrainingRun:
     def _replayed(self, steps: int, seconds: float, matched: bool | None) -> None:
         self.timer.seconds["replay"] += seconds
         self.logger.line(
-            f"RESUME: replayed {steps} vector steps ({steps * self.config.nb_env} env steps) in "
+            f"RESUME: replayed {steps} vector steps ({steps * self._env.num_envs} env steps) in "
             f"{seconds:.2f}s"
         )
         if matched is False:

@@ -13,21 +13,25 @@ Impure shell: owns devices, environments, the distributed runtime and the clock.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from fnrl.agents import ActOutput, Agent, init_train_state, make_update
 from fnrl.config import ToweredConfig
 from fnrl.optimizers import make_rmsprop
-from fnrl.parallel.local import make_agent, make_training_env
+from fnrl.parallel.local import make_agent, make_network, make_training_env
+from fnrl.parallel.resume import ResumeWarning
 from fnrl.parallel.rollout import PhaseTimer, collect
 from fnrl.parallel.run import RunResult, TrainingRun
 from fnrl.types import TrainState, Trajectory
@@ -205,8 +209,17 @@ def train_towered(
     Every process runs this function; they agree on the step count and stop together, at the
     first update boundary at or after the budget or when any of them is asked to stop.
 
+    With ``config.resume`` process 0 loads the latest checkpoint (params, optimizer state, key,
+    counters, its envs' carry and action log) and sends the learner state to the others. With
+    one process the run then continues exactly as an uninterrupted one (as in local mode); with
+    several, the other processes' envs restart fresh.
+
     Returns:
         The run's result on process 0; None on the other processes, which write nothing.
+
+    Raises:
+        TrainingDiverged: the loss became NaN; the last good checkpoint stays on disk.
+        CheckpointError: the checkpoint to resume from is corrupt or does not fit.
     """
     stop = stop or threading.Event()
     initialize_distributed(config)
@@ -219,11 +232,7 @@ def train_towered(
         agent = make_agent(config, env.spec)
         optimizer = make_rmsprop(config.learning_rate, max_grad_norm=config.max_grad_norm)
         host_state = init_train_state(agent, optimizer, jax.random.PRNGKey(config.seed))
-        state = to_global(mesh, host_state, _REPLICATED)
-        carry = to_global(mesh, agent.initial_carry(local_envs), _BATCH)
-        act = make_towered_act(agent, mesh)
-        update = make_towered_update(agent, optimizer, mesh, carry)
-        any_process_stopping = make_stop_agreement(mesh)
+        host_carry = agent.initial_carry(local_envs)
         writer = jax.process_index() == 0
         run = (
             TrainingRun(
@@ -239,9 +248,28 @@ def train_towered(
         timer = run.timer if run else PhaseTimer()
         try:
             if run:
+                host_state, host_carry = run.restore(host_state, host_carry)
+                env = run.resumable_env(env)
                 run.announce(host_state)
+                run.start_evaluation(
+                    functools.partial(make_training_env, config), make_network(config, env.spec)
+                )
                 print(f"Devices: {mesh.size} over {jax.process_count()} process(es)", flush=True)
-            timestep, updates = env.reset(), 0
+            elif config.resume:
+                warnings.warn(
+                    f"process {jax.process_index()}: resuming with the learner state of process "
+                    "0's checkpoint; this process's envs restart fresh",
+                    ResumeWarning,
+                    stacklevel=2,
+                )
+            host_state, updates = _from_process_0((host_state, run.updates if run else 0))
+            updates = int(updates)
+            state = to_global(mesh, host_state, _REPLICATED)
+            carry = to_global(mesh, host_carry, _BATCH)
+            act = make_towered_act(agent, mesh)
+            update = make_towered_update(agent, optimizer, mesh, carry)
+            any_process_stopping = make_stop_agreement(mesh)
+            timestep = env.reset()
             while updates * steps_per_update < config.max_train_steps:
                 if any_process_stopping(stop):
                     stop.set()
@@ -256,13 +284,26 @@ def train_towered(
                     metrics = to_local(metrics)
                 updates += 1
                 if run:
-                    run.record(to_local(state), metrics, steps_per_update, rollout.episodes)
+                    run.record(
+                        to_local(state),
+                        metrics,
+                        steps_per_update,
+                        rollout.episodes,
+                        carry=to_local(carry),
+                    )
             host_state = to_local(state)
             digest = params_digest(host_state.params)
             print(f"process {jax.process_index()}: params digest {digest}", flush=True)
-            return run.finish(host_state) if run else None
+            return run.finish(host_state, to_local(carry)) if run else None
         finally:
             if run:
                 run.close()
     finally:
         env.close()
+
+
+def _from_process_0(tree: Any) -> Any:
+    """Process 0's value of ``tree`` on every process (the value itself with one process)."""
+    if jax.process_count() == 1:
+        return tree
+    return multihost_utils.broadcast_one_to_all(tree)

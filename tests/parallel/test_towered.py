@@ -81,6 +81,38 @@ def test_nb_env_is_per_device_and_the_budget_is_global(tmp_path, devices, update
     assert meta["config"]["nb_env"] == 4
 
 
+def _digest(stdout: str, process: int = 0) -> str:
+    return re.search(rf"process {process}: params digest (\w+)", stdout).group(1)
+
+
+def _losses(run_dir: Path) -> dict[int, float]:
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    return {e.step: e.value for e in events.Scalars("macro_loss/total_loss")}
+
+
+def test_two_device_run_stopped_and_resumed_equals_uninterrupted_run(tmp_path):
+    # An LSTM carry and batch-norm statistics that must survive; 200 steps per update.
+    flags = ("-n", "4", "--exp-length", "25", "-dn", "Linear", "-nb", "LSTM", "--normalize", "on")
+    flags += ("--normalization", "batch", "--nb-eval-env", "0", "-sf", "1e-9")
+    whole = _train(*flags, "-mts", "1000", "--log-dir", str(tmp_path / "whole"), devices=2)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    first = _train(*flags, "-mts", "400", "--log-dir", str(tmp_path / "parts"), devices=2)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (run_dir,) = (tmp_path / "parts").glob("*/*")
+    second = _train("--resume", str(run_dir), "-mts", "1000", devices=2)
+    assert second.returncode == 0, second.stderr[-3000:]
+    log = (run_dir / "train_log.txt").read_text()
+    assert "RESUME: replayed 50 vector steps (400 env steps)" in log
+    assert _digest(second.stdout) == _digest(whole.stdout) != _digest(first.stdout)
+    (whole_dir,) = (tmp_path / "whole").glob("*/*")
+    assert _losses(run_dir) == _losses(whole_dir) and len(_losses(run_dir)) == 5
+    assert (_meta(tmp_path / "parts")["env_steps"], _meta(tmp_path / "parts")["updates"]) == (
+        1000,
+        5,
+    )
+
+
 def test_bad_devices_flag_gives_one_clear_error(tmp_path):
     result = _train("--devices", "0,5", "-mts", "100", "--log-dir", str(tmp_path), devices=2)
     assert result.returncode != 0 and "Traceback" not in result.stderr
@@ -132,10 +164,24 @@ def test_two_processes_train_together_and_only_process_0_writes(tmp_path):
     outputs = [p.communicate(timeout=300) for p in processes]
     for process, (_, err) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, err[-3000:]
-    digests = [re.search(r"params digest (\w+)", out).group(1) for out, _ in outputs]
+    digests = [_digest(out, i) for i, (out, _) in enumerate(outputs)]
     assert digests[0] == digests[1]
     assert "Devices: 2 over 2 process(es)" in outputs[0][0]
     assert _meta(logs[0])["env_steps"] == 2000  # 5 steps x 4 envs x 2 devices x 50 updates
+    assert not logs[1].exists()
+
+    # Both resume from process 0's checkpoint, which process 1 receives, and train on together.
+    (run_dir,) = logs[0].glob("*/*")
+    port = _free_port()
+    flags = ("--resume", str(run_dir), "-mts", "3000")
+    processes = [_start_process(port, i, logs[i], *flags) for i in range(2)]
+    outputs = [p.communicate(timeout=300) for p in processes]
+    for process, (_, err) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, err[-3000:]
+    resumed = [_digest(out, i) for i, (out, _) in enumerate(outputs)]
+    assert resumed[0] == resumed[1] != digests[0]
+    assert "process 1: resuming with the learner state of process 0's checkpoint" in outputs[1][1]
+    assert (_meta(logs[0])["env_steps"], _meta(logs[0])["updates"]) == (3000, 75)
     assert not logs[1].exists()
 
 
