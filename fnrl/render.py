@@ -6,7 +6,7 @@ samples), batch norm with its running statistics, one env seeded apart from trai
 Where the frames come from:
 
 * **envpool tasks** (Atari, and classic control such as CartPole-v1): the training env is
-  rebuilt with envpool's ``render_mode="rgb_array"`` and the exact same settings, so the agent
+  built with envpool's ``render_mode="rgb_array"`` and otherwise the same settings, so the agent
   plays the env it was trained on and the video shows the game's real RGB screen (Atari
   210x160, CartPole 600x400), one frame per agent step (at frame skip 4, the last emulator
   frame of each step). ``--agent-view`` writes instead what the agent sees: the newest 84x84
@@ -43,47 +43,6 @@ class RenderedEpisode(NamedTuple):
     frames: int
 
 
-class _EnvpoolRenderEnv:
-    """A one-env training env of an envpool task, rebuilt with rgb_array rendering."""
-
-    def __init__(self, config: Any, seed: int) -> None:
-        import envpool
-
-        from fnrl.envs import EnvpoolEnv, atari_task_id
-        from fnrl.parallel.local import make_training_env
-
-        probe = make_training_env(config, 1, seed)
-        try:
-            if not isinstance(probe, EnvpoolEnv):
-                raise ValueError(f"{config.env_id} is not an envpool task")
-            # envpool's full config of the training env: the same pool, plus rendering.
-            pool_config = dict(probe._pool.config)
-            spec = probe.spec
-        finally:
-            probe.close()
-        atari = atari_task_id(config.env_id)
-        self._pool = envpool.make(
-            atari or config.env_id, env_type="gymnasium", render_mode="rgb_array", **pool_config
-        )
-        frame_stack = spec.observations["screen"].shape[-1] if atari else None
-        self._env = EnvpoolEnv(self._pool, clip_rewards=False, frame_stack=frame_stack)
-        self.spec = self._env.spec
-        self.frames_per_step = self._env.frames_per_step
-        self.fps = 60 / self.frames_per_step if atari else _gymnasium_fps(config.env_id)
-
-    def reset(self):
-        return self._env.reset()
-
-    def step(self, actions):
-        return self._env.step(actions)
-
-    def frame(self) -> np.ndarray:
-        return np.asarray(self._pool.render())[0]
-
-    def close(self) -> None:
-        self._env.close()
-
-
 def _gymnasium_fps(env_id: str, default: float = 30.0) -> float:
     """The real-time frame rate a Gymnasium env declares (CartPole: 50), else ``default``."""
     import gymnasium
@@ -98,98 +57,19 @@ def _gymnasium_fps(env_id: str, default: float = 30.0) -> float:
         env.close()
 
 
-class _GymnasiumRenderEnv:
-    """One Gymnasium env with rgb_array rendering and next-step autoreset, as a BatchedEnv."""
-
-    frames_per_step = 1
-
-    def __init__(self, env_id: str, seed: int) -> None:
-        import gymnasium
-
-        from fnrl.envs import EpisodeTracker, SpaceConverter
-
-        try:
-            with warnings.catch_warnings():  # an unsupported mode is reported below instead
-                warnings.simplefilter("ignore")
-                self._env = gymnasium.make(env_id, render_mode="rgb_array")
-        except Exception as e:  # gymnasium raises many types for envs it cannot build
-            raise ValueError(f"cannot render {env_id}: {e}") from e
-        modes = self._env.metadata.get("render_modes", [])
-        if "rgb_array" not in modes:
-            self._env.close()
-            raise ValueError(
-                f"cannot render {env_id}: it has no 'rgb_array' render mode (it has {modes})"
-            )
-        try:
-            self._converter = SpaceConverter(self._env.observation_space, self._env.action_space)
-        except ValueError:
-            self._env.close()
-            raise
-        self.spec = self._converter.spec
-        self.num_envs = 1
-        self.fps = float(self._env.metadata.get("render_fps") or 30.0)
-        self._tracker = EpisodeTracker(1, clip_rewards=False)
-        self._seed: int | None = seed
-        self._needs_reset = False
-        self._env_id = env_id
-
-    def _obs(self, obs: Any) -> dict[str, np.ndarray]:
-        import jax
-
-        return self._converter.observation(jax.tree.map(lambda x: np.asarray(x)[None], obs))
-
-    def reset(self):
-        obs, _ = self._env.reset(seed=self._seed)
-        self._seed, self._needs_reset = None, False
-        return self._tracker.reset(self._obs(obs))
-
-    def step(self, actions: Mapping[str, np.ndarray]):
-        action = self._converter.action(actions, 1)
-        action = {k: int(v[0]) for k, v in action.items()} if isinstance(action, dict) else action
-        if self._needs_reset:  # next-step autoreset, as every fnrl env
-            obs, _ = self._env.reset()
-            self._needs_reset = False
-            no = np.zeros(1, bool)
-            return self._tracker.step(self._obs(obs), np.zeros(1, np.float32), no, no)
-        obs, reward, terminated, truncated, _ = self._env.step(
-            int(action[0]) if isinstance(action, np.ndarray) else action
-        )
-        self._needs_reset = bool(terminated or truncated)
-        return self._tracker.step(
-            self._obs(obs),
-            np.array([reward], np.float32),
-            np.array([terminated]),
-            np.array([truncated]),
-        )
-
-    def frame(self) -> np.ndarray:
-        try:
-            frame = self._env.render()
-        except Exception as e:  # a missing renderer (pygame, OpenGL) fails here, not at make
-            raise ValueError(f"cannot render {self._env_id}: {e}") from e
-        if frame is None:
-            raise ValueError(f"cannot render {self._env_id}: its renderer returned no frame")
-        return np.asarray(frame)
-
-    def close(self) -> None:
-        self._env.close()
-
-
-def make_render_env(config: Any, seed: int) -> Any:
-    """One env of the run's ``config`` that can also return RGB frames (``env.frame()``).
+def make_render_env(config: Any, seed: int) -> tuple[Any, float]:
+    """One env of the run's ``config`` that also renders RGB frames, and its real-time fps.
 
     Raises:
         ValueError: the env cannot render (the message says why).
     """
-    import gymnasium
+    from fnrl.envs import atari_task_id
+    from fnrl.parallel.local import make_training_env
 
-    from fnrl.envs import atari_task_id, is_envpool_task
-
-    if atari_task_id(config.env_id) is not None or is_envpool_task(config.env_id):
-        return _EnvpoolRenderEnv(config, seed)
-    if config.env_id in gymnasium.envs.registry:
-        return _GymnasiumRenderEnv(config.env_id, seed)
-    raise ValueError(f"cannot render {config.env_id}: not an envpool or Gymnasium env id")
+    env = make_training_env(config, 1, seed, render=True)
+    if atari_task_id(config.env_id) is not None:
+        return env, 60 / env.frames_per_step  # the ALE runs at 60 frames per second
+    return env, _gymnasium_fps(config.env_id)
 
 
 def _agent_view(obs: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -229,7 +109,7 @@ def render_episodes(
     import jax
 
     def frame(timestep) -> np.ndarray:
-        return _agent_view(timestep.obs) if agent_view else env.frame()
+        return _agent_view(timestep.obs) if agent_view else env.render()
 
     recorded: list[RenderedEpisode] = []
     timestep, carry = env.reset(), initial_carry
@@ -369,7 +249,7 @@ def render(
     config = load_run_config(run_dir)
     path = find_checkpoint(run_dir, checkpoint)
     seed = config.seed + EVALUATE_SEED_OFFSET if seed is None else seed
-    env = make_render_env(config, seed)
+    env, real_time_fps = make_render_env(config, seed)
     try:
         if agent_view and "screen" not in env.spec.observations:
             raise ValueError("--agent-view needs an image observation ('screen')")
@@ -378,7 +258,7 @@ def render(
         params = load_params(path, jax.eval_shape(agent.init, jax.random.PRNGKey(0)))
         policy = jax.jit(make_eval_policy(network, greedy=greedy))
         out.parent.mkdir(parents=True, exist_ok=True)
-        writer = _VideoWriter(out, fps or env.fps)
+        writer = _VideoWriter(out, fps or real_time_fps)
         try:
             return render_episodes(
                 env,

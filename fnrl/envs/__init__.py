@@ -54,6 +54,7 @@ def make_env(
     frame_stack: int = 4,
     episodic_life: bool = True,
     clip_rewards: bool | None = None,
+    render: bool = False,
 ) -> BatchedEnv:
     """Make ``num_envs`` copies of ``env_id``, env i seeded with ``seed + i`` (adept).
 
@@ -74,6 +75,9 @@ def make_env(
       episodic_life: Atari only: a life loss terminates the episode for learning.
       clip_rewards: clip learning rewards to ``[-1, 1]``; ``None`` means True for Atari (adept)
         and False otherwise. Episode statistics always use unclipped rewards.
+      render: also render env 0's RGB frames: the env gains ``render() -> [H, W, 3] uint8``
+        (Atari: the ALE's colour screen, not the agent's 84x84 input); ``ValueError`` for a
+        Gymnasium env without an ``rgb_array`` mode.
 
     Returns:
       A :class:`BatchedEnv`.
@@ -91,15 +95,26 @@ def make_env(
             frame_stack=frame_stack,
             episodic_life=episodic_life,
             clip_rewards=True if clip_rewards is None else clip_rewards,
+            render=render,
         )
     clip_rewards = bool(clip_rewards)
     if is_envpool_task(env_id):
         return make_envpool_env(
-            env_id, num_envs, seed, max_episode_steps=max_episode_steps, clip_rewards=clip_rewards
+            env_id,
+            num_envs,
+            seed,
+            max_episode_steps=max_episode_steps,
+            clip_rewards=clip_rewards,
+            render=render,
         )
     if env_id in _gymnasium.envs.registry:
         return GymnasiumEnv(
-            env_id, num_envs, seed, max_episode_steps=max_episode_steps, clip_rewards=clip_rewards
+            env_id,
+            num_envs,
+            seed,
+            max_episode_steps=max_episode_steps,
+            clip_rewards=clip_rewards,
+            render=render,
         )
     known = [*ATARI_ENVS, *_envpool.list_all_envs(), *_gymnasium.envs.registry]
     matches = difflib.get_close_matches(env_id, known, n=5)

@@ -44,6 +44,10 @@ class BatchedEnv(Protocol):
         """Step every env with ``actions``: action name -> ``[B]`` int array."""
         ...
 
+    def render(self) -> np.ndarray:
+        """Env 0's RGB frame ``[H, W, 3]`` uint8; ``ValueError`` unless made to render."""
+        ...
+
     def close(self) -> None:
         """Release the simulators (threads, subprocesses)."""
         ...

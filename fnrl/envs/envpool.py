@@ -142,6 +142,16 @@ class EnvpoolEnv:
             self._observation(obs, first), reward, terminated, truncated, game_over
         )
 
+    def render(self) -> np.ndarray:
+        """Env 0's RGB screen ``[H, W, 3]`` uint8 (Atari: the ALE's 210x160 colour frame).
+
+        Raises:
+          ValueError: the env was made without ``render=True``.
+        """
+        if getattr(self._pool, "render_mode", None) != "rgb_array":
+            raise ValueError("this env cannot render: make it with render=True")
+        return np.asarray(self._pool.render())[0]
+
     def close(self) -> None:
         """Stop envpool's threads."""
         self._pool.close()
@@ -160,6 +170,10 @@ class EnvpoolEnv:
         return {"screen": stack}
 
 
+def _render_kwargs(render: bool) -> dict[str, str]:
+    return {"render_mode": "rgb_array"} if render else {}
+
+
 def make_atari_env(
     env_id: str,
     num_envs: int,
@@ -170,6 +184,7 @@ def make_atari_env(
     frame_stack: int = 4,
     episodic_life: bool = True,
     clip_rewards: bool = True,
+    render: bool = False,
 ) -> EnvpoolEnv:
     """An Atari game on envpool with adept's DeepMind preprocessing.
 
@@ -192,6 +207,7 @@ def make_atari_env(
       episodic_life: a life loss terminates the episode for learning (adept's EpisodicLife);
         episode statistics still count whole games.
       clip_rewards: clip learning rewards to ``[-1, 1]`` (adept's ``Clip``).
+      render: also render RGB frames (:meth:`EnvpoolEnv.render`).
 
     Returns:
       The env, observing ``{"screen": uint8 [B, 84, 84, frame_stack]}``.
@@ -227,6 +243,7 @@ def make_atari_env(
         img_width=84,
         gray_scale=True,
         use_inter_area_resize=True,
+        **_render_kwargs(render),
     )
     return EnvpoolEnv(pool, clip_rewards=clip_rewards, frame_stack=frame_stack)
 
@@ -238,6 +255,7 @@ def make_envpool_env(
     *,
     max_episode_steps: int | None = None,
     clip_rewards: bool = False,
+    render: bool = False,
 ) -> EnvpoolEnv:
     """One of envpool's non-Atari tasks with a discrete action space, e.g. ``"CartPole-v1"``.
 
@@ -247,6 +265,7 @@ def make_envpool_env(
       seed: the run's seed.
       max_episode_steps: steps before truncation; ``None`` keeps the task's default.
       clip_rewards: clip learning rewards to ``[-1, 1]``.
+      render: also render RGB frames (:meth:`EnvpoolEnv.render`).
 
     Returns:
       The env. Observations are converted by :class:`~fnrl.envs.base.SpaceConverter`; their
@@ -258,6 +277,7 @@ def make_envpool_env(
         raise ValueError(f"{task_id!r} is an Atari game: use make_atari_env.")
     _check_positive(num_envs=num_envs, max_episode_steps=max_episode_steps)
     kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
+    kwargs.update(_render_kwargs(render))
     pool = envpool.make(
         task_id,
         env_type="gymnasium",

@@ -24,6 +24,15 @@ from fnrl.envs.base import EpisodeTracker, SpaceConverter, _check_positive, _env
 from fnrl.types import TimeStep
 
 
+def _render_modes(env_id: str) -> list[str]:
+    """The render modes an env id declares in its class's ``metadata``."""
+    env = gymnasium.make(env_id, disable_env_checker=True)
+    try:
+        return list(env.metadata.get("render_modes", []))
+    finally:
+        env.close()
+
+
 class GymnasiumEnv:
     """B copies of a Gymnasium env as a :class:`~fnrl.envs.base.BatchedEnv`.
 
@@ -48,6 +57,7 @@ class GymnasiumEnv:
         max_episode_steps: int | None = None,
         clip_rewards: bool = False,
         asynchronous: bool = False,
+        render: bool = False,
     ) -> None:
         """Make the vector env.
 
@@ -59,10 +69,22 @@ class GymnasiumEnv:
           clip_rewards: clip learning rewards to ``[-1, 1]``.
           asynchronous: step the envs in subprocesses (``AsyncVectorEnv``) instead of in this
             thread (see the module docstring).
+          render: make the envs with ``render_mode="rgb_array"`` (:meth:`render`).
+
+        Raises:
+          ValueError: ``render`` for an env without an ``rgb_array`` render mode.
         """
         _check_positive(num_envs=num_envs, max_episode_steps=max_episode_steps)
         self._seeds = _env_seeds(seed, num_envs)
         kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
+        if render:
+            modes = _render_modes(env_id)
+            if "rgb_array" not in modes:
+                raise ValueError(
+                    f"cannot render {env_id}: it has no 'rgb_array' render mode (it has {modes})"
+                )
+            kwargs["render_mode"] = "rgb_array"
+        self._env_id = env_id
         env_fns = [functools.partial(gymnasium.make, env_id, **kwargs)] * num_envs
         autoreset = gymnasium.vector.AutoresetMode.NEXT_STEP
         if asynchronous:
@@ -94,6 +116,23 @@ class GymnasiumEnv:
             self._converter.action(actions, self.num_envs)
         )
         return self._tracker.step(self._converter.observation(obs), reward, terminated, truncated)
+
+    def render(self) -> np.ndarray:
+        """Env 0's RGB frame ``[H, W, 3]`` uint8.
+
+        Raises:
+          ValueError: the envs were made without ``render=True``, or their renderer fails
+            (e.g. pygame is missing).
+        """
+        if self._envs.render_mode != "rgb_array":
+            raise ValueError("this env cannot render: make it with render=True")
+        try:
+            frame = self._envs.call("render")[0]
+        except Exception as e:  # a missing renderer (pygame, OpenGL) fails here, not at make
+            raise ValueError(f"cannot render {self._env_id}: {e}") from e
+        if frame is None:
+            raise ValueError(f"cannot render {self._env_id}: its renderer returned no frame")
+        return np.asarray(frame, np.uint8)
 
     def close(self) -> None:
         """Close the envs (and their subprocesses)."""

@@ -29,10 +29,13 @@ from fnrl.parallel.run import RunResult, TrainingRun
 from fnrl.specs import EnvSpec
 
 
-def make_training_env(config: TrainConfig, num_envs: int, seed: int) -> BatchedEnv:
+def make_training_env(
+    config: TrainConfig, num_envs: int, seed: int, *, render: bool = False
+) -> BatchedEnv:
     """The envs for ``config``: frame stack 4 for feed-forward bodies, 1 for recurrent (adept).
 
     ``--max-episode-length`` is adept's Atari time limit; other envs keep their registered one.
+    ``render`` adds RGB frames (see :func:`fnrl.envs.make_env`).
     """
     frame_stack = 1 if is_recurrent(config.network_body) else 4
     is_atari = atari_task_id(config.env_id) is not None
@@ -43,6 +46,7 @@ def make_training_env(config: TrainConfig, num_envs: int, seed: int) -> BatchedE
         skip_rate=config.skip_rate,
         max_episode_steps=config.max_episode_length if is_atari else None,
         frame_stack=frame_stack,
+        render=render,
     )
 
 

@@ -228,6 +228,10 @@ class ResumableEnv:
         self.last = self.env.step(actions)
         return self.last
 
+    def render(self) -> np.ndarray:
+        """The wrapped envs' RGB frame (see :meth:`BatchedEnv.render`)."""
+        return self.env.render()
+
     def close(self) -> None:
         """Closes the wrapped envs."""
         self.env.close()

@@ -1,5 +1,7 @@
 """make_env routing, argument checks and the package's public API."""
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -63,3 +65,39 @@ def test_bad_counts_and_seeds_raise(env_id):
         make_env(env_id, 1, seed=0, max_episode_steps=0)
     with pytest.raises(ValueError, match="seed"):
         make_env(env_id, 1, seed=-1)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "shape"),
+    [("PongNoFrameskip-v4", (210, 160, 3)), ("CartPole-v1", (400, 600, 3))],
+)
+def test_render_gives_env_0s_rgb_frame_only_when_asked(env_id, shape):
+    env = make_env(env_id, 2, seed=0, render=True)
+    try:
+        env.reset()
+        frame = env.render()
+        assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[-1] == 3
+        assert frame.shape == shape
+        assert frame.std() > 0  # a picture, not a blank
+    finally:
+        env.close()
+    plain = make_env(env_id, 1, seed=0)
+    try:
+        plain.reset()
+        with pytest.raises(ValueError, match="make it with render=True"):
+            plain.render()
+    finally:
+        plain.close()
+
+
+def test_a_gymnasium_env_without_its_renderer_fails_with_one_clear_message():
+    # Taxi draws with pygame, which fnrl does not install.
+    if importlib.util.find_spec("pygame") is not None:
+        pytest.skip("pygame is installed: Taxi-v4 can render")
+    env = make_env("Taxi-v4", 1, seed=0, render=True)
+    try:
+        env.reset()
+        with pytest.raises(ValueError, match="^cannot render Taxi-v4: pygame is not installed"):
+            env.render()
+    finally:
+        env.close()
