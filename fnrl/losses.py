@@ -156,6 +156,20 @@ class VTraceOutput(NamedTuple):
     q_estimates: jax.Array  # [T, B] float: q_s = r_s + discount_s * (bootstrap of step s + 1)
 
 
+def check_vtrace_thresholds(
+    clip_rho_threshold: float, clip_c_threshold: float, clip_pg_rho_threshold: float
+) -> None:
+    """Raises ``ValueError`` naming the first V-trace clipping threshold that is negative."""
+    thresholds = {
+        "clip_rho_threshold": clip_rho_threshold,
+        "clip_c_threshold": clip_c_threshold,
+        "clip_pg_rho_threshold": clip_pg_rho_threshold,
+    }
+    for name, threshold in thresholds.items():
+        if threshold < 0:
+            raise ValueError(f"vtrace needs {name} >= 0 (1.0 in IMPALA), got {threshold}.")
+
+
 def vtrace(
     r_t: jax.typing.ArrayLike,
     discount_t: jax.typing.ArrayLike,
@@ -201,14 +215,7 @@ def vtrace(
     Raises:
       ValueError: a clipping threshold is negative.
     """
-    thresholds = {
-        "clip_rho_threshold": clip_rho_threshold,
-        "clip_c_threshold": clip_c_threshold,
-        "clip_pg_rho_threshold": clip_pg_rho_threshold,
-    }
-    for name, threshold in thresholds.items():
-        if threshold < 0:
-            raise ValueError(f"vtrace needs {name} >= 0 (1.0 in IMPALA), got {threshold}.")
+    check_vtrace_thresholds(clip_rho_threshold, clip_c_threshold, clip_pg_rho_threshold)
     values = jnp.asarray(values)
     _check_sequences(r_t, discount_t, values[1:])
     chex.assert_equal_shape([r_t, rho_tm1])

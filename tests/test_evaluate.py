@@ -11,33 +11,14 @@ import subprocess
 import sys
 
 import imageio.v3 as iio
-import jax
 import numpy as np
 import pytest
+from saved_runs import untrained_run
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from fnrl import evaluate, render
-from fnrl.agents import init_train_state
-from fnrl.config import TrainConfig, make_config
-from fnrl.optimizers import make_rmsprop
-from fnrl.parallel.local import make_agent, make_training_env, train_local
-from fnrl.parallel.run import TrainingRun
-
-
-def untrained_run(log_dir, **settings):
-    """A run directory with one checkpoint of freshly initialized params (no training)."""
-    config = TrainConfig(log_dir=str(log_dir), nb_eval_env=0, **settings)
-    env = make_training_env(config, 1, config.seed)
-    frames_per_step = env.frames_per_step
-    agent = make_agent(config, env.spec)
-    env.close()
-    state = init_train_state(agent, make_rmsprop(1e-3), jax.random.PRNGKey(config.seed))
-    run = TrainingRun(config, "local", frames_per_step=frames_per_step, show_progress=False)
-    try:
-        run.save(state)
-    finally:
-        run.close()
-    return run.run_dir
+from fnrl.config import make_config
+from fnrl.parallel.local import train_local
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,67 @@ import jax.numpy as jnp
 
 from fnrl import losses
 from fnrl.agents.base import Agent, LossOutput, make_act, make_init, unroll
+from fnrl.networks import NetworkOutput
 from fnrl.specs import EnvSpec
 from fnrl.types import Params, Trajectory
+
+
+def check_discounting(discount: float, gae_lambda: float) -> None:
+    """Raises ``ValueError`` unless the discount and the GAE λ are in [0, 1]."""
+    if not 0.0 <= discount <= 1.0:
+        raise ValueError(f"discount must be in [0, 1], got {discount}")
+    if not 0.0 <= gae_lambda <= 1.0:
+        raise ValueError(f"gae_lambda (--tau) must be in [0, 1], got {gae_lambda}")
+
+
+def actor_critic_objective(
+    outputs: NetworkOutput,
+    trajectory: Trajectory,
+    advantages_t: jax.Array,
+    value_targets_t: jax.Array,
+    valid_t: jax.Array,
+    entropy_coef: float,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The actor-critic objective over the valid steps of a trajectory, and its metrics.
+
+    ``policy_loss + value_loss + entropy_coef * entropy_loss``: the policy gradient
+    ``-log π(a_t) A_t`` summed over action keys, half the squared error of the values against
+    their targets, and the negative entropy summed over action keys, each averaged over the
+    ``[T, B]`` steps where ``valid_t`` (Mnih et al. 2016, "Asynchronous Methods for Deep
+    Reinforcement Learning"; adept's ``ActorCritic`` and ``ActorCriticVtrace`` losses).
+
+    Args:
+        outputs: the network unrolled over the trajectory: logits ``[T + 1, B, A]`` per action
+            key, values ``[T + 1, B]``.
+        trajectory: its actions ``[T, B]`` per action key.
+        advantages_t: ``[T, B]``, constants of the loss.
+        value_targets_t: ``[T, B]``, constants of the loss.
+        valid_t: ``[T, B]`` bool, the steps that carry a learning signal.
+        entropy_coef: the entropy bonus weight.
+
+    Returns:
+        The scalar objective and name -> scalar metrics (the three losses, the objective, the
+        mean value and the mean advantage).
+    """
+    names = sorted(trajectory.actions)
+    policy_loss = sum(
+        losses.policy_gradient_loss(
+            outputs.logits[name][:-1], trajectory.actions[name], advantages_t, valid_t
+        )
+        for name in names
+    )
+    entropy_loss = sum(losses.entropy_loss(outputs.logits[name][:-1], valid_t) for name in names)
+    value_loss = losses.value_loss(outputs.value[:-1], value_targets_t, valid_t)
+    total = policy_loss + value_loss + entropy_coef * entropy_loss
+    metrics = {
+        "total_loss": total,
+        "policy_loss": policy_loss,
+        "value_loss": value_loss,
+        "entropy_loss": entropy_loss,
+        "value": losses.masked_mean(outputs.value[:-1], valid_t),
+        "advantage": losses.masked_mean(advantages_t, valid_t),
+    }
+    return total, metrics
 
 
 def make_actor_critic(
@@ -56,10 +115,7 @@ def make_actor_critic(
     Returns:
         The agent's pure functions.
     """
-    if not 0.0 <= discount <= 1.0:
-        raise ValueError(f"discount must be in [0, 1], got {discount}")
-    if not 0.0 <= gae_lambda <= 1.0:
-        raise ValueError(f"gae_lambda (--tau) must be in [0, 1], got {gae_lambda}")
+    check_discounting(discount, gae_lambda)
 
     def loss(params: Params, trajectory: Trajectory) -> tuple[jax.Array, LossOutput]:
         outputs, state = unroll(
@@ -81,25 +137,9 @@ def make_actor_critic(
         if normalize_advantage:
             advantages_t = losses.normalize_advantages(advantages_t, valid_t)
 
-        policy_loss = sum(
-            losses.policy_gradient_loss(
-                outputs.logits[name][:-1], trajectory.actions[name], advantages_t, valid_t
-            )
-            for name in sorted(spec.actions)
+        total, metrics = actor_critic_objective(
+            outputs, trajectory, advantages_t, returns_t, valid_t, entropy_coef
         )
-        entropy_loss = sum(
-            losses.entropy_loss(outputs.logits[name][:-1], valid_t) for name in sorted(spec.actions)
-        )
-        value_loss = losses.value_loss(values[:-1], returns_t, valid_t)
-        total = policy_loss + value_loss + entropy_coef * entropy_loss
-        metrics = {
-            "total_loss": total,
-            "policy_loss": policy_loss,
-            "value_loss": value_loss,
-            "entropy_loss": entropy_loss,
-            "value": losses.masked_mean(values[:-1], valid_t),
-            "advantage": losses.masked_mean(advantages_t, valid_t),
-        }
         return total, LossOutput(metrics, state, count=valid_t.sum())
 
     return Agent(

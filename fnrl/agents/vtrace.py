@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from fnrl import losses
+from fnrl.agents.actor_critic import actor_critic_objective, check_discounting
 from fnrl.agents.base import Agent, LossOutput, make_act, make_init, unroll
 from fnrl.specs import EnvSpec
 from fnrl.types import Params, Trajectory
@@ -70,18 +71,8 @@ def make_actor_critic_vtrace(
     Raises:
         ValueError: a hyperparameter is out of range.
     """
-    if not 0.0 <= discount <= 1.0:
-        raise ValueError(f"discount must be in [0, 1], got {discount}")
-    if not 0.0 <= gae_lambda <= 1.0:
-        raise ValueError(f"gae_lambda (--tau) must be in [0, 1], got {gae_lambda}")
-    thresholds = {
-        "clip_rho_threshold": clip_rho_threshold,
-        "clip_c_threshold": clip_c_threshold,
-        "clip_pg_rho_threshold": clip_pg_rho_threshold,
-    }
-    for name, threshold in thresholds.items():
-        if threshold < 0:
-            raise ValueError(f"{name} must be >= 0 (IMPALA uses 1.0), got {threshold}")
+    check_discounting(discount, gae_lambda)
+    losses.check_vtrace_thresholds(clip_rho_threshold, clip_c_threshold, clip_pg_rho_threshold)
     lambda_ = gae_lambda if use_gae else 1.0
 
     def loss(params: Params, trajectory: Trajectory) -> tuple[jax.Array, LossOutput]:
@@ -89,7 +80,6 @@ def make_actor_critic_vtrace(
             network, params, trajectory.initial_carry, trajectory.obs, trajectory.first
         )
         values = outputs.value  # [T + 1, B]
-        names = sorted(spec.actions)
         valid_t = ~trajectory.first[1:]
         discount_t = discount * (1.0 - trajectory.terminated.astype(jnp.float32))
         lambda_t = lambda_ * (1.0 - trajectory.truncated.astype(jnp.float32))
@@ -114,26 +104,10 @@ def make_actor_critic_vtrace(
         if normalize_advantage:
             advantages_t = losses.normalize_advantages(advantages_t, valid_t)
 
-        policy_loss = sum(
-            losses.policy_gradient_loss(
-                outputs.logits[name][:-1], trajectory.actions[name], advantages_t, valid_t
-            )
-            for name in names
+        total, metrics = actor_critic_objective(
+            outputs, trajectory, advantages_t, vtrace.targets, valid_t, entropy_coef
         )
-        entropy_loss = sum(
-            losses.entropy_loss(outputs.logits[name][:-1], valid_t) for name in names
-        )
-        value_loss = losses.value_loss(values[:-1], vtrace.targets, valid_t)
-        total = policy_loss + value_loss + entropy_coef * entropy_loss
-        metrics = {
-            "total_loss": total,
-            "policy_loss": policy_loss,
-            "value_loss": value_loss,
-            "entropy_loss": entropy_loss,
-            "value": losses.masked_mean(values[:-1], valid_t),
-            "advantage": losses.masked_mean(advantages_t, valid_t),
-            "importance": losses.masked_mean(rho_t, valid_t),
-        }
+        metrics["importance"] = losses.masked_mean(rho_t, valid_t)
         return total, LossOutput(metrics, state, count=valid_t.sum())
 
     return Agent(

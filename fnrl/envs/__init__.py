@@ -97,25 +97,13 @@ def make_env(
             clip_rewards=True if clip_rewards is None else clip_rewards,
             render=render,
         )
-    clip_rewards = bool(clip_rewards)
+    options = dict(
+        max_episode_steps=max_episode_steps, clip_rewards=bool(clip_rewards), render=render
+    )
     if is_envpool_task(env_id):
-        return make_envpool_env(
-            env_id,
-            num_envs,
-            seed,
-            max_episode_steps=max_episode_steps,
-            clip_rewards=clip_rewards,
-            render=render,
-        )
+        return make_envpool_env(env_id, num_envs, seed, **options)
     if env_id in _gymnasium.envs.registry:
-        return GymnasiumEnv(
-            env_id,
-            num_envs,
-            seed,
-            max_episode_steps=max_episode_steps,
-            clip_rewards=clip_rewards,
-            render=render,
-        )
+        return GymnasiumEnv(env_id, num_envs, seed, **options)
     known = [*ATARI_ENVS, *_envpool.list_all_envs(), *_gymnasium.envs.registry]
     matches = difflib.get_close_matches(env_id, known, n=5)
     hint = f" Did you mean {', '.join(map(repr, matches))}?" if matches else ""

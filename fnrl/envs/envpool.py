@@ -170,8 +170,18 @@ class EnvpoolEnv:
         return {"screen": stack}
 
 
-def _render_kwargs(render: bool) -> dict[str, str]:
-    return {"render_mode": "rgb_array"} if render else {}
+def _make_pool(task_id: str, num_envs: int, seed: int, render: bool, **settings: Any) -> Any:
+    """A synchronous gymnasium-style envpool of ``num_envs`` envs, env i seeded ``seed + i``."""
+    if render:
+        settings["render_mode"] = "rgb_array"
+    return envpool.make(
+        task_id,
+        env_type="gymnasium",
+        num_envs=num_envs,
+        batch_size=num_envs,
+        seed=_env_seeds(seed, num_envs),
+        **settings,
+    )
 
 
 def make_atari_env(
@@ -223,12 +233,11 @@ def make_atari_env(
         max_episode_steps=max_episode_steps,
         frame_stack=frame_stack,
     )
-    pool = envpool.make(
+    pool = _make_pool(
         task_id,
-        env_type="gymnasium",
-        num_envs=num_envs,
-        batch_size=num_envs,
-        seed=_env_seeds(seed, num_envs),
+        num_envs,
+        seed,
+        render,
         max_episode_steps=max_episode_steps,
         frame_skip=skip_rate,
         stack_num=1,  # stacked on the host, restarted at life losses (see module docstring)
@@ -243,7 +252,6 @@ def make_atari_env(
         img_width=84,
         gray_scale=True,
         use_inter_area_resize=True,
-        **_render_kwargs(render),
     )
     return EnvpoolEnv(pool, clip_rewards=clip_rewards, frame_stack=frame_stack)
 
@@ -277,15 +285,7 @@ def make_envpool_env(
         raise ValueError(f"{task_id!r} is an Atari game: use make_atari_env.")
     _check_positive(num_envs=num_envs, max_episode_steps=max_episode_steps)
     kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
-    kwargs.update(_render_kwargs(render))
-    pool = envpool.make(
-        task_id,
-        env_type="gymnasium",
-        num_envs=num_envs,
-        batch_size=num_envs,
-        seed=_env_seeds(seed, num_envs),
-        **kwargs,
-    )
+    pool = _make_pool(task_id, num_envs, seed, render, **kwargs)
     try:
         return EnvpoolEnv(pool, clip_rewards=clip_rewards)
     except ValueError:

@@ -146,12 +146,13 @@ class LinearBody(Normalized):
 
     hidden_size: int = 512
     recurrent: ClassVar[bool] = False
+    width: ClassVar[int | None] = None  # the Dense's width; None: hidden_size
 
     @nn.compact
     def __call__(self, carry: Carry, x: jax.Array, *, train: bool) -> tuple[Carry, jax.Array]:
-        """Maps ``x`` ``[B, F]`` to ``[B, hidden_size]`` float32; ``carry`` is ``()``."""
-        linear = torch_dense(self.hidden_size, x.shape[-1], use_bias=self.use_bias, name="linear")
-        x = linear(x)
+        """Maps ``x`` ``[B, F]`` to ``[B, width or hidden_size]`` float32; ``carry`` is ``()``."""
+        width = self.width or self.hidden_size
+        x = torch_dense(width, x.shape[-1], use_bias=self.use_bias, name="linear")(x)
         if self.normalize:
             x = self.norm("bn_linear")(x, train=train)
         return carry, nn.relu(x)
@@ -192,7 +193,7 @@ class LSTMBody(nn.Module):
         return LSTMCarry(c=zeros, h=zeros)
 
 
-class Mnih2013Linear(Normalized):
+class Mnih2013Linear(LinearBody):
     """adept's ``Mnih2013Linear``: ``Dense(256) → (BatchNorm) → ReLU``. Feed-forward.
 
     The 256-unit layer of the 2013 DQN (Mnih et al., "Playing Atari with Deep Reinforcement
@@ -201,23 +202,7 @@ class Mnih2013Linear(Normalized):
     Source: adept ``adept/networks/bodies.py::Mnih2013Linear``.
     """
 
-    hidden_size: int = 512  # unused: the width is 256
-    recurrent: ClassVar[bool] = False
-    width: ClassVar[int] = 256
-
-    @nn.compact
-    def __call__(self, carry: Carry, x: jax.Array, *, train: bool) -> tuple[Carry, jax.Array]:
-        """Maps ``x`` ``[B, F]`` to ``[B, 256]`` float32; ``carry`` is ``()``."""
-        x = torch_dense(self.width, x.shape[-1], use_bias=self.use_bias, name="linear")(x)
-        if self.normalize:
-            x = self.norm("bn_linear")(x, train=train)
-        return carry, nn.relu(x)
-
-    @classmethod
-    def initial_carry(cls, batch_size: int, hidden_size: int) -> Carry:
-        """``()``: a feed-forward body has no state."""
-        del batch_size, hidden_size
-        return ()
+    width: ClassVar[int | None] = 256
 
 
 class Mnih2013LSTM(Normalized):

@@ -1,40 +1,17 @@
 """The A2C agent: its loss against a Python loop, unrolling, compilation, batch norm."""
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from agent_helpers import TABLE_SPEC, TableNetwork, episode_flags, log_softmax, table_trajectory
 
 from fnrl.agents import make_act, make_actor_critic, make_update, unroll
 from fnrl.agents.base import init_train_state
-from fnrl.networks import ModularNetwork, NetworkOutput
+from fnrl.networks import ModularNetwork
 from fnrl.optimizers import make_rmsprop
 from fnrl.specs import ArraySpec, DiscreteSpec, EnvSpec
 from fnrl.types import Trajectory
-
-NUM_STATES, NUM_ACTIONS = 5, 3
-TABLE_SPEC = EnvSpec({"state": ArraySpec((), np.int32)}, {"action": DiscreteSpec(NUM_ACTIONS)})
-
-
-class TableNetwork(nn.Module):
-    """Tabular logits and values indexed by an integer state: easy to check by hand."""
-
-    @nn.compact
-    def __call__(self, carry, obs, first, *, train):
-        del first, train
-        logits = self.param("logits", nn.initializers.normal(1.0), (NUM_STATES, NUM_ACTIONS))
-        values = self.param("values", nn.initializers.normal(1.0), (NUM_STATES,))
-        return carry, NetworkOutput({"action": logits[obs["state"]]}, values[obs["state"]])
-
-    def initial_carry(self, batch_size):
-        del batch_size
-        return ()
-
-
-def _log_softmax(x):
-    x = x - x.max(-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
 def _reference_a2c_loss(logits, values, traj, discount, lam, entropy_coef):
@@ -55,7 +32,7 @@ def _reference_a2c_loss(logits, values, traj, discount, lam, entropy_coef):
             adv = delta + d * lam * cut * adv
             if traj.first[t + 1, b]:
                 continue  # the automatic reset step: no learning signal
-            logp = _log_softmax(logits[states[t, b]])
+            logp = log_softmax(logits[states[t, b]])
             total_pg += -logp[traj.actions["action"][t, b]] * adv
             total_v += 0.5 * (ret - v[t, b]) ** 2
             total_ent += np.sum(np.exp(logp) * logp)
@@ -63,34 +40,10 @@ def _reference_a2c_loss(logits, values, traj, discount, lam, entropy_coef):
     return (total_pg + total_v + entropy_coef * total_ent) / count
 
 
-def _episode_flags(rng, T, B):
-    """Random episode boundaries with next-step autoreset: an episode ends at step t (terminated
-    or truncated) exactly when step t + 1 is the automatic reset, i.e. ``first[t + 2]``."""
-    first = rng.random((T + 1, B)) < 0.2
-    first[0] = True
-    done = np.concatenate([first[2:], rng.random((1, B)) < 0.2])
-    terminated = done & (rng.random((T, B)) < 0.5)
-    return first, terminated, done & ~terminated
-
-
-def _table_trajectory(rng, T=7, B=3):
-    first, terminated, truncated = _episode_flags(rng, T, B)
-    return Trajectory(
-        obs={"state": rng.integers(0, NUM_STATES, (T + 1, B)).astype(np.int32)},
-        first=first,
-        actions={"action": rng.integers(0, NUM_ACTIONS, (T, B)).astype(np.int32)},
-        rewards=rng.normal(size=(T, B)).astype(np.float32),
-        terminated=terminated,
-        truncated=truncated,
-        behaviour_logits={"action": np.zeros((T, B, NUM_ACTIONS), np.float32)},
-        initial_carry=(),
-    )
-
-
 @pytest.mark.parametrize("lam", [1.0, 0.9])
 def test_a2c_loss_equals_python_loop_with_truncation_and_resets(lam):
     rng = np.random.default_rng(0)
-    traj = _table_trajectory(rng)
+    traj = table_trajectory(rng, 7, 3, random_behaviour=False)
     agent = make_actor_critic(TableNetwork(), TABLE_SPEC, discount=0.9, gae_lambda=lam)
     params = agent.init(jax.random.PRNGKey(0))
     loss, aux = jax.jit(agent.loss)(params, traj)
@@ -108,7 +61,7 @@ def test_a2c_loss_equals_python_loop_with_truncation_and_resets(lam):
 
 
 def test_a2c_loss_without_gae_uses_n_step_advantages():
-    traj = _table_trajectory(np.random.default_rng(1))
+    traj = table_trajectory(np.random.default_rng(1), 7, 3, random_behaviour=False)
     with_gae = make_actor_critic(TableNetwork(), TABLE_SPEC, gae_lambda=1.0)
     without = make_actor_critic(TableNetwork(), TABLE_SPEC, gae_lambda=0.5, use_gae=False)
     params = with_gae.init(jax.random.PRNGKey(3))
@@ -118,7 +71,7 @@ def test_a2c_loss_without_gae_uses_n_step_advantages():
 
 def test_reset_steps_do_not_change_the_loss():
     rng = np.random.default_rng(2)
-    traj = _table_trajectory(rng)
+    traj = table_trajectory(rng, 7, 3, random_behaviour=False)
     agent = make_actor_critic(TableNetwork(), TABLE_SPEC)
     params = agent.init(jax.random.PRNGKey(0))
     reset_step = traj.first[1:]
@@ -138,7 +91,7 @@ def _vector_setup(body="LSTM", normalize=True, B=4):
 
 
 def _random_trajectory(agent, rng, T=6, B=4):
-    first, terminated, truncated = _episode_flags(rng, T, B)
+    first, terminated, truncated = episode_flags(rng, T, B)
     return Trajectory(
         obs={"obs": rng.normal(size=(T + 1, B, 4)).astype(np.float32)},
         first=first,

@@ -1,43 +1,21 @@
 """The V-trace agent: its loss against a Python loop, on-policy properties, compilation."""
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from agent_helpers import TABLE_SPEC, TableNetwork, episode_flags, log_softmax, table_trajectory
 
 from fnrl.agents import AGENTS, make_actor_critic, make_actor_critic_vtrace, make_update
 from fnrl.agents.base import init_train_state
 from fnrl.config import ImpalaConfig
-from fnrl.networks import ModularNetwork, NetworkOutput
+from fnrl.networks import ModularNetwork
 from fnrl.optimizers import make_rmsprop
 from fnrl.parallel.local import make_agent
 from fnrl.specs import ArraySpec, DiscreteSpec, EnvSpec
 from fnrl.types import Trajectory
 
-NUM_STATES, NUM_ACTIONS = 5, 3
-TABLE_SPEC = EnvSpec({"state": ArraySpec((), np.int32)}, {"action": DiscreteSpec(NUM_ACTIONS)})
 VECTOR_SPEC = EnvSpec({"obs": ArraySpec((4,), np.float32)}, {"action": DiscreteSpec(2)})
-
-
-class TableNetwork(nn.Module):
-    """Tabular logits and values indexed by an integer state: easy to check by hand."""
-
-    @nn.compact
-    def __call__(self, carry, obs, first, *, train):
-        del first, train
-        logits = self.param("logits", nn.initializers.normal(1.0), (NUM_STATES, NUM_ACTIONS))
-        values = self.param("values", nn.initializers.normal(1.0), (NUM_STATES,))
-        return carry, NetworkOutput({"action": logits[obs["state"]]}, values[obs["state"]])
-
-    def initial_carry(self, batch_size):
-        del batch_size
-        return ()
-
-
-def _log_softmax(x):
-    x = x - x.max(-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
 def _reference_vtrace_loss(logits, values, traj, discount, lam, entropy_coef, rho_bar, c_bar):
@@ -54,8 +32,8 @@ def _reference_vtrace_loss(logits, values, traj, discount, lam, entropy_coef, rh
             d = 0.0 if traj.terminated[t, b] else discount
             lam_t = 0.0 if traj.truncated[t, b] else lam
             a = traj.actions["action"][t, b]
-            log_pi = _log_softmax(logits[states[t, b]])
-            log_mu = _log_softmax(traj.behaviour_logits["action"][t, b])
+            log_pi = log_softmax(logits[states[t, b]])
+            log_mu = log_softmax(traj.behaviour_logits["action"][t, b])
             rho = np.exp(log_pi[a] - log_mu[a])
             delta = min(rho_bar, rho) * (traj.rewards[t, b] + d * v[t + 1, b] - v[t, b])
             vs = v[t, b] + delta + d * lam_t * min(c_bar, rho) * (vs_next - v[t + 1, b])
@@ -73,33 +51,9 @@ def _reference_vtrace_loss(logits, values, traj, discount, lam, entropy_coef, rh
     return loss, total_rho / count
 
 
-def _episode_flags(rng, T, B):
-    """Random episode boundaries with next-step autoreset: an episode ends at step t (terminated
-    or truncated) exactly when step t + 1 is the automatic reset, i.e. ``first[t + 2]``."""
-    first = rng.random((T + 1, B)) < 0.2
-    first[0] = True
-    done = np.concatenate([first[2:], rng.random((1, B)) < 0.2])
-    terminated = done & (rng.random((T, B)) < 0.5)
-    return first, terminated, done & ~terminated
-
-
-def _table_trajectory(rng, T=8, B=3):
-    first, terminated, truncated = _episode_flags(rng, T, B)
-    return Trajectory(
-        obs={"state": rng.integers(0, NUM_STATES, (T + 1, B)).astype(np.int32)},
-        first=first,
-        actions={"action": rng.integers(0, NUM_ACTIONS, (T, B)).astype(np.int32)},
-        rewards=rng.normal(size=(T, B)).astype(np.float32),
-        terminated=terminated,
-        truncated=truncated,
-        behaviour_logits={"action": rng.normal(size=(T, B, NUM_ACTIONS)).astype(np.float32)},
-        initial_carry=(),
-    )
-
-
 @pytest.mark.parametrize("lam, rho_bar, c_bar", [(1.0, 1.0, 1.0), (0.9, 1.0, 1.0), (1.0, 0.5, 2.0)])
 def test_vtrace_loss_equals_python_loop_off_policy_with_episode_ends(lam, rho_bar, c_bar):
-    traj = _table_trajectory(np.random.default_rng(0))
+    traj = table_trajectory(np.random.default_rng(0), 8, 3, random_behaviour=True)
     assert traj.terminated.any() and traj.truncated.any() and traj.first[1:].any()
     agent = make_actor_critic_vtrace(
         TableNetwork(),
@@ -136,7 +90,7 @@ def _on_policy(params, traj):
 
 @pytest.mark.parametrize("lam", [1.0, 0.9])
 def test_vtrace_loss_on_policy_equals_a2c_loss(lam):
-    traj = _table_trajectory(np.random.default_rng(1))
+    traj = table_trajectory(np.random.default_rng(1), 8, 3, random_behaviour=True)
     vtrace = make_actor_critic_vtrace(TableNetwork(), TABLE_SPEC, gae_lambda=lam)
     a2c = make_actor_critic(TableNetwork(), TABLE_SPEC, gae_lambda=lam)
     params = vtrace.init(jax.random.PRNGKey(1))
@@ -153,7 +107,7 @@ def test_vtrace_loss_on_policy_equals_a2c_loss(lam):
 
 
 def test_off_policy_data_changes_the_loss_and_clipping_caps_the_ratios():
-    traj = _table_trajectory(np.random.default_rng(2))
+    traj = table_trajectory(np.random.default_rng(2), 8, 3, random_behaviour=True)
     agent = make_actor_critic_vtrace(TableNetwork(), TABLE_SPEC)
     params = agent.init(jax.random.PRNGKey(2))
     on_policy = _on_policy(params, traj)
@@ -175,7 +129,7 @@ def test_off_policy_data_changes_the_loss_and_clipping_caps_the_ratios():
 
 
 def test_reset_steps_do_not_change_the_loss():
-    traj = _table_trajectory(np.random.default_rng(3))
+    traj = table_trajectory(np.random.default_rng(3), 8, 3, random_behaviour=True)
     agent = make_actor_critic_vtrace(TableNetwork(), TABLE_SPEC)
     params = agent.init(jax.random.PRNGKey(0))
     reset_step = traj.first[1:]
@@ -196,7 +150,7 @@ def _act_trajectory(agent, params, rng, T=7, B=4, warmup=3):
     for t in range(warmup):  # the segment starts mid-episode, from a non-zero carry
         obs = {"obs": rng.normal(size=(B, 4)).astype(np.float32)}
         _, carry, _ = act(params, jax.random.PRNGKey(100 + t), carry, obs, np.zeros(B, bool))
-    first, terminated, truncated = _episode_flags(rng, T, B)
+    first, terminated, truncated = episode_flags(rng, T, B)
     first[0] = False
     obs = {"obs": rng.normal(size=(T + 1, B, 4)).astype(np.float32)}
     initial_carry, actions, logits = carry, [], []
