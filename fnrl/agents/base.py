@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -11,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fnrl.networks import NetworkOutput
+from fnrl.networks import ModularNetwork, NetworkOutput
 from fnrl.specs import EnvSpec
 from fnrl.types import Action, Carry, Metrics, Observation, Params, PRNGKey, TrainState, Trajectory
 
@@ -102,7 +103,10 @@ def unroll(
     The recurrent carry is reset inside the network wherever ``first`` is set, exactly as during
     acting, so gradients flow through the whole segment (truncated BPTT at segment boundaries,
     adept's semantics). Every step sees the variables of ``params`` unchanged, batch-norm running
-    statistics included, so each step computes what ``act`` computed with those params.
+    statistics included, so each step computes what ``act`` computed with those params. A
+    ``ModularNetwork``'s trunks, which carry no state, run on all ``T`` steps at once (``vmap``
+    over time: one batch of ``T * B`` images for the convolutions, batch statistics still per
+    step); only its body and heads run step by step.
 
     The non-trainable collections receive one update per call: the mean over steps of what each
     step's call would write, i.e. for batch norm one moving-average step towards the mean of the
@@ -122,14 +126,33 @@ def unroll(
     """
     chex.assert_rank(first, 2)
 
-    def step(carry, inputs):
-        obs_t, first_t = inputs
-        (carry, output), updates = network.apply(
-            params, carry, obs_t, first_t, train=True, mutable=_STATE_COLLECTIONS
+    def apply(carry, inputs, **kwargs):
+        return network.apply(
+            params, carry, *inputs, train=True, mutable=_STATE_COLLECTIONS, **kwargs
         )
+
+    trunk_updates = {}
+    if isinstance(network, ModularNetwork):
+        obs, trunk_updates = jax.vmap(lambda o: apply((), (o, None), part="trunks"))(obs)
+        core = functools.partial(apply, part="core")
+    else:
+        core = apply
+
+    def step(carry, inputs):
+        (carry, output), updates = core(carry, inputs)
         return carry, (output, updates)
 
     _, (outputs, updates) = jax.lax.scan(step, carry, (obs, first))
+    # The trunks' statistics moved in the trunk pass, the others in the step-by-step pass.
+    updates = {
+        collection: {
+            **variables,
+            **{
+                k: v for k, v in trunk_updates.get(collection, {}).items() if k.startswith("trunk_")
+            },
+        }
+        for collection, variables in updates.items()
+    }
     return outputs, jax.tree.map(lambda x: jnp.mean(x, axis=0), updates)
 
 

@@ -230,56 +230,86 @@ class ModularNetwork(nn.Module):
     def __call__(
         self,
         carry: Carry,
-        obs: Observation,
+        obs: Observation | jax.Array,
         first: jax.typing.ArrayLike,
         *,
         train: bool,
-    ) -> tuple[Carry, NetworkOutput]:
-        """One time step for ``B`` envs.
+        part: str = "step",
+    ) -> tuple[Carry, NetworkOutput] | jax.Array:
+        """One time step for ``B`` envs, or one of its two parts.
+
+        A step is the trunks (``part="trunks"``), which see one observation each, then the
+        body and heads (``part="core"``), which carry the state. A learner that has a whole
+        sequence runs the trunks on all its steps at once and only the core step by step
+        (``fnrl.agents.unroll``); the parts compose to exactly the step.
 
         Args:
-            carry: the body's state before this step, leading axis ``[B]`` (``()`` if none).
-            obs: observation name → ``[B, *spec.observations[name].shape]``.
+            carry: the body's state before this step, leading axis ``[B]`` (``()`` if none);
+                ignored by ``part="trunks"``.
+            obs: observation name → ``[B, *spec.observations[name].shape]``; for
+                ``part="core"``, the trunks' features ``[B, F]`` instead.
             first: ``[B]`` bool: ``obs`` starts an episode; the carry is reset to the body's
-                ``initial_carry`` in those rows before the body runs (parity item 3).
+                ``initial_carry`` in those rows before the body runs (parity item 3); ignored
+                by ``part="trunks"``.
             train: acting or learning: batch norm normalizes as ``normalization`` says and, when
                 applied with ``mutable=["batch_stats"]``, moves the running statistics towards
                 the batch's; ``False`` (evaluation) normalizes with the running statistics.
+            part: ``"step"`` (default), ``"trunks"`` or ``"core"``.
 
         Returns:
             ``(carry, NetworkOutput)``: the new carry and logits ``[B, A]`` per action name plus
-            value ``[B]``, all float32.
+            value ``[B]``, all float32; for ``part="trunks"``, the features ``[B, F]``.
 
         Raises:
             ValueError: an observation is missing or not shaped as the spec says, or the carry
                 is not shaped like ``initial_carry``; the message names the mismatch.
         """
+        if part not in ("step", "trunks", "core"):
+            raise ValueError(f"part must be 'step', 'trunks' or 'core', got {part!r}")
+        if part == "core":
+            return self._core(carry, jnp.asarray(obs), first, train)
+        features = self._trunks(obs, train)
+        if part == "trunks":
+            return features
+        return self._core(carry, features, first, train)
+
+    @nn.nowrap
+    def _trunks(self, obs: Observation, train: bool) -> jax.Array:
+        """The concatenated features ``[B, F]`` of every observation's trunk."""
         missing = sorted(set(self.spec.observations) - set(obs))
         if missing:
             raise ValueError(f"observations {missing} are in the spec but not in obs")
-        first = jnp.asarray(first)
-        if first.ndim != 1:
-            raise ValueError(f"first must be [B] bool, got shape {first.shape}")
-        batch_size = first.shape[0]
-
         vision_cls = registry.get_vision_network(self.vision_network)
         discrete_cls = registry.get_discrete_network(self.discrete_network)
+        keys = sorted(self.spec.observations)
+        batch_size = jnp.shape(obs[keys[0]])[0] if jnp.ndim(obs[keys[0]]) else None
         features = []
-        for key in sorted(self.spec.observations):
+        for key in keys:
             obs_spec = self.spec.observations[key]
             x = jnp.asarray(obs[key])
             expected = (batch_size, *obs_spec.shape)
             if x.shape != expected:
                 raise ValueError(
                     f"observation {key!r} has shape {x.shape}, expected {expected}: "
-                    f"[B={batch_size}] envs (the length of first) of {tuple(obs_spec.shape)} "
-                    "as the spec says"
+                    f"[B={batch_size}] envs of {tuple(obs_spec.shape)} as the spec says"
                 )
             trunk_cls = vision_cls if is_image(obs_spec) else discrete_cls
             trunk = build_module(trunk_cls, name=f"trunk_{key}", **self.trunk_options)
             features.append(trunk(_to_float(x), train=train))
-        x = jnp.concatenate(features, axis=-1)
+        return jnp.concatenate(features, axis=-1)
 
+    @nn.nowrap
+    def _core(
+        self, carry: Carry, x: jax.Array, first: jax.typing.ArrayLike, train: bool
+    ) -> tuple[Carry, NetworkOutput]:
+        """The body (its carry reset where ``first``) and the heads on features ``x``."""
+        first = jnp.asarray(first)
+        if first.shape != x.shape[:1]:
+            raise ValueError(
+                f"first must be [B] bool for the B={x.shape[0]} envs observed, got shape "
+                f"{first.shape}"
+            )
+        batch_size = first.shape[0]
         body_cls = registry.get_network_body(self.network_body)
         initial = body_cls.initial_carry(batch_size, self.hidden_size)
         _check_carry(carry, initial, self.network_body)

@@ -120,18 +120,40 @@ def test_unroll_equals_acting_step_by_step_with_resets():
         )
 
 
-def test_unroll_normalizes_every_step_with_the_params_statistics_and_moves_them_once():
+@pytest.mark.parametrize(
+    ("normalization", "trunk", "layer"),
+    [
+        ("running", "Identity", ("body", "bn_linear", "linear")),
+        ("running", "Linear", ("trunk_obs", "bn1", "linear1")),
+        ("batch", "Linear", ("trunk_obs", "bn1", "linear1")),
+    ],
+)
+def test_unroll_normalizes_every_step_as_acting_did_and_moves_the_statistics_once(
+    normalization, trunk, layer
+):
+    """The trunks run on all steps at once and the body step by step; either way every step
+    computes what acting computed, and the layer whose input is the observation (``layer``:
+    module, batch norm, Dense) moves its statistics once, towards the steps' mean statistics."""
     spec = EnvSpec({"obs": ArraySpec((4,), np.float32)}, {"action": DiscreteSpec(2)})
-    network = ModularNetwork(spec, network_body="Linear", hidden_size=16, normalization="running")
+    network = ModularNetwork(
+        spec,
+        discrete_network=trunk,
+        network_body="Linear",
+        hidden_size=16,
+        normalization=normalization,
+    )
     agent = make_actor_critic(network, spec)
     params = agent.init(jax.random.PRNGKey(0))
     rng = np.random.default_rng(0)
-    stats = {
-        "mean": rng.normal(size=16).astype(np.float32),
-        "var": rng.uniform(0.5, 2.0, 16).astype(np.float32),
-        "count": np.float32(3.0),  # past the first update, so the running statistics normalize
-    }
-    params = {**params, "batch_stats": {"body": {"bn_linear": stats}}}
+    # Past the first update (count 3), so that "running" normalizes with these statistics.
+    params["batch_stats"] = jax.tree.map(
+        lambda v: (
+            np.float32(3.0)
+            if v.ndim == 0
+            else (rng.uniform(0.5, 2.0, v.shape) if v.mean() == 1 else rng.normal(size=v.shape))
+        ),
+        params["batch_stats"],
+    )
     traj = _random_trajectory(agent, rng)
     outputs, state = unroll(network, params, traj.initial_carry, traj.obs, traj.first)
     act = jax.jit(make_act(network))
@@ -142,15 +164,16 @@ def test_unroll_normalizes_every_step_with_the_params_statistics_and_moves_them_
         np.testing.assert_allclose(outputs.value[t], out.value, rtol=1e-5, atol=1e-6)
     # One moving-average step (torch's momentum 0.1) towards the mean of the steps' batch
     # statistics, the variance unbiased as torch's.
-    pre = traj.obs["obs"].astype(np.float64) @ np.asarray(
-        params["params"]["body"]["linear"]["kernel"]
-    )
-    moved = state["batch_stats"]["body"]["bn_linear"]
-    expected_mean = 0.9 * stats["mean"] + 0.1 * pre.mean(axis=1).mean(axis=0)
-    expected_var = 0.9 * stats["var"] + 0.1 * pre.var(axis=1, ddof=1).mean(axis=0)
+    module, norm, dense = layer
+    pre = traj.obs["obs"].astype(np.float64) @ np.asarray(params["params"][module][dense]["kernel"])
+    before = params["batch_stats"][module][norm]
+    moved = state["batch_stats"][module][norm]
+    expected_mean = 0.9 * before["mean"] + 0.1 * pre.mean(axis=1).mean(axis=0)
+    expected_var = 0.9 * before["var"] + 0.1 * pre.var(axis=1, ddof=1).mean(axis=0)
     np.testing.assert_allclose(moved["mean"], expected_mean, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(moved["var"], expected_var, rtol=1e-5, atol=1e-6)
-    assert float(moved["count"]) == 4.0
+    counts = jax.tree.leaves(jax.tree.map(lambda v: v if v.ndim == 0 else None, state))
+    assert counts and all(float(c) == 4.0 for c in counts)
 
 
 @pytest.mark.parametrize("body", ["LSTM", "Linear"])

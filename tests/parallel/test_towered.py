@@ -95,16 +95,26 @@ def test_two_device_run_stopped_and_resumed_equals_uninterrupted_run(tmp_path):
     # An LSTM carry and batch-norm statistics that must survive; 200 steps per update.
     flags = ("-n", "4", "--exp-length", "25", "-dn", "Linear", "-nb", "LSTM", "--normalize", "on")
     flags += ("--normalization", "batch", "--nb-eval-env", "0", "-sf", "1e-9")
-    whole = _train(*flags, "-mts", "1000", "--log-dir", str(tmp_path / "whole"), devices=2)
-    assert whole.returncode == 0, whole.stderr[-3000:]
-    first = _train(*flags, "-mts", "400", "--log-dir", str(tmp_path / "parts"), devices=2)
-    assert first.returncode == 0, first.stderr[-3000:]
+    runs = [  # the uninterrupted run and the first part, side by side
+        subprocess.Popen(
+            [sys.executable, "-m", "fnrl.train", "towered", *flags, "-mts", steps, "--log-dir"]
+            + [str(tmp_path / name)],
+            env=_env(2),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, steps in (("whole", "1000"), ("parts", "400"))
+    ]
+    (whole_out, whole_err), (first_out, first_err) = (r.communicate(timeout=300) for r in runs)
+    assert runs[0].returncode == 0, whole_err[-3000:]
+    assert runs[1].returncode == 0, first_err[-3000:]
     (run_dir,) = (tmp_path / "parts").glob("*/*")
     second = _train("--resume", str(run_dir), "-mts", "1000", devices=2)
     assert second.returncode == 0, second.stderr[-3000:]
     log = (run_dir / "train_log.txt").read_text()
     assert "RESUME: replayed 50 vector steps (400 env steps)" in log
-    assert _digest(second.stdout) == _digest(whole.stdout) != _digest(first.stdout)
+    assert _digest(second.stdout) == _digest(whole_out) != _digest(first_out)
     (whole_dir,) = (tmp_path / "whole").glob("*/*")
     assert _losses(run_dir) == _losses(whole_dir) and len(_losses(run_dir)) == 5
     assert (_meta(tmp_path / "parts")["env_steps"], _meta(tmp_path / "parts")["updates"]) == (
