@@ -1,7 +1,6 @@
 """Every network trains on Pong without NaN; ``python -m fnrl.networks`` lists the zoo."""
 
 import math
-import os
 import subprocess
 import sys
 
@@ -13,23 +12,13 @@ from fnrl.config import make_config
 from fnrl.networks import NETWORK_BODIES, VISION_NETWORKS
 from fnrl.parallel.local import train_local
 
-# Compiling a learner step through a ResNet takes 20 s (ResNet18) to 3.5 min (ResNet101) on a
-# 2-core CPU. Every run trains ResNet18 and ResNet18V2; the deeper ones (the same layers in more
-# and bottleneck blocks, whose maths the torch-parity tests check) train with
-# FNRL_TEST_ALL_RESNETS=1.
-DEEP = {f"ResNet{depth}{v}" for depth in (34, 50, 101, 152) for v in ("", "V2")}
-RUN_DEEP = os.environ.get("FNRL_TEST_ALL_RESNETS") == "1"
+# Compiling a learner step through a ResNet takes 15 s (ResNet18) to 1.5 min (ResNet152) on a
+# 2-core CPU, so the ResNets train in the slow tests only.
 
 
 def _vision_params():
     for name in sorted(VISION_NETWORKS):
-        marks = []
-        if name.startswith("ResNet"):
-            marks.append(pytest.mark.slow)
-        if name in DEEP:
-            marks.append(
-                pytest.mark.skipif(not RUN_DEEP, reason="set FNRL_TEST_ALL_RESNETS=1 (minutes)")
-            )
+        marks = [pytest.mark.slow] if name.startswith("ResNet") else []
         yield pytest.param(name, marks=marks)
 
 
