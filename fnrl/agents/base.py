@@ -56,11 +56,6 @@ class Agent(NamedTuple):
 _STATE_COLLECTIONS = ["batch_stats"]  # non-trainable flax collections the learner writes
 
 
-def non_trainable(params: Params) -> Params:
-    """The non-trainable collections of flax variables (batch-norm statistics), ``{}`` if none."""
-    return {name: value for name, value in params.items() if name != "params"}
-
-
 def sample_actions(key: PRNGKey, logits: dict[str, jax.Array]) -> Action:
     """Samples one action per action key from categorical ``softmax(logits)``.
 
