@@ -262,7 +262,10 @@ def train_towered(
                     ResumeWarning,
                     stacklevel=2,
                 )
-            host_state, updates = _from_process_0((host_state, run.updates if run else 0))
+            # Process 0's learner state and update count on every process.
+            host_state, updates = multihost_utils.broadcast_one_to_all(
+                (host_state, run.updates if run else 0)
+            )
             updates = int(updates)
             state = to_global(mesh, host_state, _REPLICATED)
             carry = to_global(mesh, host_carry, _BATCH)
@@ -300,10 +303,3 @@ def train_towered(
                 run.close()
     finally:
         env.close()
-
-
-def _from_process_0(tree: Any) -> Any:
-    """Process 0's value of ``tree`` on every process (the value itself with one process)."""
-    if jax.process_count() == 1:
-        return tree
-    return multihost_utils.broadcast_one_to_all(tree)
