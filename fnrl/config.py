@@ -18,6 +18,8 @@ from typing import Any
 
 from fnrl.networks import NORMALIZATIONS
 
+ROLLOUTS = ("auto", "compiled", "host")
+
 
 def _flag(default: Any, help: str, *flags: str) -> Any:
     return field(default=default, metadata={"help": help, "flags": flags})
@@ -119,6 +121,13 @@ class TrainConfig:
         "(flags given override it)",
         "--resume",
     )
+    rollout: str = _flag(
+        "auto",
+        "how experience is collected: 'compiled' runs the T acting and env steps of a rollout "
+        "inside one XLA computation (envpool envs only, no Python per step), 'host' steps the "
+        "envs from Python with a compiled policy; 'auto' picks compiled where it applies",
+        "--rollout",
+    )
     exact_resume: bool = _flag(
         True,
         "record the actions sent to the envs and replay them on resume, so that a resumed run "
@@ -144,6 +153,10 @@ class TrainConfig:
             raise ValueError(f"--discount must be in [0, 1], got {self.discount}")
         if not 0.0 <= self.tau <= 1.0:
             raise ValueError(f"--tau must be in [0, 1], got {self.tau}")
+        if self.rollout not in ROLLOUTS:
+            raise ValueError(
+                f"--rollout must be one of {', '.join(ROLLOUTS)}, got {self.rollout!r}"
+            )
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(
                 f"--normalization must be one of {', '.join(NORMALIZATIONS)}, "
