@@ -99,12 +99,12 @@ def _leaf_spec(space: gymnasium.Space) -> ArraySpec:
     )
 
 
-def _convert_leaf(space: gymnasium.Space, spec: ArraySpec, batch: Any) -> np.ndarray:
-    """Convert one batched observation entry ``[B, ...]`` to ``spec``'s dtype."""
+def _convert_leaf(space: gymnasium.Space, spec: ArraySpec, batch: Any, xp: Any) -> Any:
+    """Convert one batched observation entry ``[B, ...]`` to ``spec``'s dtype with ``xp``."""
     if isinstance(space, gymnasium.spaces.Discrete):
-        index = np.asarray(batch, np.int64) - int(space.start)
-        return np.eye(int(space.n), dtype=np.float32)[index]
-    return np.asarray(batch, spec.dtype)
+        index = xp.asarray(batch, np.int32) - int(space.start)
+        return xp.eye(int(space.n), dtype=np.float32)[index]
+    return xp.asarray(batch, spec.dtype)
 
 
 class SpaceConverter:
@@ -158,11 +158,12 @@ class SpaceConverter:
         actions = {key: DiscreteSpec(int(s.n)) for key, s in self._act_spaces.items()}
         self.spec = EnvSpec(observations=observations, actions=actions)
 
-    def observation(self, batch: Any) -> Observation:
+    def observation(self, batch: Any, xp: Any = np) -> Observation:
         """Convert a batched observation (array, dict or tuple of ``[B, ...]``) to fnrl's dict.
 
         Args:
           batch: what the vector env returned for B envs.
+          xp: the array module, ``numpy`` or ``jax.numpy`` (inside a compiled rollout).
 
         Returns:
           name -> ``[B, *spec.shape]`` array of ``spec.dtype``.
@@ -172,16 +173,17 @@ class SpaceConverter:
         elif not isinstance(batch, Mapping):
             batch = {str(i): entry for i, entry in enumerate(batch)}
         return {
-            key: _convert_leaf(space, self.spec.observations[key], batch[key])
+            key: _convert_leaf(space, self.spec.observations[key], batch[key], xp)
             for key, space in self._obs_spaces.items()
         }
 
-    def action(self, actions: Mapping[str, Any], num_envs: int) -> Any:
+    def action(self, actions: Mapping[str, Any], num_envs: int, xp: Any = np) -> Any:
         """Check an fnrl action dict and convert it to what the vector env takes.
 
         Args:
           actions: action name -> ``[B]`` integer array (numpy or jax).
           num_envs: B.
+          xp: the array module of the result, ``numpy`` or ``jax.numpy``.
 
         Returns:
           An int32 ``[B]`` array for a Discrete space, or a dict of them for a Dict space.
@@ -190,7 +192,7 @@ class SpaceConverter:
             raise ValueError(f"Expected actions {sorted(self._act_spaces)}, got {sorted(actions)}.")
         converted = {}
         for key, space in self._act_spaces.items():
-            value = np.asarray(actions[key])
+            value = xp.asarray(actions[key])
             if value.shape != (num_envs,):
                 raise ValueError(
                     f"Action {key!r} must have shape ({num_envs},), got {value.shape}."
@@ -199,19 +201,92 @@ class SpaceConverter:
         return converted if self._dict_actions else converted["action"]
 
 
+def first_timestep(obs: Observation, num_envs: int) -> TimeStep:
+    """The TimeStep of a reset: every env ``first``, zero reward, flags and episode statistics.
+
+    Args:
+      obs: the first observations, name -> ``[B, ...]``.
+      num_envs: B.
+    """
+    b = num_envs
+    return TimeStep(
+        obs=obs,
+        reward=np.zeros(b, np.float32),
+        terminated=np.zeros(b, bool),
+        truncated=np.zeros(b, bool),
+        first=np.ones(b, bool),
+        episode=EpisodeStats(np.zeros(b, bool), np.zeros(b, np.float32), np.zeros(b, np.int32)),
+    )
+
+
+def next_timestep(
+    previous: TimeStep,
+    obs: Observation,
+    reward: Any,
+    terminated: Any,
+    truncated: Any,
+    game_over: Any | None = None,
+    *,
+    clip_rewards: bool,
+    xp: Any = np,
+) -> TimeStep:
+    """The TimeStep after ``previous`` from one raw next-step-autoreset output of B envs.
+
+    Pure, and written against the array module ``xp`` (``numpy`` on the host, ``jax.numpy``
+    inside a compiled rollout), so that both paths compute the same values. Everything it needs
+    about the past is in ``previous``: an env whose previous step terminated or truncated is
+    resetting now (``first``); on those steps the reward is 0 and neither flag is set.
+    ``terminated`` and ``truncated`` come out exclusive: a termination wins (discount 0),
+    otherwise a time limit truncates (bootstrap). :class:`EpisodeStats` counts whole games in
+    real game units: the unclipped return and the number of agent steps whose action reached the
+    game (the automatic-reset steps after a life loss are not counted, as adept, which reset
+    within the same step, never saw them). A game ends (``episode.done``) at a truncation, or
+    at a termination that ``game_over`` marks as real (every termination when ``game_over`` is
+    ``None``); the counters restart on the following step.
+
+    Args:
+      previous: the envs' latest TimeStep.
+      obs: observations after the step, name -> ``[B, ...]``.
+      reward: ``[B]`` raw (unclipped) rewards.
+      terminated: ``[B]`` bool, the episode ended for learning (Atari life loss included).
+      truncated: ``[B]`` bool, a time limit cut the episode.
+      game_over: ``[B]`` bool, where a termination is a real game over; ``None`` if every
+        termination is one.
+      clip_rewards: clip learning rewards to ``[-1, 1]`` (adept's ``Clip`` normalizer); the
+        episode statistics always use the raw reward.
+      xp: the array module, ``numpy`` or ``jax.numpy``.
+
+    Returns:
+      The TimeStep of this step.
+    """
+    first = previous.terminated | previous.truncated
+    raw = xp.where(first, np.float32(0), xp.asarray(reward, np.float32))
+    terminated = xp.asarray(terminated, bool)
+    if game_over is not None:
+        # A game over is a termination even where the env reported a time limit instead.
+        game_over = xp.asarray(game_over, bool)
+        terminated = terminated | game_over
+    terminated = terminated & ~first
+    truncated = xp.asarray(truncated, bool) & ~first & ~terminated
+    game_ended = truncated | (terminated if game_over is None else terminated & game_over)
+    restart = previous.episode.done
+    returns = xp.where(restart, np.float32(0), previous.episode.returns) + raw
+    length = (xp.where(restart, 0, previous.episode.length) + ~first).astype(np.int32)
+    return TimeStep(
+        obs=obs,
+        reward=xp.clip(raw, -1.0, 1.0) if clip_rewards else raw,
+        terminated=terminated,
+        truncated=truncated,
+        first=first,
+        episode=EpisodeStats(game_ended, returns, length),
+    )
+
+
 class EpisodeTracker:
-    """Turns raw next-step-autoreset outputs of B envs into :class:`TimeStep`.
+    """Turns raw next-step-autoreset outputs of B envs into :class:`TimeStep` on the host.
 
     Shared by every adapter so that all of them agree on ``first``, reward clipping and episode
-    statistics. ``first`` at a step is the previous step's ``terminated | truncated``. On those
-    automatic-reset steps the reward is 0 and neither flag is set. ``terminated`` and
-    ``truncated`` come out exclusive: a termination wins (discount 0), otherwise a time limit
-    truncates (bootstrap). :class:`EpisodeStats` counts whole games in real game units: the
-    unclipped return and the number of agent steps whose action reached the game (the
-    automatic-reset steps after a life loss are not counted, as adept, which reset within the
-    same step, never saw them). A game ends (``episode.done``) at a truncation, or at a
-    termination that ``game_over`` marks as real (every termination when ``game_over`` is
-    ``None``); the counters restart on the following step.
+    statistics: it keeps the latest TimeStep and applies :func:`next_timestep` to each output.
 
     Args:
       num_envs: B.
@@ -223,40 +298,24 @@ class EpisodeTracker:
         """Create the tracker; call :meth:`reset` before :meth:`step`."""
         self.num_envs = num_envs
         self.clip_rewards = clip_rewards
-        self._autoreset: np.ndarray | None = None  # [B] bool: the next step is a reset
-        self._game_ended = np.zeros(num_envs, bool)  # [B] bool: the last step ended a game
-        self._returns = np.zeros(num_envs, np.float32)
-        self._length = np.zeros(num_envs, np.int32)
+        self._last: TimeStep | None = None
+
+    @property
+    def last(self) -> TimeStep:
+        """The latest TimeStep; ``RuntimeError`` before the first :meth:`reset`."""
+        if self._last is None:
+            raise RuntimeError("Call reset() before step().")
+        return self._last
 
     @property
     def autoresetting(self) -> np.ndarray:
         """``[B]`` bool: envs whose next step is an automatic reset (the next ``first``)."""
-        if self._autoreset is None:
-            raise RuntimeError("Call reset() before step().")
-        return self._autoreset.copy()
+        return self.last.terminated | self.last.truncated
 
     def reset(self, obs: Observation) -> TimeStep:
-        """Start every env's first episode.
-
-        Args:
-          obs: the first observations, name -> ``[B, ...]``.
-
-        Returns:
-          A TimeStep with all ``first``, zero reward and zero episode statistics.
-        """
-        b = self.num_envs
-        self._autoreset = np.zeros(b, bool)
-        self._game_ended = np.zeros(b, bool)
-        self._returns = np.zeros(b, np.float32)
-        self._length = np.zeros(b, np.int32)
-        return TimeStep(
-            obs=obs,
-            reward=np.zeros(b, np.float32),
-            terminated=np.zeros(b, bool),
-            truncated=np.zeros(b, bool),
-            first=np.ones(b, bool),
-            episode=EpisodeStats(np.zeros(b, bool), self._returns, self._length),
-        )
+        """Start every env's first episode (see :func:`first_timestep`)."""
+        self._last = first_timestep(obs, self.num_envs)
+        return self._last
 
     def step(
         self,
@@ -266,38 +325,8 @@ class EpisodeTracker:
         truncated: np.ndarray,
         game_over: np.ndarray | None = None,
     ) -> TimeStep:
-        """Record one step of every env.
-
-        Args:
-          obs: observations after the step, name -> ``[B, ...]``.
-          reward: ``[B]`` raw (unclipped) rewards.
-          terminated: ``[B]`` bool, the episode ended for learning (Atari life loss included).
-          truncated: ``[B]`` bool, a time limit cut the episode.
-          game_over: ``[B]`` bool, where a termination is a real game over; ``None`` if every
-            termination is one.
-
-        Returns:
-          The TimeStep of this step.
-        """
-        first = self.autoresetting
-        raw = np.where(first, np.float32(0), np.asarray(reward, np.float32))
-        terminated = np.asarray(terminated, bool)
-        if game_over is not None:
-            # A game over is a termination even where the env reported a time limit instead.
-            game_over = np.asarray(game_over, bool)
-            terminated = terminated | game_over
-        terminated = terminated & ~first
-        truncated = np.asarray(truncated, bool) & ~first & ~terminated
-        game_ended = truncated | (terminated if game_over is None else terminated & game_over)
-        self._returns = np.where(self._game_ended, np.float32(0), self._returns) + raw
-        self._length = (np.where(self._game_ended, 0, self._length) + ~first).astype(np.int32)
-        self._autoreset = terminated | truncated
-        self._game_ended = game_ended
-        return TimeStep(
-            obs=obs,
-            reward=np.clip(raw, -1.0, 1.0) if self.clip_rewards else raw,
-            terminated=terminated,
-            truncated=truncated,
-            first=first,
-            episode=EpisodeStats(game_ended, self._returns, self._length),
+        """Record one step of every env (see :func:`next_timestep` for the arguments)."""
+        self._last = next_timestep(
+            self.last, obs, reward, terminated, truncated, game_over, clip_rewards=self.clip_rewards
         )
+        return self._last

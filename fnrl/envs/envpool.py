@@ -28,16 +28,26 @@ What envpool 1.2.5 does, checked empirically (``tests/envs/test_envpool.py`` pin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import envpool
+import jax.numpy as jnp
 import numpy as np
 from envpool.registration import registry as _envpool_registry
 
-from fnrl.envs.base import EpisodeTracker, SpaceConverter, _check_positive, _env_seeds
+from fnrl.envs.base import (
+    EpisodeTracker,
+    SpaceConverter,
+    _check_positive,
+    _env_seeds,
+    next_timestep,
+)
 from fnrl.specs import ArraySpec, EnvSpec
-from fnrl.types import TimeStep
+from fnrl.types import Action, TimeStep
+
+# ``step(handle, timestep, actions) -> (handle, timestep)``, see EnvpoolEnv.xla.
+XlaStep = Callable[[Any, TimeStep, Action], tuple[Any, TimeStep]]
 
 # adept's environment lists (adept.registries.environment).
 ATARI_6_ENVS: tuple[str, ...] = (
@@ -117,7 +127,7 @@ class EnvpoolEnv:
         self.frames_per_step = int(pool.config.get("frame_skip", 1))
         self._converter = SpaceConverter(pool.observation_space, pool.action_space)
         self._frame_stack = frame_stack
-        self._stack: np.ndarray | None = None  # [B, H, W, frame_stack] uint8
+        self._clip_rewards = clip_rewards
         spec = self._converter.spec
         if frame_stack is not None:
             _, height, width = pool.observation_space.shape  # [1, H, W]: one gray frame
@@ -129,18 +139,46 @@ class EnvpoolEnv:
     def reset(self) -> TimeStep:
         """Reset every env; see :meth:`BatchedEnv.reset`."""
         obs, _ = self._pool.reset()
-        return self._tracker.reset(self._observation(obs, np.ones(self.num_envs, bool)))
+        return self._tracker.reset(self._observation(obs, None, None, np))
 
     def step(self, actions: Mapping[str, np.ndarray]) -> TimeStep:
         """Step every env; see :meth:`BatchedEnv.step`."""
-        first = self._tracker.autoresetting
-        obs, reward, terminated, truncated, info = self._pool.step(
-            self._converter.action(actions, self.num_envs)
-        )
-        game_over = None if self._frame_stack is None else info["terminated"].astype(bool)
-        return self._tracker.step(
-            self._observation(obs, first), reward, terminated, truncated, game_over
-        )
+        last = self._tracker.last
+        output = self._pool.step(self._converter.action(actions, self.num_envs))
+        obs, reward, terminated, truncated, game_over = self._raw(output, last, np)
+        return self._tracker.step(obs, reward, terminated, truncated, game_over)
+
+    def xla(self) -> tuple[Any, XlaStep]:
+        """envpool's XLA interface, stepping TimeSteps inside compiled code.
+
+        Returns:
+          ``(handle, step)``: the pool's handle, and the pure
+          ``step(handle, timestep, actions) -> (handle, timestep)`` that sends one action per
+          env (name -> ``[B]`` int) and receives the TimeStep after ``timestep``, computed as
+          :meth:`step` computes it on the host (the same conversion, frame stack and
+          :func:`~fnrl.envs.base.next_timestep`, with ``jax.numpy``). Thread the returned
+          handle through the computation: it orders the steps. Host steps and XLA steps drive
+          the same envs, so they can follow one another.
+        """
+        handle, recv, send, _ = self._pool.xla()
+        env_ids = np.arange(self.num_envs, dtype=np.int32)
+
+        def step(handle: Any, timestep: TimeStep, actions: Action) -> tuple[Any, TimeStep]:
+            handle = send(handle, self._converter.action(actions, self.num_envs, jnp), env_ids)
+            handle, output = recv(handle)
+            obs, reward, terminated, truncated, game_over = self._raw(output, timestep, jnp)
+            return handle, next_timestep(
+                timestep,
+                obs,
+                reward,
+                terminated,
+                truncated,
+                game_over,
+                clip_rewards=self._clip_rewards,
+                xp=jnp,
+            )
+
+        return handle, step
 
     def render(self) -> np.ndarray:
         """Env 0's RGB screen ``[H, W, 3]`` uint8 (Atari: the ALE's 210x160 colour frame).
@@ -156,18 +194,27 @@ class EnvpoolEnv:
         """Stop envpool's threads."""
         self._pool.close()
 
-    def _observation(self, obs: Any, first: np.ndarray) -> dict[str, np.ndarray]:
+    def _raw(self, output: tuple, previous: TimeStep, xp: Any) -> tuple:
+        """``(obs, reward, terminated, truncated, game_over)`` of one envpool output."""
+        obs, reward, terminated, truncated, info = output
+        first = previous.terminated | previous.truncated
+        obs = self._observation(obs, previous.obs, first, xp)
+        game_over = None if self._frame_stack is None else xp.asarray(info["terminated"], bool)
+        return obs, reward, terminated, truncated, game_over
+
+    def _observation(
+        self, obs: Any, previous: dict[str, Any] | None, first: Any, xp: Any
+    ) -> dict[str, Any]:
+        """fnrl's observation dict; Atari frames stacked onto ``previous`` (None at reset)."""
         if self._frame_stack is None:
-            return self._converter.observation(obs)
+            return self._converter.observation(obs, xp)
         frame = obs[:, 0, :, :, None]  # [B, 1, H, W] -> [B, H, W, 1]
-        if self._stack is None or first.all():
-            stack = np.repeat(frame, self._frame_stack, axis=-1)
-        else:
-            # A new array every step: earlier TimeSteps keep their observations.
-            stack = np.concatenate([self._stack[..., 1:], frame], axis=-1)
-            stack[first] = frame[first]
-        self._stack = stack
-        return {"screen": stack}
+        restart = xp.repeat(frame, self._frame_stack, axis=-1)
+        if previous is None:
+            return {"screen": restart}
+        # The stack restarts on every first step, life losses included (module docstring).
+        stacked = xp.concatenate([previous["screen"][..., 1:], frame], axis=-1)
+        return {"screen": xp.where(first[:, None, None, None], restart, stacked)}
 
 
 def _make_pool(task_id: str, num_envs: int, seed: int, render: bool, **settings: Any) -> Any:

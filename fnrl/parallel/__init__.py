@@ -9,15 +9,30 @@ from fnrl.parallel.evaluation import (
 from fnrl.parallel.impala import ActorFailed, Rollout, train_impala
 from fnrl.parallel.local import make_agent, make_network, make_training_env, train_local
 from fnrl.parallel.resume import ActionLog, ResumableEnv, ResumeWarning, timestep_fingerprint
-from fnrl.parallel.rollout import Episode, PhaseTimer, RolloutResult, collect
+from fnrl.parallel.rollout import (
+    CompiledTrainer,
+    Episode,
+    HostTrainer,
+    PhaseTimer,
+    RolloutResult,
+    Trainer,
+    UpdateResult,
+    collect,
+    make_compiled_rollout,
+    make_compiled_training,
+    make_trainer,
+    supports_compiled_rollout,
+)
 from fnrl.parallel.run import RunResult, TrainingDiverged, TrainingRun
 from fnrl.parallel.towered import train_towered
 
 __all__ = [
     "ActionLog",
     "ActorFailed",
+    "CompiledTrainer",
     "Episode",
     "EvaluationThread",
+    "HostTrainer",
     "PhaseTimer",
     "ResumableEnv",
     "ResumeWarning",
@@ -25,14 +40,20 @@ __all__ = [
     "RolloutResult",
     "RunResult",
     "TrainingDiverged",
+    "Trainer",
     "TrainingRun",
+    "UpdateResult",
     "collect",
     "episode_quotas",
     "make_agent",
+    "make_compiled_rollout",
+    "make_compiled_training",
     "make_eval_policy",
     "make_network",
+    "make_trainer",
     "make_training_env",
     "run_episodes",
+    "supports_compiled_rollout",
     "timestep_fingerprint",
     "train_impala",
     "train_local",

@@ -1,9 +1,12 @@
 """Local mode: one device, synchronous A2C (adept's Local).
 
 Impure shell: owns the environments and the compiled functions. It alternates a T-step
-rollout of B envs with one compiled learner update. Resume is exact: the checkpoints hold the
-learner state, the carry and the log of env actions (see :mod:`fnrl.parallel.resume`); an
-evaluation thread (``--nb-eval-env``) plays the latest params on its own envs.
+rollout of B envs with one learner update, through a :class:`~fnrl.parallel.rollout.Trainer`
+that ``--rollout`` picks: on envpool envs, by default, several rollouts and updates run in one
+XLA computation per call; otherwise the envs are stepped from Python. Resume is exact: the
+checkpoints hold the learner state, the carry and the log of env actions (see
+:mod:`fnrl.parallel.resume`); an evaluation thread (``--nb-eval-env``) plays the latest params on
+its own envs.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from fnrl.networks import (
     is_recurrent,
 )
 from fnrl.optimizers import make_rmsprop
-from fnrl.parallel.rollout import collect
+from fnrl.parallel.rollout import make_trainer
 from fnrl.parallel.run import RunResult, TrainingRun
 from fnrl.specs import EnvSpec
 
@@ -114,8 +117,6 @@ def train_local(
     try:
         agent = make_agent(config, env.spec)
         optimizer = make_rmsprop(config.learning_rate, max_grad_norm=config.max_grad_norm)
-        act = jax.jit(agent.act)
-        update = jax.jit(make_update(agent, optimizer), donate_argnums=0)
         run = TrainingRun(
             config,
             "local",
@@ -130,33 +131,26 @@ def train_local(
             )
             run.announce(state)
             env = run.resumable_env(env)
+            train = make_trainer(
+                config.rollout,
+                env,
+                agent.act,
+                make_update(agent, optimizer),
+                config.exp_length,
+                run.timer,
+            )
             run.start_evaluation(
                 functools.partial(make_training_env, config), make_network(config, env.spec)
             )
             timestep = env.reset()
+            steps_per_update = config.exp_length * config.nb_env
             while not run.finished:
-                rollout_key = jax.random.fold_in(state.key, run.updates)
-                rollout = collect(
-                    env,
-                    act,
-                    state.params,
-                    rollout_key,
-                    timestep,
-                    carry,
-                    config.exp_length,
-                    run.timer,
-                )
-                timestep, carry = rollout.timestep, rollout.carry
-                with run.timer.phase("learner"):
-                    state, metrics = update(state, rollout.trajectory)
-                    metrics = jax.device_get(metrics)
-                run.record(
-                    state,
-                    metrics,
-                    config.exp_length * config.nb_env,
-                    rollout.episodes,
-                    carry=carry,
-                )
+                count = min(train.suggested_count(), run.updates_before_pause(steps_per_update))
+                state, timestep, carry, results = train(state, timestep, carry, run.updates, count)
+                for result in results:
+                    run.record(
+                        state, result.metrics, steps_per_update, result.episodes, carry=carry
+                    )
             return run.finish(state, carry)
         finally:
             run.close()

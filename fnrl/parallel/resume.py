@@ -134,10 +134,15 @@ class ActionLog:
 
     def append(self, actions: Mapping[str, np.ndarray]) -> None:
         """Records one vector step: action name -> ``[B]`` integers."""
-        self._reserve(self._length + 1)
+        self.extend({name: np.asarray(a)[None] for name, a in actions.items()})
+
+    def extend(self, actions: Mapping[str, np.ndarray]) -> None:
+        """Records N vector steps: action name -> ``[N, B]`` integers."""
+        steps = len(next(iter(actions.values())))
+        self._reserve(self._length + steps)
         for name, buffer in self._buffers.items():
-            buffer[self._length] = np.asarray(actions[name])
-        self._length += 1
+            buffer[self._length : self._length + steps] = np.asarray(actions[name])
+        self._length += steps
 
     def step(self, index: int) -> dict[str, np.ndarray]:
         """The actions of vector step ``index``, name -> ``[B]`` int32."""
@@ -227,6 +232,16 @@ class ResumableEnv:
         self.log.append(actions)
         self.last = self.env.step(actions)
         return self.last
+
+    def record(self, actions: Mapping[str, np.ndarray], last: TimeStep) -> None:
+        """Records N vector steps that a compiled rollout took on the wrapped envs.
+
+        Args:
+            actions: action name -> ``[N, B]``, the actions in the order they were sent.
+            last: the TimeStep they ended on (host or device arrays).
+        """
+        self.log.extend(actions)
+        self.last = last
 
     def render(self) -> np.ndarray:
         """The wrapped envs' RGB frame (see :meth:`BatchedEnv.render`)."""

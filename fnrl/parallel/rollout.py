@@ -1,21 +1,48 @@
-"""The host loop that steps a BatchedEnv with a compiled policy and collects a Trajectory.
+"""Collecting trajectories: a host loop for any BatchedEnv, a compiled rollout for envpool.
 
-Impure: it drives environments and reads the clock.
+* :func:`collect`, the host loop: each step calls the compiled policy, copies its actions to the
+  host and steps the envs from Python.
+* :func:`make_compiled_rollout`: the T acting and env steps of a rollout inside one XLA
+  computation through envpool's XLA interface (:meth:`fnrl.envs.EnvpoolEnv.xla`), with no
+  Python per step. It computes what the host loop computes: the same per-step keys, the same
+  TimeStep semantics (next-step autoreset, ``first``, termination vs truncation, clipped
+  learning rewards with unclipped episode returns, frame stacks restarted on ``first``).
+
+Local mode runs a :class:`Trainer`, picked from ``--rollout`` by :func:`make_trainer`:
+:class:`HostTrainer` (the host loop, then one compiled update) or :class:`CompiledTrainer`
+(several compiled rollouts and updates in one XLA computation, the trajectories never leaving
+the device; it records the actions sent in the run's action log so that resume stays exact).
+
+Impure: drives environments and reads the clock.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from fnrl.envs import BatchedEnv
-from fnrl.types import Carry, Params, PRNGKey, TimeStep, Trajectory
+from fnrl.envs import BatchedEnv, EnvpoolEnv
+from fnrl.envs.envpool import XlaStep
+from fnrl.parallel.resume import ResumableEnv
+from fnrl.types import (
+    Action,
+    Carry,
+    EpisodeStats,
+    Metrics,
+    Params,
+    PRNGKey,
+    TimeStep,
+    TrainState,
+    Trajectory,
+)
 
 
 class PhaseTimer:
@@ -113,3 +140,288 @@ def collect(
         initial_carry=initial_carry,
     )
     return RolloutResult(trajectory, timestep, carry, episodes)
+
+
+def _finished_episodes(stats: EpisodeStats) -> list[Episode]:
+    """The games that ended in ``[T, B]`` episode statistics, step by step, env by env."""
+    done = np.asarray(stats.done)
+    returns, lengths = np.asarray(stats.returns)[done], np.asarray(stats.length)[done]
+    return [Episode(float(r), int(n)) for r, n in zip(returns, lengths, strict=True)]
+
+
+def make_compiled_rollout(step: XlaStep, act: Callable, length: int) -> Callable:
+    """Builds the rollout as one function of the envs' handle, to be compiled with ``jax.jit``.
+
+    ``rollout(handle, params, key, timestep, carry) -> (handle, trajectory, timestep, carry,
+    episodes)`` acts and steps the envs ``length`` times in a ``lax.scan``: step ``t`` samples
+    with the ``t``-th key of ``jax.random.split(key, length)``, as :func:`collect` does.
+
+    Args:
+        step: the envs' XLA step (:meth:`fnrl.envs.EnvpoolEnv.xla`).
+        act: ``Agent.act``.
+        length: T.
+
+    Returns:
+        The function; its ``trajectory`` is ``[T + 1, B]`` as :func:`collect`'s, ``timestep``
+        the envs' last step, ``carry`` the body state after the segment and ``episodes`` the
+        ``[T, B]`` :class:`EpisodeStats` of every step.
+    """
+
+    def rollout(handle, params, key, timestep, carry):
+        def one_step(state, step_key):
+            handle, timestep, carry = state
+            action, carry, output = act(params, step_key, carry, timestep.obs, timestep.first)
+            handle, timestep = step(handle, timestep, action)
+            return (handle, timestep, carry), (timestep, action, output.logits)
+
+        initial = (handle, timestep, carry)
+        keys = jax.random.split(key, length)
+        (handle, last, carry_out), (steps, actions, logits) = jax.lax.scan(one_step, initial, keys)
+        with_first = jax.tree.map(lambda x, xs: jnp.concatenate([x[None], xs]), timestep, steps)
+        trajectory = Trajectory(
+            obs=with_first.obs,
+            first=with_first.first,
+            actions=actions,
+            rewards=steps.reward,
+            terminated=steps.terminated,
+            truncated=steps.truncated,
+            behaviour_logits=logits,
+            initial_carry=carry,
+        )
+        return handle, trajectory, last, carry_out, steps.episode
+
+    return rollout
+
+
+def supports_compiled_rollout(env: BatchedEnv) -> bool:
+    """Whether ``env`` (possibly a ``ResumableEnv``) can be collected by a compiled rollout."""
+    return isinstance(env.env if isinstance(env, ResumableEnv) else env, EnvpoolEnv)
+
+
+class UpdateResult(NamedTuple):
+    """What one update of a :class:`Trainer` call did, for ``TrainingRun.record``."""
+
+    metrics: Metrics  # name -> [] scalar
+    episodes: list[Episode]  # whole games that ended in its rollout
+
+
+class Trainer(Protocol):
+    """Rollouts and learner updates of local mode, ``count`` of them per call.
+
+    ``trainer(state, timestep, carry, first_update, count) -> (state, timestep, carry,
+    results)`` runs ``count`` times: collect a T-step segment with the key
+    ``fold_in(state.key, first_update + i)``, then update on it; ``results`` has one
+    :class:`UpdateResult` per update. ``capacity`` is the largest ``count`` it takes and
+    ``suggested_count`` how many updates fill about ``TARGET_CALL_SECONDS`` (the host looks
+    at the run between calls: budget, checkpoints, Ctrl-C).
+    """
+
+    capacity: int
+
+    def __call__(
+        self, state: TrainState, timestep: TimeStep, carry: Carry, first_update: int, count: int
+    ) -> tuple[TrainState, TimeStep, Carry, list[UpdateResult]]: ...
+
+    def suggested_count(self) -> int: ...
+
+
+TARGET_CALL_SECONDS = 0.25  # a compiled call's length: short enough for a prompt Ctrl-C
+
+
+class HostTrainer:
+    """The host loop (:func:`collect`) and one compiled update per call: any BatchedEnv.
+
+    Args:
+        env: the envs, before their first ``reset``.
+        act: ``Agent.act``, not compiled.
+        update: the pure learner step (``make_update``), not compiled.
+        length: T.
+        timer: accumulates the ``inference``, ``env`` and ``learner`` phases.
+    """
+
+    capacity = 1
+
+    def __init__(
+        self, env: BatchedEnv, act: Callable, update: Callable, length: int, timer: PhaseTimer
+    ) -> None:
+        self._env, self._length, self._timer = env, length, timer
+        self._act = jax.jit(act)
+        self._update = jax.jit(update, donate_argnums=0)
+
+    def __call__(self, state, timestep, carry, first_update, count):
+        """One rollout and one update; see :class:`Trainer`."""
+        del count  # always 1
+        key = jax.random.fold_in(state.key, first_update)
+        rollout = collect(
+            self._env, self._act, state.params, key, timestep, carry, self._length, self._timer
+        )
+        with self._timer.phase("learner"):
+            state, metrics = self._update(state, rollout.trajectory)
+            metrics = jax.device_get(metrics)
+        result = UpdateResult(metrics, rollout.episodes)
+        return state, rollout.timestep, rollout.carry, [result]
+
+    def suggested_count(self) -> int:
+        """Always 1."""
+        return 1
+
+
+class _UpdatesOutput(NamedTuple):
+    """Per-update outputs of a compiled call, in buffers of ``capacity`` rows."""
+
+    metrics: Metrics  # name -> [K]
+    episodes: EpisodeStats  # [K, T, B]
+    actions: Action  # name -> [K, T, B], for the action log
+
+
+def make_compiled_training(
+    step: XlaStep, act: Callable, update: Callable, length: int, capacity: int
+) -> Callable:
+    """Rollouts and updates as one function, to be compiled with ``jax.jit`` (Anakin's shape).
+
+    ``train(handle, state, timestep, carry, first_update, count) -> (handle, state, timestep,
+    carry, outputs)`` runs ``count`` (traced, at most ``capacity``) iterations of: the compiled
+    rollout (:func:`make_compiled_rollout`) with the key ``fold_in(state.key, first_update +
+    i)``, then ``update`` on its trajectory. ``count`` being traced, one executable serves every
+    count and each update computes the same values however the updates are split into calls
+    (Hessel et al. 2021, "Podracer architectures for scalable Reinforcement Learning").
+
+    Args:
+        step: the envs' XLA step.
+        act: ``Agent.act``.
+        update: the pure learner step ``update(state, trajectory) -> (state, metrics)``.
+        length: T.
+        capacity: K, the most updates per call: the rows of the per-update outputs (metrics
+            ``[K]``, episode statistics and actions ``[K, T, B]``); rows past ``count`` are zeros.
+    """
+    rollout = make_compiled_rollout(step, act, length)
+
+    def one_update(handle, state, timestep, carry, index):
+        key = jax.random.fold_in(state.key, index)
+        handle, trajectory, timestep, carry, episodes = rollout(
+            handle, state.params, key, timestep, carry
+        )
+        state, metrics = update(state, trajectory)
+        return (handle, state, timestep, carry), (metrics, episodes, trajectory.actions)
+
+    def train(handle, state, timestep, carry, first_update, count):
+        shapes = jax.eval_shape(one_update, handle, state, timestep, carry, first_update)[1]
+        buffers = _UpdatesOutput(
+            *jax.tree.map(lambda s: jnp.zeros((capacity, *s.shape), s.dtype), shapes)
+        )
+
+        def body(i, loop):
+            loop, buffers = loop
+            loop, outputs = one_update(*loop, first_update + i)
+            buffers = jax.tree.map(lambda b, x: b.at[i].set(x), buffers, _UpdatesOutput(*outputs))
+            return loop, buffers
+
+        loop, buffers = jax.lax.fori_loop(
+            0, count, body, ((handle, state, timestep, carry), buffers)
+        )
+        return (*loop, buffers)
+
+    return train
+
+
+class CompiledTrainer:
+    """Rollouts and updates of envpool envs in one XLA computation per call (a :class:`Trainer`).
+
+    No Python runs between env steps or between updates of a call: the trajectories never leave
+    the device, and only the per-update metrics, episode statistics and actions (for the run's
+    action log, when ``env`` is a :class:`~fnrl.parallel.resume.ResumableEnv`) come back. The
+    envs must be stepped only through it once it exists (host steps before it, such as the
+    replay of a resume, are fine). A call is timed as the ``rollout+learner`` phase.
+
+    Args:
+        env: envpool envs (:class:`~fnrl.envs.EnvpoolEnv`), possibly wrapped by
+            ``ResumableEnv``, before their first ``reset``.
+        act: ``Agent.act``, not compiled.
+        update: the pure learner step, not compiled.
+        length: T.
+        timer: accumulates the ``rollout+learner`` phase.
+        capacity: the most updates per call.
+
+    Raises:
+        ValueError: ``env`` is not envpool's.
+    """
+
+    def __init__(
+        self,
+        env: BatchedEnv,
+        act: Callable,
+        update: Callable,
+        length: int,
+        timer: PhaseTimer,
+        capacity: int = 64,
+    ) -> None:
+        if not supports_compiled_rollout(env):
+            raise ValueError(
+                f"a compiled rollout needs envpool envs, got {type(env).__name__}; use "
+                "--rollout host"
+            )
+        pool = env.env if isinstance(env, ResumableEnv) else env
+        self._handle, step = pool.xla()
+        self._log = env if isinstance(env, ResumableEnv) else None
+        self.capacity = capacity
+        self._train = jax.jit(
+            make_compiled_training(step, act, update, length, capacity), donate_argnums=1
+        )
+        self._timer = timer
+        self._seconds_per_update = math.inf
+
+    def __call__(self, state, timestep, carry, first_update, count):
+        """``count`` rollouts and updates in one call; see :class:`Trainer`."""
+        if not 1 <= count <= self.capacity:
+            raise ValueError(f"count must be in [1, {self.capacity}], got {count}")
+        start = time.perf_counter()
+        with self._timer.phase("rollout+learner"):
+            self._handle, state, timestep, carry, outputs = self._train(
+                self._handle, state, timestep, carry, first_update, count
+            )
+            outputs = jax.tree.map(lambda x: x[:count], jax.device_get(outputs))
+        self._seconds_per_update = (time.perf_counter() - start) / count
+        if self._log is not None:
+            self._log.record(
+                {name: a.reshape(-1, a.shape[-1]) for name, a in outputs.actions.items()},
+                timestep,
+            )
+        results = [
+            UpdateResult(
+                {name: value[i] for name, value in outputs.metrics.items()},
+                _finished_episodes(jax.tree.map(lambda x, i=i: x[i], outputs.episodes)),
+            )
+            for i in range(count)
+        ]
+        return state, timestep, carry, results
+
+    def suggested_count(self) -> int:
+        """Updates that fill about ``TARGET_CALL_SECONDS`` at the last call's speed (1 at first)."""
+        return int(min(self.capacity, max(1, TARGET_CALL_SECONDS // self._seconds_per_update)))
+
+
+def make_trainer(
+    rollout: str,
+    env: BatchedEnv,
+    act: Callable,
+    update: Callable,
+    length: int,
+    timer: PhaseTimer,
+) -> Trainer:
+    """The trainer ``--rollout`` names for ``env``.
+
+    Args:
+        rollout: ``"compiled"`` (:class:`CompiledTrainer`), ``"host"`` (:class:`HostTrainer`)
+            or ``"auto"`` (compiled for envpool envs, else host).
+        env: the envs, before their first ``reset``.
+        act: ``Agent.act``, not compiled.
+        update: the pure learner step, not compiled.
+        length: T.
+        timer: accumulates the phases.
+
+    Raises:
+        ValueError: ``"compiled"`` for envs that are not envpool's.
+    """
+    if rollout == "compiled" or (rollout == "auto" and supports_compiled_rollout(env)):
+        return CompiledTrainer(env, act, update, length, timer)
+    return HostTrainer(env, act, update, length, timer)

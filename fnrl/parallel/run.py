@@ -215,6 +215,16 @@ class TrainingRun:
         """Whether the step budget is spent or a stop was requested."""
         return self.env_steps >= self.config.max_train_steps or self.stop.is_set()
 
+    def updates_before_pause(self, steps_per_update: int) -> int:
+        """Updates of ``steps_per_update`` steps that may run before the run needs the host.
+
+        The next checkpoint or the end of the budget, whichever comes first; at least 1. A mode
+        that runs several updates per compiled call keeps its calls within this count, so that
+        checkpoints fall where they would fall one update at a time.
+        """
+        target = min(self._next_save, self.config.max_train_steps)
+        return max(1, -(-(target - self.env_steps) // steps_per_update))
+
     def announce(self, state: TrainState) -> None:
         """Prints and logs the parameter count and where the run writes."""
         lines = [f"Network parameters: {count_params(state.params['params']):,}", str(self.run_dir)]
