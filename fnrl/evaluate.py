@@ -40,10 +40,12 @@ PROG = "python -m fnrl.evaluate"
 def load_run_config(run_dir: str | Path) -> Any:
     """The ``TrainConfig`` of a run, from its ``config.json`` (mode-specific fields ignored).
 
+    ``config.json`` records every effective value of the run, its env's preset included.
+
     Raises:
         ValueError: no readable ``config.json`` in ``run_dir``.
     """
-    from fnrl.config import TrainConfig
+    from fnrl.config import TrainConfig, make_config
 
     path = Path(run_dir) / "config.json"
     try:
@@ -51,7 +53,9 @@ def load_run_config(run_dir: str | Path) -> Any:
     except (OSError, ValueError) as e:
         raise ValueError(f"{run_dir} is not a run directory: cannot read {path.name}: {e}") from e
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in stored.items() if k in fields})
+    # Every stored value is the one that trained; fields the file lacks (written before they
+    # existed) come from its env's preset rather than adept's Atari defaults.
+    return make_config(TrainConfig, **{k: v for k, v in stored.items() if k in fields})
 
 
 def _stats(values: Sequence[float]) -> dict[str, float]:

@@ -6,7 +6,9 @@ Modes (``MODES``):
     impala   actor threads feed a V-trace learner through a bounded queue (adept's IMPALA).
 
 Every flag of the mode's config (``fnrl.config.TrainConfig`` or its subclass) is accepted, with
-adept's names, short forms and defaults; booleans take adept's forms (``--normalize false``).
+adept's names and short forms; booleans take adept's forms (``--normalize false``). Defaults
+depend on what the env observes (``fnrl.config.PRESETS``): adept's for images (Atari), the
+vector preset for vector observations (classic control, Box2D, ...); flags given override them.
 
 ``python -m fnrl.train --resume RUN_DIR [flags]`` continues a stopped run from its latest
 checkpoint with its stored ``config.json`` and mode; flags given override the stored values
@@ -26,6 +28,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from fnrl.config import (
+    PRESET_SOURCES,
     PRESETS,
     ImpalaConfig,
     ToweredConfig,
@@ -93,20 +96,37 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_class: type[TrainC
             kwargs.update(type=parse_count)
         elif f.type in ("float", float):
             kwargs.update(type=float)
-        kwargs["help"] += f" (default: {f.default})"
+        kwargs["help"] += f" (default: {_defaults_text(f.name, f.default)})"
         parser.add_argument(*f.metadata["flags"], **kwargs)
+
+
+def _defaults_text(name: str, default: object) -> str:
+    """A field's default, and the value of each observation kind's preset that changes it."""
+    changes = [
+        f"{kind} observations: {preset[name]}"
+        for kind, preset in PRESETS.items()
+        if name in preset and preset[name] != default
+    ]
+    return "; ".join([str(default), *changes])
+
+
+def presets_epilog() -> str:
+    """What ``-h`` says about the defaults of each kind of env."""
+    kinds = " ".join(
+        f"{kind.capitalize()} observations ({PRESET_SOURCES[kind][0]}): "
+        + (", ".join(f"{long_flag(k)} {v}" for k, v in preset.items()) or "the defaults listed")
+        + f", from {PRESET_SOURCES[kind][1]}."
+        for kind, preset in PRESETS.items()
+    )
+    return f"Defaults depend on what the env observes; flags you give override them. {kinds}"
 
 
 def make_parser() -> argparse.ArgumentParser:
     """The ``fnrl.train`` argument parser, one sub-command per mode."""
-    presets = "; ".join(
-        f"{env_id}: " + ", ".join(f"{long_flag(k)} {v}" for k, v in preset.items())
-        for env_id, preset in PRESETS.items()
-    )
     parser = argparse.ArgumentParser(
         prog="python -m fnrl.train",
         description="Train an fnrl agent. Without a mode, trains in local mode.",
-        epilog=f"Defaults are adept's. Env presets, under the flags you give: {presets}.",
+        epilog=presets_epilog(),
     )
     modes = parser.add_subparsers(dest="mode", metavar="MODE")
     for name, mode in MODES.items():
@@ -147,7 +167,9 @@ def _resumed_config(mode: str, run_dir: str, stored: dict, given: dict) -> Train
                 file=sys.stderr,
             )
     settings = {name: value for name, value in stored.items() if name in fields}
-    return config_class(**{**settings, **given, "resume": run_dir})
+    # config.json holds every effective value; make_config only fills the fields it lacks (written
+    # before they existed), from its env's preset rather than adept's Atari defaults.
+    return make_config(config_class, **{**settings, **given, "resume": run_dir})
 
 
 def parse_args(argv: Sequence[str]) -> tuple[str, TrainConfig]:

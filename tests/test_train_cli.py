@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from fnrl.config import CLASSIC_CONTROL_PRESET, TrainConfig
+from fnrl.config import VECTOR_PRESET, TrainConfig
 from fnrl.train import parse_args
 
 
@@ -21,7 +21,7 @@ def _run(*args, timeout=120):
 def test_bare_command_is_local_cartpole_with_its_preset():
     mode, config = parse_args([])
     assert mode == "local"
-    assert config == TrainConfig(**CLASSIC_CONTROL_PRESET)
+    assert config == TrainConfig(**VECTOR_PRESET)
     assert config.env_id == "CartPole-v1" and config.nb_env == 16
 
 

@@ -32,12 +32,14 @@ __all__ = [
     "EnvpoolEnv",
     "EpisodeTracker",
     "GymnasiumEnv",
+    "OBSERVATION_KINDS",
     "SpaceConverter",
     "atari_task_id",
     "is_envpool_task",
     "make_atari_env",
     "make_env",
     "make_envpool_env",
+    "observation_kind",
 ]
 
 # adept's --max-episode-length default, in agent steps.
@@ -104,10 +106,62 @@ def make_env(
         return make_envpool_env(env_id, num_envs, seed, **options)
     if env_id in _gymnasium.envs.registry:
         return GymnasiumEnv(env_id, num_envs, seed, **options)
+    raise _unknown_env_id(env_id)
+
+
+# What an env observes, as far as the defaults of a run go (fnrl.config.PRESETS): "image" if
+# some observation is a rank-3 array, which goes through the vision trunk; "vector" otherwise.
+OBSERVATION_KINDS: tuple[str, ...] = ("image", "vector")
+
+
+def observation_kind(env_id: str) -> str:
+    """Whether ``env_id`` observes images or vectors, for choosing a run's defaults.
+
+    "image" if any observation entry is a rank-3 array (a screen, which
+    :class:`~fnrl.networks.ModularNetwork` sends through the vision trunk), "vector" otherwise
+    (rank-1 arrays and Discrete spaces, which become one-hot vectors). Atari ids are images
+    without any lookup; envpool tasks are read from ``envpool.make_spec`` without making a pool;
+    other Gymnasium ids make one env to read its observation space and close it.
+
+    Args:
+      env_id: the environment id, as for :func:`make_env`.
+
+    Returns:
+      One of :data:`OBSERVATION_KINDS`.
+
+    Raises:
+      ValueError: an unknown id (the message of :func:`make_env`, with close matches).
+    """
+    if atari_task_id(env_id) is not None:
+        return "image"
+    if is_envpool_task(env_id):
+        space = _envpool.make_spec(env_id).gymnasium_observation_space
+    elif env_id in _gymnasium.envs.registry:
+        env = _gymnasium.make(env_id)
+        try:
+            space = env.observation_space
+        finally:
+            env.close()
+    else:
+        raise _unknown_env_id(env_id)
+    return "image" if any(len(s.shape or ()) == 3 for s in _leaf_spaces(space)) else "vector"
+
+
+def _leaf_spaces(space: _gymnasium.Space) -> list[_gymnasium.Space]:
+    """The spaces inside ``space``'s Dict and Tuple containers, or ``[space]``."""
+    if isinstance(space, _gymnasium.spaces.Dict):
+        return [leaf for entry in space.spaces.values() for leaf in _leaf_spaces(entry)]
+    if isinstance(space, _gymnasium.spaces.Tuple):
+        return [leaf for entry in space.spaces for leaf in _leaf_spaces(entry)]
+    return [space]
+
+
+def _unknown_env_id(env_id: str) -> ValueError:
+    """The error for an id no backend knows, naming close matches."""
     known = [*ATARI_ENVS, *_envpool.list_all_envs(), *_gymnasium.envs.registry]
     matches = difflib.get_close_matches(env_id, known, n=5)
     hint = f" Did you mean {', '.join(map(repr, matches))}?" if matches else ""
-    raise ValueError(
+    return ValueError(
         f"Unknown env id {env_id!r}: not an Atari id (e.g. 'PongNoFrameskip-v4', 'Pong-v5'), "
         f"not in envpool.list_all_envs() and not registered in Gymnasium.{hint}"
     )
