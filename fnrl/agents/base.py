@@ -101,7 +101,8 @@ def unroll(
     statistics included, so each step computes what ``act`` computed with those params. A
     ``ModularNetwork``'s trunks, which carry no state, run on all ``T`` steps at once (``vmap``
     over time: one batch of ``T * B`` images for the convolutions, batch statistics still per
-    step); only its body and heads run step by step.
+    step); so do a feed-forward body and the heads, and only a recurrent body and its heads run
+    step by step.
 
     The non-trainable collections receive one update per call: the mean over steps of what each
     step's call would write, i.e. for batch norm one moving-average step towards the mean of the
@@ -133,12 +134,17 @@ def unroll(
     else:
         core = apply
 
-    def step(carry, inputs):
-        (carry, output), updates = core(carry, inputs)
-        return carry, (output, updates)
+    if isinstance(network, ModularNetwork) and not network.recurrent:
+        # A feed-forward body carries nothing from step to step: all T steps at once.
+        (_, outputs), updates = jax.vmap(lambda o, f: core((), (o, f)))(obs, first)
+    else:
 
-    _, (outputs, updates) = jax.lax.scan(step, carry, (obs, first))
-    # The trunks' statistics moved in the trunk pass, the others in the step-by-step pass.
+        def step(carry, inputs):
+            (carry, output), updates = core(carry, inputs)
+            return carry, (output, updates)
+
+        _, (outputs, updates) = jax.lax.scan(step, carry, (obs, first))
+    # The trunks' statistics moved in the trunk pass, the others in the core pass.
     updates = {
         collection: {
             **variables,

@@ -104,8 +104,9 @@ def _random_trajectory(agent, rng, T=6, B=4):
     )
 
 
-def test_unroll_equals_acting_step_by_step_with_resets():
-    _, network, agent = _vector_setup()
+@pytest.mark.parametrize("body", ["LSTM", "Linear"])  # scanned over time; all steps at once
+def test_unroll_equals_acting_step_by_step_with_resets(body):
+    _, network, agent = _vector_setup(body)
     params = agent.init(jax.random.PRNGKey(0))
     traj = _random_trajectory(agent, np.random.default_rng(0))
     outputs, _ = unroll(network, params, traj.initial_carry, traj.obs, traj.first)
