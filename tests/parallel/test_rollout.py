@@ -195,7 +195,12 @@ def test_make_trainer_picks_compiled_for_envpool_and_host_otherwise():
     env, agent, update, _ = _cartpole_agent_and_state(2)
     assert isinstance(make_trainer("auto", env, agent.act, update, 5, timer), CompiledTrainer)
     assert isinstance(make_trainer("host", env, agent.act, update, 5, timer), HostTrainer)
+    assert CompiledTrainer(env, agent.act, update, 5, timer).capacity == 64
     env.close()
+    # On the CPU, conv gradients run far slower inside a loop: one update per call.
+    pong = make_env("PongNoFrameskip-v4", 2, seed=0)
+    assert CompiledTrainer(pong, agent.act, update, 5, timer).capacity == 1
+    pong.close()
     gym_env = make_env("Taxi-v4", 2, seed=0)
     assert isinstance(make_trainer("auto", gym_env, agent.act, update, 5, timer), HostTrainer)
     with pytest.raises(ValueError, match="--rollout host"):
