@@ -6,11 +6,13 @@ Actor-Learner Architectures", arranged in one process as in Sebulba (Hessel et a
 runs compiled code with the GIL released, so actor threads and the learner overlap.
 
 * ``--nb-actor`` actor threads, each with its own ``--nb-env`` envs (seeds never shared across
-  actors), its own PRNG stream (``fold_in(key, actor_id)``) and one compiled ``act`` on the
-  first local device, collect ``--exp-length``-step trajectories with the latest published
-  params and put them, as :class:`Rollout`, on a :class:`RolloutQueue` of at most
-  ``--max-queue-length`` (adept's backpressure): an actor reserves its place in the queue
-  before it fetches params and collects, so it never holds a finished rollout while waiting.
+  actors), its own PRNG stream (``fold_in(key, actor_id)``) and, on the first local device, a
+  compiled rollout (envpool envs, ``--rollout auto|compiled``) or a compiled ``act`` driven by
+  the host loop (``--rollout host``, other envs), collect ``--exp-length``-step trajectories
+  with the latest published params and put them, as :class:`Rollout`, on a
+  :class:`RolloutQueue` of at most ``--max-queue-length`` (adept's backpressure): an actor
+  reserves its place in the queue before it fetches params and collects, so it never holds a
+  finished rollout while waiting.
 * The learner (the calling thread) takes ``--batch-size`` rollouts, stacks them along the env
   axis, shards that axis over a mesh of all local devices, runs the compiled update and
   publishes the new params with their version (the number of updates applied).
@@ -48,7 +50,15 @@ from fnrl.config import ImpalaConfig
 from fnrl.envs import BatchedEnv
 from fnrl.optimizers import make_rmsprop
 from fnrl.parallel.local import make_agent, make_network, make_training_env
-from fnrl.parallel.rollout import Episode, PhaseTimer, collect
+from fnrl.parallel.rollout import (
+    Episode,
+    PhaseTimer,
+    RolloutResult,
+    collect,
+    finished_episodes,
+    make_compiled_rollout,
+    supports_compiled_rollout,
+)
 from fnrl.parallel.run import RunResult, TrainingRun
 from fnrl.types import Params, PRNGKey, Trajectory
 
@@ -78,8 +88,9 @@ class Rollout(NamedTuple):
     policy_version: int  # learner updates applied to the params that acted
     actor_id: int
     episodes: list[Episode]  # whole games that ended during the segment
-    env_seconds: float  # spent stepping the envs
-    inference_seconds: float  # spent in the compiled act (with the transfer of its outputs)
+    # Seconds per phase of the segment: "env" and "inference" (the compiled act with the
+    # transfer of its outputs) for the host loop, "rollout" for a compiled rollout.
+    phase_seconds: dict[str, float]
 
 
 class VersionedParams:
@@ -204,8 +215,10 @@ class _Actor(threading.Thread):
         key: PRNGKey,
         length: int,
         device: jax.Device,
+        rollout: str,
     ) -> None:
         super().__init__(name=f"fnrl-actor-{actor_id}", daemon=True)
+        self.rollout = rollout
         self.actor_id = actor_id
         self.env = env
         self.agent = agent
@@ -235,17 +248,7 @@ class _Actor(threading.Thread):
         # acting starts; the arguments only give shapes and placement here.
         with self.timer.phase("compile"):
             _, latest = self.store.latest()
-            act = (
-                jax.jit(self.agent.act)
-                .lower(
-                    jax.device_put(latest, self.device),
-                    self.key,
-                    carry,
-                    timestep.obs,
-                    timestep.first,
-                )
-                .compile()
-            )
+            collect_segment = self._compile(jax.device_put(latest, self.device), timestep, carry)
         for index in itertools.count():
             with self.timer.phase("queue_wait"):
                 while not self.rollouts.reserve(timeout=_POLL_SECONDS):
@@ -259,31 +262,51 @@ class _Actor(threading.Thread):
                     params = jax.device_put(latest, self.device)
                 version = latest_version
             segment = PhaseTimer()
-            result = collect(
-                self.env,
-                act,
-                params,
-                jax.random.fold_in(self.key, index),
-                timestep,
-                carry,
-                self.length,
-                segment,
+            result = collect_segment(
+                params, jax.random.fold_in(self.key, index), timestep, carry, segment
             )
             timestep, carry = result.timestep, result.carry
             for phase, seconds in segment.seconds.items():
                 self.timer.seconds[phase] += seconds
-            trajectory = result.trajectory._replace(
-                initial_carry=jax.device_get(result.trajectory.initial_carry)
-            )
             rollout = Rollout(
-                trajectory=trajectory,
+                trajectory=jax.device_get(result.trajectory),
                 policy_version=version,
                 actor_id=self.actor_id,
                 episodes=result.episodes,
-                env_seconds=segment.seconds["env"],
-                inference_seconds=segment.seconds["inference"],
+                phase_seconds=dict(segment.seconds),
             )
             self.rollouts.put(rollout)
+
+    def _compile(self, params: Params, timestep, carry) -> Callable:
+        """``collect_segment(params, key, timestep, carry, timer) -> RolloutResult``, compiled.
+
+        A compiled rollout (:func:`~fnrl.parallel.rollout.make_compiled_rollout`) on envpool
+        envs unless ``--rollout host``; otherwise the host loop with a compiled ``act``.
+        """
+        if self.rollout == "compiled" or (
+            self.rollout == "auto" and supports_compiled_rollout(self.env)
+        ):
+            handle, step = self.env.xla()
+            rollout = jax.jit(make_compiled_rollout(step, self.agent.act, self.length))
+            rollout = rollout.lower(handle, params, self.key, timestep, carry).compile()
+            state = {"handle": handle}
+
+            def collect_compiled(params, key, timestep, carry, timer):
+                with timer.phase("rollout"):
+                    state["handle"], trajectory, timestep, carry, stats = rollout(
+                        state["handle"], params, key, timestep, carry
+                    )
+                    stats = jax.device_get(stats)
+                return RolloutResult(trajectory, timestep, carry, finished_episodes(stats))
+
+            return collect_compiled
+        act = jax.jit(self.agent.act)
+        act = act.lower(params, self.key, carry, timestep.obs, timestep.first).compile()
+
+        def collect_host(params, key, timestep, carry, timer):
+            return collect(self.env, act, params, key, timestep, carry, self.length, timer)
+
+        return collect_host
 
 
 def _take(
@@ -307,8 +330,10 @@ def _batch_metrics(batch: list[Rollout], version: int) -> dict[str, float]:
     return {
         "policy_lag": float(np.mean(lags)),
         "policy_lag_max": float(max(lags)),
-        "env_seconds": float(np.mean([rollout.env_seconds for rollout in batch])),
-        "inference_seconds": float(np.mean([rollout.inference_seconds for rollout in batch])),
+        **{
+            f"{phase}_seconds": float(np.mean([rollout.phase_seconds[phase] for rollout in batch]))
+            for phase in batch[0].phase_seconds
+        },
     }
 
 
@@ -323,8 +348,10 @@ def _stop_actors(actors: list[_Actor], halt: threading.Event, run: TrainingRun) 
         if actor.is_alive():
             run.logger.line(f"WARNING: actor {actor.actor_id} did not stop in {_JOIN_SECONDS}s")
     # Actors run side by side: their mean time per phase is comparable to the learner's.
-    for phase in ("env", "inference"):
-        run.timer.seconds[phase] += sum(a.timer.seconds[phase] for a in actors) / len(actors)
+    for phase in ("env", "inference", "rollout"):
+        seconds = sum(a.timer.seconds.get(phase, 0.0) for a in actors) / len(actors)
+        if seconds:
+            run.timer.seconds[phase] += seconds
     run.logger.line(
         "ACTORS: "
         + " ".join(
@@ -425,6 +452,7 @@ def train_impala(
                     jax.device_put(jax.random.fold_in(actors_key, actor_id), actor_device),
                     config.exp_length,
                     actor_device,
+                    config.rollout,
                 )
                 for actor_id, env in enumerate(envs)
             ]

@@ -143,7 +143,7 @@ def collect(
     return RolloutResult(trajectory, timestep, carry, episodes)
 
 
-def _finished_episodes(stats: EpisodeStats) -> list[Episode]:
+def finished_episodes(stats: EpisodeStats) -> list[Episode]:
     """The games that ended in ``[T, B]`` episode statistics, step by step, env by env."""
     done = np.asarray(stats.done)
     returns, lengths = np.asarray(stats.returns)[done], np.asarray(stats.length)[done]
@@ -401,7 +401,7 @@ class CompiledTrainer:
         results = [
             UpdateResult(
                 {name: value[i] for name, value in outputs.metrics.items()},
-                _finished_episodes(jax.tree.map(lambda x, i=i: x[i], outputs.episodes)),
+                finished_episodes(jax.tree.map(lambda x, i=i: x[i], outputs.episodes)),
             )
             for i in range(count)
         ]

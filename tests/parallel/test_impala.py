@@ -91,7 +91,7 @@ def test_stack_rollouts_concatenates_the_env_axis():
             behaviour_logits={"a": np.zeros((T, B, 2), np.float32)},
             initial_carry=(np.full((B, 5), offset, np.float32),),
         )
-        return Rollout(trajectory, 0, offset, [], 0.0, 0.0)
+        return Rollout(trajectory, 0, offset, [], {})
 
     stacked = stack_rollouts([rollout(1, 2), rollout(2, 3)])
     assert stacked.obs["x"].shape == (4, 5, 2) and stacked.initial_carry[0].shape == (5, 5)
@@ -99,8 +99,12 @@ def test_stack_rollouts_concatenates_the_env_axis():
     np.testing.assert_array_equal(stacked.initial_carry[0][:, 0], [1, 1, 2, 2, 2])
 
 
-def test_budget_counts_learner_steps_and_logs_lag_and_phases(tmp_path):
-    config = _config(tmp_path, max_train_steps=100)  # 40 steps per update: the run does 3
+@pytest.mark.parametrize(
+    ("rollout", "actor_phases"), [("compiled", ("rollout",)), ("host", ("env", "inference"))]
+)
+def test_budget_counts_learner_steps_and_logs_lag_and_phases(tmp_path, rollout, actor_phases):
+    # 40 steps per update: the run does 3
+    config = _config(tmp_path, max_train_steps=100, rollout=rollout)
     result = train_impala(config, show_progress=False)
     assert (result.updates, result.env_steps, result.frames) == (3, 120, 120)
     assert not _actor_threads()
@@ -111,14 +115,19 @@ def test_budget_counts_learner_steps_and_logs_lag_and_phases(tmp_path):
     for metrics in result.metrics:
         assert 0 <= metrics["policy_lag"] <= metrics["policy_lag_max"]
         assert metrics["queue_wait_seconds"] >= 0 and metrics["learner_seconds"] > 0
-        assert metrics["env_seconds"] > 0 and metrics["inference_seconds"] > 0
+        assert all(metrics[f"{phase}_seconds"] > 0 for phase in actor_phases)
     # The first batch acted with the learner's own params: on-policy, every ratio 1.
     assert result.metrics[0]["policy_lag_max"] == 0
     assert result.metrics[0]["importance"] == pytest.approx(1.0, abs=1e-5)
-    for tag in ("policy_lag", "queue_wait_seconds", "learner_seconds", "env_seconds"):
+    for tag in (
+        "policy_lag",
+        "queue_wait_seconds",
+        "learner_seconds",
+        f"{actor_phases[0]}_seconds",
+    ):
         assert len(_scalars(result.run_dir, f"metric/{tag}")) >= 3, tag  # + the final summary
     assert _scalars(result.run_dir, "metric/frames_per_second")
-    assert {"env", "inference", "learner", "queue_wait"} <= set(result.phase_seconds)
+    assert {*actor_phases, "learner", "queue_wait"} <= set(result.phase_seconds)
     log = (result.run_dir / "train_log.txt").read_text()
     assert "ACTORS: actor0:" in log and "END: steps 120" in log
 
@@ -218,10 +227,11 @@ def test_actor_failure_before_any_update_raises_promptly(tmp_path, monkeypatch):
     def failing_collect(*args, **kwargs):
         raise ValueError("observation has the wrong shape")
 
-    monkeypatch.setattr(impala, "collect", failing_collect)
+    monkeypatch.setattr(impala, "collect", failing_collect)  # the host loop's
     start = time.monotonic()
     with pytest.raises(ActorFailed, match="observation has the wrong shape") as raised:
-        train_impala(_config(tmp_path, max_train_steps=10_000), show_progress=False)
+        config = _config(tmp_path, max_train_steps=10_000, rollout="host")
+        train_impala(config, show_progress=False)
     assert time.monotonic() - start < 60
     assert "failing_collect" in str(raised.value)  # the actor's traceback
     assert isinstance(raised.value.__cause__, ValueError)
@@ -256,7 +266,8 @@ sys.exit(main(sys.argv[2:]))
 
 def test_actor_failure_exits_nonzero_with_its_traceback_and_a_checkpoint(tmp_path):
     failed_at = tmp_path / "failed_at"
-    flags = "impala --nb-env 4 --exp-length 5 -mts 1e7 --nb-eval-env 0 --log-dir"
+    # The host loop steps the envs from Python, where the failure is injected.
+    flags = "impala --nb-env 4 --exp-length 5 -mts 1e7 --nb-eval-env 0 --rollout host --log-dir"
     result = subprocess.run(
         [sys.executable, "-c", _FAILING_ACTOR, str(failed_at), *flags.split(), str(tmp_path)],
         capture_output=True,
