@@ -126,8 +126,9 @@ class TrainConfig:
     rollout: str = _flag(
         "auto",
         "how experience is collected: 'compiled' runs the T acting and env steps of a rollout "
-        "inside one XLA computation (envpool envs only, no Python per step), 'host' steps the "
-        "envs from Python with a compiled policy; 'auto' picks compiled where it applies",
+        "inside one XLA computation, with the update in local mode (envpool envs, local and impala "
+        "modes), 'host' steps the envs from Python with a compiled policy; 'auto' picks "
+        "compiled where it applies",
         "--rollout",
     )
     exact_resume: bool = _flag(

@@ -221,6 +221,11 @@ def train_towered(
         TrainingDiverged: the loss became NaN; the last good checkpoint stays on disk.
         CheckpointError: the checkpoint to resume from is corrupt or does not fit.
     """
+    if config.rollout == "compiled":
+        raise ValueError(
+            "--rollout compiled: towered mode steps its envs from the host (each process's "
+            "envs feed a batch sharded over devices); use --rollout auto or host"
+        )
     stop = stop or threading.Event()
     initialize_distributed(config)
     mesh = make_mesh(config.device_positions())

@@ -129,6 +129,13 @@ def test_bad_devices_flag_gives_one_clear_error(tmp_path):
     assert "--devices 0,5: process 0 has only 2 devices" in result.stderr
 
 
+def test_compiled_rollout_is_refused_with_one_clear_error(tmp_path):
+    config = make_config(ToweredConfig, rollout="compiled", log_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="towered mode steps its envs from the host"):
+        train_towered(config)
+    assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
 @pytest.mark.slow
 def test_towered_on_two_devices_learns_cartpole(tmp_path):
     # The CartPole preset's 16 envs as 8 per device; 500k steps, about a minute here.
