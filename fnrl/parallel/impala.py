@@ -57,7 +57,8 @@ from fnrl.parallel.rollout import (
     collect,
     finished_episodes,
     make_compiled_rollout,
-    supports_compiled_rollout,
+    wants_compiled_rollout,
+    xla_steps,
 )
 from fnrl.parallel.run import RunResult, TrainingRun
 from fnrl.types import Params, PRNGKey, Trajectory
@@ -283,10 +284,8 @@ class _Actor(threading.Thread):
         A compiled rollout (:func:`~fnrl.parallel.rollout.make_compiled_rollout`) on envpool
         envs unless ``--rollout host``; otherwise the host loop with a compiled ``act``.
         """
-        if self.rollout == "compiled" or (
-            self.rollout == "auto" and supports_compiled_rollout(self.env)
-        ):
-            handle, step = self.env.xla()
+        if wants_compiled_rollout(self.rollout, self.env):
+            handle, step = xla_steps(self.env)
             rollout = jax.jit(make_compiled_rollout(step, self.agent.act, self.length))
             rollout = rollout.lower(handle, params, self.key, timestep, carry).compile()
             state = {"handle": handle}

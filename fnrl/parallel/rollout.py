@@ -23,7 +23,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -194,9 +194,36 @@ def make_compiled_rollout(step: XlaStep, act: Callable, length: int) -> Callable
     return rollout
 
 
+def _unwrapped(env: BatchedEnv) -> BatchedEnv:
+    return env.env if isinstance(env, ResumableEnv) else env
+
+
 def supports_compiled_rollout(env: BatchedEnv) -> bool:
     """Whether ``env`` (possibly a ``ResumableEnv``) can be collected by a compiled rollout."""
-    return isinstance(env.env if isinstance(env, ResumableEnv) else env, EnvpoolEnv)
+    return isinstance(_unwrapped(env), EnvpoolEnv)
+
+
+def xla_steps(env: BatchedEnv) -> tuple[Any, XlaStep]:
+    """``env``'s XLA interface (:meth:`fnrl.envs.EnvpoolEnv.xla`), unwrapping a ``ResumableEnv``.
+
+    Raises:
+        ValueError: ``env`` cannot be stepped inside XLA (it is not envpool's).
+    """
+    if not supports_compiled_rollout(env):
+        raise ValueError(
+            f"a compiled rollout needs envpool envs, got {type(_unwrapped(env)).__name__}; use "
+            "--rollout host"
+        )
+    return _unwrapped(env).xla()
+
+
+def wants_compiled_rollout(rollout: str, env: BatchedEnv) -> bool:
+    """Whether ``--rollout`` asks for a compiled rollout of ``env``.
+
+    ``"compiled"`` always (:func:`xla_steps` then rejects envs that cannot), ``"auto"`` for
+    the envs that support one, ``"host"`` never.
+    """
+    return rollout == "compiled" or (rollout == "auto" and supports_compiled_rollout(env))
 
 
 class UpdateResult(NamedTuple):
@@ -364,13 +391,7 @@ class CompiledTrainer:
         timer: PhaseTimer,
         capacity: int | None = None,
     ) -> None:
-        if not supports_compiled_rollout(env):
-            raise ValueError(
-                f"a compiled rollout needs envpool envs, got {type(env).__name__}; use "
-                "--rollout host"
-            )
-        pool = env.env if isinstance(env, ResumableEnv) else env
-        self._handle, step = pool.xla()
+        self._handle, step = xla_steps(env)
         self._log = env if isinstance(env, ResumableEnv) else None
         if capacity is None:
             images = any(is_image(spec) for spec in env.spec.observations.values())
@@ -434,6 +455,6 @@ def make_trainer(
     Raises:
         ValueError: ``"compiled"`` for envs that are not envpool's.
     """
-    if rollout == "compiled" or (rollout == "auto" and supports_compiled_rollout(env)):
+    if wants_compiled_rollout(rollout, env):
         return CompiledTrainer(env, act, update, length, timer)
     return HostTrainer(env, act, update, length, timer)
