@@ -13,7 +13,14 @@ import difflib
 import envpool as _envpool
 import gymnasium as _gymnasium
 
-from fnrl.envs.base import BatchedEnv, EpisodeTracker, SpaceConverter, _check_positive
+from fnrl.envs.base import (
+    BatchedEnv,
+    EpisodeTracker,
+    SpaceConverter,
+    _check_positive,
+    first_timestep,
+    next_timestep,
+)
 from fnrl.envs.envpool import (
     ATARI_6_ENVS,
     ATARI_ENVS,
@@ -35,10 +42,12 @@ __all__ = [
     "OBSERVATION_KINDS",
     "SpaceConverter",
     "atari_task_id",
+    "first_timestep",
     "is_envpool_task",
     "make_atari_env",
     "make_env",
     "make_envpool_env",
+    "next_timestep",
     "observation_kind",
 ]
 

@@ -1,10 +1,12 @@
-"""EpisodeTracker and SpaceConverter on hand-made arrays: no simulator involved."""
+"""EpisodeTracker, next_timestep and SpaceConverter on hand-made arrays: no simulator."""
 
 import gymnasium
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fnrl.envs import EpisodeTracker, SpaceConverter
+from fnrl.envs import EpisodeTracker, SpaceConverter, first_timestep, next_timestep
 from fnrl.specs import ArraySpec, DiscreteSpec
 
 _B = 2
@@ -149,3 +151,28 @@ def test_converter_checks_action_keys_and_shapes():
         converter.action({"move": np.zeros(_B, int)}, _B)
     with pytest.raises(ValueError, match="shape"):
         converter.action({"action": np.zeros((_B, 1), int)}, _B)
+
+
+@pytest.mark.parametrize("with_game_over", [False, True])
+def test_next_timestep_in_jax_equals_numpy(with_game_over):
+    """The compiled rollout's TimeSteps (jax.numpy, jitted) are the host adapters' (numpy)."""
+    rng = np.random.default_rng(0)
+    b = 64
+    numpy_step = first_timestep({"obs": np.zeros((b, 2), np.float32)}, b)
+    jax_step = numpy_step
+    compiled = jax.jit(
+        lambda previous, *raw: next_timestep(previous, *raw, clip_rewards=True, xp=jnp)
+    )
+    for _ in range(20):
+        raw = (
+            {"obs": rng.normal(size=(b, 2)).astype(np.float32)},
+            rng.normal(scale=3.0, size=b).astype(np.float32),
+            rng.random(b) < 0.2,
+            rng.random(b) < 0.1,
+            (rng.random(b) < 0.5) if with_game_over else None,
+        )
+        numpy_step = next_timestep(numpy_step, *raw, clip_rewards=True)
+        jax_step = compiled(jax_step, *raw)
+        jax.tree.map(np.testing.assert_array_equal, jax.device_get(jax_step), numpy_step)
+    assert numpy_step.first.any() and numpy_step.episode.done.any()
+    assert np.abs(numpy_step.reward).max() <= 1.0
