@@ -17,6 +17,12 @@ sides, each row measures:
   compilation excluded; logging and checkpoints included), each after an untimed warm-up run.
   The field is passed as given; the notes column names the phase that bounded the run
   (``rollout+learner`` where the rollout and the update run as one computation).
+* ``loop: ...``: fnrl's three loop shapes without the run shell (no logging, no checkpoints),
+  on the same agent, in median ms per update: ``host`` (the host loop, then the jitted update),
+  ``rollout apart`` (the compiled rollout, then the jitted update as a second call; the
+  trajectory stays on the device) and ``fused`` (:class:`fnrl.parallel.rollout.CompiledTrainer`:
+  rollouts and updates in one call, as many per call as it picks). ``fused`` is what
+  ``rollout="compiled"`` runs; the gap between the last two is what fusing buys.
 * ``SB3 A2C``: ``stable_baselines3.A2C.learn(total_timesteps=...)`` after a warm-up ``learn``
   of ``--warmup-updates`` updates (model setup and first calls excluded). SB3 steps the env
   adapter above through :class:`EnvpoolVecEnv`, a ``VecEnv`` written here, so the simulator
@@ -100,6 +106,12 @@ from fnrl.envs import BatchedEnv, atari_task_id
 from fnrl.networks import count_params
 from fnrl.optimizers import make_rmsprop
 from fnrl.parallel.local import make_agent, make_training_env, train_local
+from fnrl.parallel.rollout import (
+    CompiledTrainer,
+    PhaseTimer,
+    collect,
+    make_compiled_rollout,
+)
 from fnrl.specs import EnvSpec, is_image
 from fnrl.types import Trajectory
 
@@ -555,6 +567,71 @@ def fnrl_training_for(
     return {**result, "warmup_frames_per_second": rate}
 
 
+def fnrl_loops(config: TrainConfig, seconds: float) -> dict[str, float]:
+    """Median ms per update of the host loop, the compiled rollout apart and the fused trainer."""
+    env = make_training_env(config, config.nb_env, config.seed)
+    agent = make_agent(config, env.spec)
+    optimizer = make_rmsprop(config.learning_rate, max_grad_norm=config.max_grad_norm)
+    pure_update = make_update(agent, optimizer)
+    update = jax.jit(pure_update, donate_argnums=0)
+    state = init_train_state(agent, optimizer, jax.random.PRNGKey(config.seed))
+    loop = {"timestep": env.reset(), "carry": agent.initial_carry(config.nb_env), "index": 0}
+    act = jax.jit(agent.act)
+    handle, xla_step = env.xla()
+    rollout = jax.jit(make_compiled_rollout(xla_step, agent.act, config.exp_length))
+    trainer = CompiledTrainer(env, agent.act, pure_update, config.exp_length, PhaseTimer())
+    loop["handle"] = handle
+
+    def host() -> None:
+        nonlocal state
+        result = collect(
+            env, act, state.params, jax.random.PRNGKey(loop["index"]), loop["timestep"],
+            loop["carry"], config.exp_length, PhaseTimer(),
+        )  # fmt: skip
+        state, metrics = update(state, result.trajectory)
+        loop.update(timestep=result.timestep, carry=result.carry, index=loop["index"] + 1)
+        jax.block_until_ready(metrics)
+
+    def apart() -> None:
+        nonlocal state
+        key = jax.random.PRNGKey(loop["index"])
+        handle, trajectory, timestep, carry, _ = rollout(
+            loop["handle"], state.params, key, loop["timestep"], loop["carry"]
+        )
+        state, metrics = update(state, trajectory)
+        loop.update(handle=handle, timestep=timestep, carry=carry, index=loop["index"] + 1)
+        jax.block_until_ready(metrics)
+
+    counts = []
+
+    def fused() -> None:
+        nonlocal state
+        count = trainer.suggested_count()
+        state, timestep, carry, _ = trainer(
+            state, loop["timestep"], loop["carry"], loop["index"], count
+        )
+        loop.update(timestep=timestep, carry=carry, index=loop["index"] + count)
+        counts.append(count)
+
+    result = {}
+    try:
+        for name, step in (("host", host), ("rollout apart", apart)):
+            step()  # compiles
+            result[name] = _median_ms(step, seconds)
+        fused()  # compiles
+        times = []
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline or len(times) < 10:
+            start = time.perf_counter()
+            fused()
+            times.append((time.perf_counter() - start) / counts[-1])
+        result["fused"] = 1e3 * statistics.median(times)
+        result["fused_updates_per_call"] = statistics.median(counts[1:])
+    finally:
+        env.close()
+    return result
+
+
 # --------------------------------------------------------------------------- one env
 
 
@@ -589,6 +666,14 @@ def measure_env(env_id: str, args: argparse.Namespace) -> dict:
         runs[f"fnrl {rollout}"] = fnrl_training_for(
             config, rollout, args.seconds, args.warmup_updates, args.min_updates
         )
+    print(f"{env_id}: fnrl loop shapes", flush=True)
+    loops = fnrl_loops(config, args.seconds)
+    for name in ("host", "rollout apart", "fused"):
+        runs[f"loop: {name}"] = {
+            "frames_per_second": frames_per_update / (loops[name] / 1e3),
+            "ms_per_update": loops[name],
+        }
+    runs["loop: fused"]["updates_per_call"] = loops["fused_updates_per_call"]
     print(f"{env_id}: SB3 A2C", flush=True)
     runs["SB3 A2C"] = sb3_training(
         config, frames_per_step, args.seconds, args.warmup_updates, args.min_updates
@@ -647,13 +732,17 @@ def print_table(row: dict) -> None:
         f"({fnrl_params:,} params in fnrl, {sb3_params:,} in SB3"
         f"{'' if fnrl_params == sb3_params else ': MISMATCH'})"
     )
-    header = f"{'run':15s} {'frames/s':>10s} {'/ envpool':>10s} {'/ SB3':>7s}  notes"
+    header = f"{'run':19s} {'frames/s':>10s} {'/ envpool':>10s} {'/ SB3':>7s}  notes"
     print(header)
     print("-" * len(header))
     for name, run in row["runs"].items():
         notes = run.get("error") or (f"bound by {run['bound']}" if "bound" in run else "")
+        if "ms_per_update" in run:
+            notes = f"{run['ms_per_update']:.2f} ms per update (median)"
+        if "updates_per_call" in run:
+            notes += f", {run['updates_per_call']:.0f} per call"
         print(
-            f"{name:15s} {run['frames_per_second']:10.0f} {run['over_envpool']:10.3f} "
+            f"{name:19s} {run['frames_per_second']:10.0f} {run['over_envpool']:10.3f} "
             f"{run['over_sb3']:7.2f}  {notes}"
         )
     raw_fps = row["runs"]["envpool (raw)"]["frames_per_second"]
@@ -663,7 +752,7 @@ def print_table(row: dict) -> None:
         if side == "torch":
             notes += f", {row['torch_over_fnrl_learner_ms']:.2f}x fnrl's"
         print(
-            f"{name:15s} {learner['frames_per_second']:10.0f} "
+            f"{name:19s} {learner['frames_per_second']:10.0f} "
             f"{learner['frames_per_second'] / raw_fps:10.3f} {'':7s}  {notes}"
         )
 
@@ -680,6 +769,9 @@ def plot(rows: list[dict], info: dict, path: str) -> None:
         "env adapter": "0.75",
         "fnrl host": "tab:blue",
         "fnrl compiled": "tab:cyan",
+        "loop: host": "lightsteelblue",
+        "loop: rollout apart": "paleturquoise",
+        "loop: fused": "tab:cyan",
         "SB3 A2C": "tab:orange",
     }
     fig, axes = plt.subplots(
