@@ -54,6 +54,7 @@ from fnrl.parallel.rollout import (
     Episode,
     PhaseTimer,
     RolloutResult,
+    check_rollout,
     collect,
     finished_episodes,
     make_compiled_rollout,
@@ -404,6 +405,7 @@ def train_impala(
             # Env i of actor k gets seed + k * nb_env + i: no two envs of a run share a seed.
             seed = config.seed + actor_id * config.nb_env
             envs.append(make_training_env(config, config.nb_env, seed))
+        check_rollout(config.rollout, envs[0])
         agent = make_agent(config, envs[0].spec)
         optimizer = make_rmsprop(config.learning_rate, max_grad_norm=config.max_grad_norm)
         replicated = NamedSharding(mesh, PartitionSpec())

@@ -27,7 +27,7 @@ from fnrl.networks import (
     is_recurrent,
 )
 from fnrl.optimizers import make_rmsprop
-from fnrl.parallel.rollout import make_trainer
+from fnrl.parallel.rollout import check_rollout, make_trainer
 from fnrl.parallel.run import RunResult, TrainingRun
 from fnrl.specs import EnvSpec
 
@@ -115,6 +115,7 @@ def train_local(
     """
     env = make_training_env(config, config.nb_env, config.seed)
     try:
+        check_rollout(config.rollout, env)
         agent = make_agent(config, env.spec)
         optimizer = make_rmsprop(config.learning_rate, max_grad_norm=config.max_grad_norm)
         run = TrainingRun(

@@ -203,17 +203,25 @@ def supports_compiled_rollout(env: BatchedEnv) -> bool:
     return isinstance(_unwrapped(env), EnvpoolEnv)
 
 
+def check_rollout(rollout: str, env: BatchedEnv) -> None:
+    """Raises ``ValueError`` when ``--rollout`` asks for a compiled rollout ``env`` cannot run.
+
+    Modes call it before they create anything, so that the error leaves nothing behind.
+    """
+    if rollout == "compiled" and not supports_compiled_rollout(env):
+        raise ValueError(
+            f"--rollout compiled needs envpool envs, got {type(_unwrapped(env)).__name__}; use "
+            "--rollout host or auto"
+        )
+
+
 def xla_steps(env: BatchedEnv) -> tuple[Any, XlaStep]:
     """``env``'s XLA interface (:meth:`fnrl.envs.EnvpoolEnv.xla`), unwrapping a ``ResumableEnv``.
 
     Raises:
         ValueError: ``env`` cannot be stepped inside XLA (it is not envpool's).
     """
-    if not supports_compiled_rollout(env):
-        raise ValueError(
-            f"a compiled rollout needs envpool envs, got {type(_unwrapped(env)).__name__}; use "
-            "--rollout host"
-        )
+    check_rollout("compiled", env)
     return _unwrapped(env).xla()
 
 

@@ -7,8 +7,11 @@ import optax
 import pytest
 
 from fnrl.agents import ActOutput, init_train_state, make_actor_critic, make_update
+from fnrl.config import ImpalaConfig, TrainConfig, make_config
 from fnrl.envs import make_env
 from fnrl.networks import ModularNetwork
+from fnrl.parallel.impala import train_impala
+from fnrl.parallel.local import train_local
 from fnrl.parallel.resume import ResumableEnv
 from fnrl.parallel.rollout import (
     CompiledTrainer,
@@ -203,6 +206,17 @@ def test_make_trainer_picks_compiled_for_envpool_and_host_otherwise():
     pong.close()
     gym_env = make_env("Taxi-v4", 2, seed=0)
     assert isinstance(make_trainer("auto", gym_env, agent.act, update, 5, timer), HostTrainer)
-    with pytest.raises(ValueError, match="--rollout host"):
+    with pytest.raises(ValueError, match="--rollout compiled needs envpool envs"):
         make_trainer("compiled", gym_env, agent.act, update, 5, timer)
     gym_env.close()
+
+
+@pytest.mark.parametrize("config_class", [TrainConfig, ImpalaConfig])
+def test_a_compiled_rollout_of_a_gymnasium_env_is_refused_before_anything_is_written(
+    tmp_path, config_class
+):
+    config = make_config(config_class, env_id="Taxi-v4", rollout="compiled", log_dir=str(tmp_path))
+    train = train_local if config_class is TrainConfig else train_impala
+    with pytest.raises(ValueError, match="--rollout compiled needs envpool envs"):
+        train(config)
+    assert not list(tmp_path.iterdir())
