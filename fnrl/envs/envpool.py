@@ -127,7 +127,6 @@ class EnvpoolEnv:
         self.frames_per_step = int(pool.config.get("frame_skip", 1))
         self._converter = SpaceConverter(pool.observation_space, pool.action_space)
         self._frame_stack = frame_stack
-        self._clip_rewards = clip_rewards
         spec = self._converter.spec
         if frame_stack is not None:
             _, height, width = pool.observation_space.shape  # [1, H, W]: one gray frame
@@ -174,7 +173,7 @@ class EnvpoolEnv:
                 terminated,
                 truncated,
                 game_over,
-                clip_rewards=self._clip_rewards,
+                clip_rewards=self._tracker.clip_rewards,
                 xp=jnp,
             )
 
