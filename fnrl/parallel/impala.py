@@ -200,7 +200,7 @@ def _copy_params(params: Params) -> Params:
 
 
 class _Actor(threading.Thread):
-    """One actor thread: owns its envs' stepping, its key and its compiled ``act``.
+    """One actor thread: owns its envs' stepping, its key and its compiled rollout (or ``act``).
 
     Its exception, if any, is kept in ``error`` (with ``traceback_text``) and sets ``halt``, so
     that the learner stops and re-raises it.
