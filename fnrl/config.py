@@ -126,8 +126,8 @@ class TrainConfig:
     rollout: str = _flag(
         "auto",
         "how experience is collected: 'compiled' runs the T acting and env steps of a rollout "
-        "inside one XLA computation, with the update in local mode (envpool envs, local and impala "
-        "modes), 'host' steps the envs from Python with a compiled policy; 'auto' picks "
+        "inside one XLA computation, with the update in local mode (envpool envs, every mode), "
+        "'host' steps the envs from Python with a compiled policy; 'auto' picks "
         "compiled where it applies",
         "--rollout",
     )

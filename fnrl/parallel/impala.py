@@ -53,13 +53,8 @@ from fnrl.parallel.local import make_agent, make_network, make_training_env
 from fnrl.parallel.rollout import (
     Episode,
     PhaseTimer,
-    RolloutResult,
+    SegmentCollector,
     check_rollout,
-    collect,
-    finished_episodes,
-    make_compiled_rollout,
-    wants_compiled_rollout,
-    xla_steps,
 )
 from fnrl.parallel.run import RunResult, TrainingRun
 from fnrl.types import Params, PRNGKey, Trajectory
@@ -249,8 +244,9 @@ class _Actor(threading.Thread):
         # Compiled ahead of the first rollout, so that its params are not stale by the time
         # acting starts; the arguments only give shapes and placement here.
         with self.timer.phase("compile"):
+            collect_segment = SegmentCollector(self.rollout, self.env, self.agent.act, self.length)
             _, latest = self.store.latest()
-            collect_segment = self._compile(jax.device_put(latest, self.device), timestep, carry)
+            collect_segment.compile(jax.device_put(latest, self.device), self.key, timestep, carry)
         for index in itertools.count():
             with self.timer.phase("queue_wait"):
                 while not self.rollouts.reserve(timeout=_POLL_SECONDS):
@@ -278,35 +274,6 @@ class _Actor(threading.Thread):
                 phase_seconds=dict(segment.seconds),
             )
             self.rollouts.put(rollout)
-
-    def _compile(self, params: Params, timestep, carry) -> Callable:
-        """``collect_segment(params, key, timestep, carry, timer) -> RolloutResult``, compiled.
-
-        A compiled rollout (:func:`~fnrl.parallel.rollout.make_compiled_rollout`) on envpool
-        envs unless ``--rollout host``; otherwise the host loop with a compiled ``act``.
-        """
-        if wants_compiled_rollout(self.rollout, self.env):
-            handle, step = xla_steps(self.env)
-            rollout = jax.jit(make_compiled_rollout(step, self.agent.act, self.length))
-            rollout = rollout.lower(handle, params, self.key, timestep, carry).compile()
-            state = {"handle": handle}
-
-            def collect_compiled(params, key, timestep, carry, timer):
-                with timer.phase("rollout"):
-                    state["handle"], trajectory, timestep, carry, stats = rollout(
-                        state["handle"], params, key, timestep, carry
-                    )
-                    stats = jax.device_get(stats)
-                return RolloutResult(trajectory, timestep, carry, finished_episodes(stats))
-
-            return collect_compiled
-        act = jax.jit(self.agent.act)
-        act = act.lower(params, self.key, carry, timestep.obs, timestep.first).compile()
-
-        def collect_host(params, key, timestep, carry, timer):
-            return collect(self.env, act, params, key, timestep, carry, self.length, timer)
-
-        return collect_host
 
 
 def _take(

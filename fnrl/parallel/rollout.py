@@ -194,6 +194,61 @@ def make_compiled_rollout(step: XlaStep, act: Callable, length: int) -> Callable
     return rollout
 
 
+class SegmentCollector:
+    """Collects one T-step segment per call, compiled or from the host as ``--rollout`` says.
+
+    ``collector(params, key, timestep, carry, timer) -> RolloutResult`` runs, on envpool envs
+    unless ``--rollout host``, the compiled rollout (:func:`make_compiled_rollout`, timed as the
+    ``rollout`` phase; it records the actions it sent in the log of a
+    :class:`~fnrl.parallel.resume.ResumableEnv`), and otherwise the host loop (:func:`collect`,
+    timed as ``inference`` and ``env``) with a compiled ``act``.
+
+    Args:
+        rollout: ``--rollout``: ``"auto"``, ``"compiled"`` or ``"host"``.
+        env: the envs to step; a compiled rollout must be the only one to step them.
+        act: ``Agent.act`` or a function of the same signature, not compiled.
+        length: T.
+
+    Raises:
+        ValueError: ``"compiled"`` for envs that are not envpool's.
+    """
+
+    def __init__(self, rollout: str, env: BatchedEnv, act: Callable, length: int) -> None:
+        self._env, self._length = env, length
+        self._log = env if isinstance(env, ResumableEnv) else None
+        self.compiled = wants_compiled_rollout(rollout, env)
+        if self.compiled:
+            self._handle, step = xla_steps(env)
+            self._function = jax.jit(make_compiled_rollout(step, act, length))
+        else:
+            self._function = jax.jit(act)
+
+    def compile(self, params: Params, key: PRNGKey, timestep: TimeStep, carry: Carry) -> None:
+        """Compiles ahead of the first call, for arguments shaped and placed like these."""
+        if self.compiled:
+            args = (self._handle, params, key, timestep, carry)
+        else:
+            args = (params, key, carry, timestep.obs, timestep.first)
+        self._function = self._function.lower(*args).compile()
+
+    def __call__(
+        self, params: Params, key: PRNGKey, timestep: TimeStep, carry: Carry, timer: PhaseTimer
+    ) -> RolloutResult:
+        """One segment from ``timestep`` and ``carry``, acting with ``params``; consumes ``key``."""
+        if not self.compiled:
+            return collect(
+                self._env, self._function, params, key, timestep, carry, self._length, timer
+            )
+        with timer.phase("rollout"):
+            self._handle, trajectory, timestep, carry, stats = self._function(
+                self._handle, params, key, timestep, carry
+            )
+            stats, actions = jax.device_get((stats, trajectory.actions))
+        if self._log is not None:
+            self._log.record(actions, timestep)
+        return RolloutResult(trajectory, timestep, carry, finished_episodes(stats))
+
+
 def _unwrapped(env: BatchedEnv) -> BatchedEnv:
     return env.env if isinstance(env, ResumableEnv) else env
 
@@ -280,17 +335,15 @@ class HostTrainer:
     def __init__(
         self, env: BatchedEnv, act: Callable, update: Callable, length: int, timer: PhaseTimer
     ) -> None:
-        self._env, self._length, self._timer = env, length, timer
-        self._act = jax.jit(act)
+        self._collect = SegmentCollector("host", env, act, length)
         self._update = jax.jit(update, donate_argnums=0)
+        self._timer = timer
 
     def __call__(self, state, timestep, carry, first_update, count):
         """One rollout and one update; see :class:`Trainer`."""
         del count  # always 1
         key = jax.random.fold_in(state.key, first_update)
-        rollout = collect(
-            self._env, self._act, state.params, key, timestep, carry, self._length, self._timer
-        )
+        rollout = self._collect(state.params, key, timestep, carry, self._timer)
         with self._timer.phase("learner"):
             state, metrics = self._update(state, rollout.trajectory)
             metrics = jax.device_get(metrics)

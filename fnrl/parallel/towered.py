@@ -2,11 +2,14 @@
 
 adept's towered mode ran one worker per GPU and averaged gradients over MPI. Here it is one
 SPMD program: a ``Mesh`` with one ``"data"`` axis spans the chosen devices of every process;
-each process steps ``--nb-env`` envs per local device; acting and the update run under
-``shard_map`` with the env batch split over the axis and the params replicated; the update
-averages gradients (``lax.psum`` weighted by each shard's sample count) and batch-norm statistics
-(``lax.pmean``) across devices. Several hosts join through ``jax.distributed`` (JAX's own
-multi-controller runtime); only process 0 writes the run directory.
+each process steps ``--nb-env`` envs per local device. Each process collects its envs' rollout
+on its first device (by default in one compiled computation on envpool envs, see
+:class:`~fnrl.parallel.rollout.SegmentCollector`), acting as each device would on its own part
+of the batch (:func:`make_shardwise_act`); the update runs under ``shard_map`` with the env batch
+split over the axis and the params replicated, and averages gradients (``lax.psum`` weighted by
+each shard's sample count) and batch-norm statistics (``lax.pmean``) across devices. Several
+hosts join through ``jax.distributed`` (JAX's own multi-controller runtime); only process 0
+writes the run directory.
 
 Impure shell: owns devices, environments, the distributed runtime and the clock.
 """
@@ -27,12 +30,12 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from fnrl.agents import ActOutput, Agent, init_train_state, make_update
+from fnrl.agents import Agent, init_train_state, make_update
 from fnrl.config import ToweredConfig
 from fnrl.optimizers import make_rmsprop
 from fnrl.parallel.local import make_agent, make_network, make_training_env
 from fnrl.parallel.resume import ResumeWarning
-from fnrl.parallel.rollout import PhaseTimer, collect
+from fnrl.parallel.rollout import PhaseTimer, SegmentCollector, check_rollout
 from fnrl.parallel.run import RunResult, TrainingRun
 from fnrl.types import TrainState, Trajectory
 
@@ -109,41 +112,46 @@ def to_local(tree: Any) -> Any:
     return jax.tree.map(local, tree)
 
 
-def make_towered_act(agent: Agent, mesh: Mesh) -> Callable:
-    """``act`` over the whole mesh; host numpy in, this process's actions out as numpy.
+def local_positions(mesh: Mesh) -> list[int]:
+    """The indices on the mesh axis of this process's devices, in axis order."""
+    return [i for i, d in enumerate(mesh.devices.flat) if d.process_index == jax.process_index()]
 
-    Each device samples with its own key (``fold_in`` of its position on the axis) and
-    normalizes with the statistics of its own envs, as it does in the update.
+
+def make_shardwise_act(agent: Agent, positions: list[int]) -> Callable:
+    """``agent.act`` on this process's envs on one device, computing what each mesh device would.
+
+    The env batch splits into ``len(positions)`` equal parts, one per local device of the mesh
+    in axis order (the parts the update shards them into); each part samples with its own key,
+    ``fold_in(key, position)``, and batch norm uses each part's own statistics, as in the
+    data-parallel update. Acting on one device keeps the envs' compiled rollout whole (an env
+    step cannot be sharded) and lets the learner's devices stay busy with the update.
     """
+    positions = np.asarray(positions, np.uint32)
 
-    def act_shard(params, key, carry, obs, first):
-        key = jax.random.fold_in(key, jax.lax.axis_index(AXIS))
-        return agent.act(params, key, carry, obs, first)
+    def act(params, key, carry, obs, first):
+        def part(position, carry, obs, first):
+            return agent.act(params, jax.random.fold_in(key, position), carry, obs, first)
 
-    act = jax.jit(
-        jax.shard_map(
-            act_shard,
-            mesh=mesh,
-            in_specs=(_REPLICATED, _REPLICATED, _BATCH, _BATCH, _BATCH),
-            out_specs=(_BATCH, _BATCH, _BATCH),
-            check_vma=False,  # rlax's scans carry unannotated values; outputs are per shard
+        split, merge = (
+            lambda x: x.reshape(len(positions), -1, *x.shape[1:]),
+            lambda x: x.reshape(-1, *x.shape[2:]),
         )
-    )
+        outputs = jax.vmap(part)(positions, *jax.tree.map(split, (carry, obs, first)))
+        return jax.tree.map(merge, outputs)
 
-    def host_act(params, key, carry, obs, first):
-        key = to_global(mesh, key, _REPLICATED)
-        obs, first = to_global(mesh, (obs, first), _BATCH)
-        actions, carry, output = act(params, key, carry, obs, first)
-        return to_local(actions), carry, ActOutput(*to_local(tuple(output)))
-
-    return host_act
+    return act
 
 
-def make_towered_update(agent: Agent, optimizer: Any, mesh: Mesh, initial_carry: Any) -> Callable:
+def local_replica(tree: Any) -> Any:
+    """The copy on this process's first device of replicated global arrays (no copying)."""
+    return jax.tree.map(lambda x: x.addressable_data(0), tree)
+
+
+def make_towered_update(agent: Agent, optimizer: Any, mesh: Mesh) -> Callable:
     """The data-parallel learner step: ``update(state, trajectory) -> (state, metrics)``.
 
-    ``trajectory`` holds this process's envs as numpy (its ``initial_carry`` is already global);
-    the result is replicated on every device.
+    ``trajectory`` holds this process's envs (numpy or device arrays); the result is replicated
+    on every device.
     """
     trajectory_specs = Trajectory(
         obs=_TIME_BATCH,
@@ -153,7 +161,7 @@ def make_towered_update(agent: Agent, optimizer: Any, mesh: Mesh, initial_carry:
         terminated=_TIME_BATCH,
         truncated=_TIME_BATCH,
         behaviour_logits=_TIME_BATCH,
-        initial_carry=jax.tree.map(lambda _: _BATCH, initial_carry),
+        initial_carry=jax.tree.map(lambda _: _BATCH, agent.initial_carry(1)),
     )
     update = jax.jit(
         jax.shard_map(
@@ -168,7 +176,7 @@ def make_towered_update(agent: Agent, optimizer: Any, mesh: Mesh, initial_carry:
     )
 
     def host_update(state: TrainState, trajectory: Trajectory):
-        carry = trajectory.initial_carry
+        carry = to_global(mesh, trajectory.initial_carry, _BATCH)
         trajectory = to_global(mesh, trajectory._replace(initial_carry=()), _TIME_BATCH)
         return update(state, trajectory._replace(initial_carry=carry))
 
@@ -221,19 +229,15 @@ def train_towered(
         TrainingDiverged: the loss became NaN; the last good checkpoint stays on disk.
         CheckpointError: the checkpoint to resume from is corrupt or does not fit.
     """
-    if config.rollout == "compiled":
-        raise ValueError(
-            "--rollout compiled: towered mode steps its envs from the host (each process's "
-            "envs feed a batch sharded over devices); use --rollout auto or host"
-        )
     stop = stop or threading.Event()
     initialize_distributed(config)
     mesh = make_mesh(config.device_positions())
-    local_devices = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
-    local_envs = config.nb_env * local_devices
+    positions = local_positions(mesh)
+    local_envs = config.nb_env * len(positions)
     steps_per_update = config.exp_length * config.nb_env * mesh.size
     env = make_training_env(config, local_envs, config.seed + jax.process_index() * local_envs)
     try:
+        check_rollout(config.rollout, env)
         agent = make_agent(config, env.spec)
         optimizer = make_rmsprop(config.learning_rate, max_grad_norm=config.max_grad_norm)
         host_state = init_train_state(agent, optimizer, jax.random.PRNGKey(config.seed))
@@ -273,9 +277,11 @@ def train_towered(
             )
             updates = int(updates)
             state = to_global(mesh, host_state, _REPLICATED)
-            carry = to_global(mesh, host_carry, _BATCH)
-            act = make_towered_act(agent, mesh)
-            update = make_towered_update(agent, optimizer, mesh, carry)
+            carry = host_carry
+            collect_segment = SegmentCollector(
+                config.rollout, env, make_shardwise_act(agent, positions), config.exp_length
+            )
+            update = make_towered_update(agent, optimizer, mesh)
             any_process_stopping = make_stop_agreement(mesh)
             timestep = env.reset()
             while updates * steps_per_update < config.max_train_steps:
@@ -283,8 +289,8 @@ def train_towered(
                     stop.set()
                     break
                 rollout_key = jax.random.fold_in(host_state.key, updates)
-                rollout = collect(
-                    env, act, state.params, rollout_key, timestep, carry, config.exp_length, timer
+                rollout = collect_segment(
+                    local_replica(state.params), rollout_key, timestep, carry, timer
                 )
                 timestep, carry = rollout.timestep, rollout.carry
                 with timer.phase("learner"):
@@ -297,12 +303,12 @@ def train_towered(
                         metrics,
                         steps_per_update,
                         rollout.episodes,
-                        carry=to_local(carry),
+                        carry=jax.device_get(carry),
                     )
             host_state = to_local(state)
             digest = params_digest(host_state.params)
             print(f"process {jax.process_index()}: params digest {digest}", flush=True)
-            return run.finish(host_state, to_local(carry)) if run else None
+            return run.finish(host_state, jax.device_get(carry)) if run else None
         finally:
             if run:
                 run.close()

@@ -227,7 +227,7 @@ def test_actor_failure_before_any_update_raises_promptly(tmp_path, monkeypatch):
     def failing_collect(*args, **kwargs):
         raise ValueError("observation has the wrong shape")
 
-    monkeypatch.setattr(impala, "collect", failing_collect)  # the host loop's
+    monkeypatch.setattr("fnrl.parallel.rollout.collect", failing_collect)  # the host loop
     start = time.monotonic()
     with pytest.raises(ActorFailed, match="observation has the wrong shape") as raised:
         config = _config(tmp_path, max_train_steps=10_000, rollout="host")

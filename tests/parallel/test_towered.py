@@ -14,13 +14,17 @@ import sys
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from fnrl.agents import make_actor_critic
 from fnrl.checkpoint import list_checkpoints
 from fnrl.config import ToweredConfig, make_config
-from fnrl.parallel.towered import train_towered
+from fnrl.networks import ModularNetwork
+from fnrl.parallel.towered import make_shardwise_act, train_towered
+from fnrl.specs import ArraySpec, DiscreteSpec, EnvSpec
 
 HERE = Path(__file__).parent
 
@@ -64,11 +68,44 @@ def test_towered_update_equals_single_device_update_on_the_whole_batch():
     assert "max abs difference" in result.stdout
 
 
+def test_shardwise_act_acts_as_each_device_would_on_its_part_of_the_batch():
+    # Batch norm over each part's envs and one key per mesh position, as under shard_map.
+    spec = EnvSpec({"obs": ArraySpec((3,), np.float32)}, {"action": DiscreteSpec(5)})
+    network = ModularNetwork(
+        spec=spec, discrete_network="Linear", network_body="LSTM", normalize=True, hidden_size=8
+    )
+    agent = make_actor_critic(network, spec)
+    params = agent.init(jax.random.PRNGKey(0))
+    positions, part = [1, 3], 4
+    obs = {"obs": np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32) * 5}
+    first = np.arange(8) % 3 == 0
+    key, carry = jax.random.PRNGKey(7), agent.initial_carry(8)
+    actions, carry_out, output = make_shardwise_act(agent, positions)(
+        params, key, carry, obs, first
+    )
+    for index, position in enumerate(positions):
+        rows = slice(index * part, (index + 1) * part)
+        expected = agent.act(
+            params,
+            jax.random.fold_in(key, position),
+            jax.tree.map(lambda x, rows=rows: x[rows], carry),
+            {"obs": obs["obs"][rows]},
+            first[rows],
+        )
+        got = jax.tree.map(lambda x, rows=rows: x[rows], (actions, carry_out, output))
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    whole = make_shardwise_act(agent, [0])(params, key, carry, obs, first)[2].logits["action"]
+    assert not np.allclose(whole[:part], output.logits["action"][:part])  # statistics differ
+
+
 def test_one_device_towered_run_in_process(tmp_path):
     config = make_config(ToweredConfig, nb_env=4, max_train_steps=100, log_dir=str(tmp_path))
     result = train_towered(config)
     # 5 steps x 4 envs x 1 device per update: the budget is met after 5 updates
     assert (result.updates, result.env_steps) == (5, 100)
+    assert {"rollout", "learner"} <= set(result.phase_seconds)  # compiled on envpool envs
+    assert "env" not in result.phase_seconds
 
 
 @pytest.mark.parametrize("devices, updates", [(1, 10), (2, 5)])
@@ -129,11 +166,17 @@ def test_bad_devices_flag_gives_one_clear_error(tmp_path):
     assert "--devices 0,5: process 0 has only 2 devices" in result.stderr
 
 
-def test_compiled_rollout_is_refused_with_one_clear_error(tmp_path):
-    config = make_config(ToweredConfig, rollout="compiled", log_dir=str(tmp_path))
-    with pytest.raises(ValueError, match="towered mode steps its envs from the host"):
-        train_towered(config)
-    assert not list(tmp_path.iterdir())  # refused before anything was written
+def test_compiled_and_host_rollouts_train_the_same_params_on_two_devices(tmp_path):
+    # Each run's act samples per device with fold_in(key, position) in both rollouts.
+    flags = ("-n", "4", "-mts", "400", "--nb-eval-env", "0")
+    digests = {}
+    for rollout in ("compiled", "host"):
+        result = _train(
+            *flags, "--rollout", rollout, "--log-dir", str(tmp_path / rollout), devices=2
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        digests[rollout] = _digest(result.stdout)
+    assert digests["compiled"] == digests["host"]
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import numpy as np
 from fnrl.agents import init_train_state, make_actor_critic, make_update
 from fnrl.networks import ModularNetwork
 from fnrl.optimizers import make_rmsprop
-from fnrl.parallel.towered import _BATCH, make_mesh, make_towered_update, to_global, to_local
+from fnrl.parallel.towered import make_mesh, make_towered_update, to_global, to_local
 from fnrl.specs import ArraySpec, DiscreteSpec, EnvSpec
 from fnrl.types import Trajectory
 
@@ -56,10 +56,9 @@ def main() -> int:
         assert valid[:, : B // 2].sum() != valid[:, B // 2 :].sum()
 
         single_state, single_metrics = jax.jit(make_update(agent, optimizer))(state, traj)
-        update = make_towered_update(agent, optimizer, mesh, to_global(mesh, carry, _BATCH))
+        update = make_towered_update(agent, optimizer, mesh)
         towered_state, towered_metrics = update(
-            to_global(mesh, state, jax.sharding.PartitionSpec()),
-            traj._replace(initial_carry=to_global(mesh, carry, _BATCH)),
+            to_global(mesh, state, jax.sharding.PartitionSpec()), traj
         )
         towered_state, towered_metrics = to_local((towered_state, towered_metrics))
         for a, b in zip(
