@@ -17,6 +17,8 @@ import rlax
 
 __all__ = [
     "VTraceOutput",
+    "clipped_surrogate_loss",
+    "clipped_value_loss",
     "entropy",
     "entropy_loss",
     "gae_advantages",
@@ -380,3 +382,62 @@ def value_loss(
     chex.assert_equal_shape([v_tm1, target_tm1, mask_t])
     td_error = jax.lax.stop_gradient(target_tm1) - v_tm1
     return 0.5 * masked_mean(td_error**2, mask_t)
+
+
+def clipped_surrogate_loss(
+    log_ratio_t: jax.typing.ArrayLike,
+    adv_t: jax.typing.ArrayLike,
+    epsilon: float,
+    mask_t: jax.typing.ArrayLike,
+) -> jax.Array:
+    """PPO's clipped surrogate objective, negated: a loss to minimize.
+
+    ``-masked_mean(min(ρ_t A_t, clip(ρ_t, 1 - ε, 1 + ε) A_t))`` with the probability ratio
+    ``ρ_t = exp(log_ratio_t)`` of the learned policy to the acting one (Schulman et al., 2017,
+    "Proximal Policy Optimization Algorithms", eq. 7). rlax's ``clipped_surrogate_pg_loss``
+    computes it unmasked.
+
+    Args:
+      log_ratio_t: ``[...]`` ``log π(a_t) - log π_old(a_t)``, differentiable.
+      adv_t: ``[...]`` advantages; no gradient flows into them.
+      epsilon: the clipping range ε.
+      mask_t: ``[...]`` bool, set where the step carries a learning signal.
+
+    Returns:
+      Scalar loss.
+    """
+    chex.assert_equal_shape([log_ratio_t, adv_t, mask_t])
+    adv_t = jax.lax.stop_gradient(adv_t)
+    ratio_t = jnp.exp(log_ratio_t)
+    clipped_t = jnp.clip(ratio_t, 1.0 - epsilon, 1.0 + epsilon)
+    return -masked_mean(jnp.minimum(ratio_t * adv_t, clipped_t * adv_t), mask_t)
+
+
+def clipped_value_loss(
+    v_t: jax.typing.ArrayLike,
+    old_v_t: jax.typing.ArrayLike,
+    target_t: jax.typing.ArrayLike,
+    epsilon: float,
+    mask_t: jax.typing.ArrayLike,
+) -> jax.Array:
+    """PPO's clipped critic loss ``0.5 * masked_mean(max((v - G)^2, (v_clip - G)^2))``.
+
+    ``v_clip = old_v + clip(v - old_v, -ε, ε)`` keeps the new value within ε of the acting
+    one's (OpenAI Baselines' ``ppo2``, as in CleanRL's PPO; Andrychowicz et al., 2021, "What
+    Matters In On-Policy Reinforcement Learning?", discuss its effect).
+
+    Args:
+      v_t: ``[...]`` values being learned.
+      old_v_t: ``[...]`` the acting network's values; no gradient flows into them.
+      target_t: ``[...]`` return targets; no gradient flows into them.
+      epsilon: the clipping range ε.
+      mask_t: ``[...]`` bool, set where the step carries a learning signal.
+
+    Returns:
+      Scalar loss.
+    """
+    chex.assert_equal_shape([v_t, old_v_t, target_t, mask_t])
+    old_v_t, target_t = jax.lax.stop_gradient((old_v_t, target_t))
+    clipped_v_t = old_v_t + jnp.clip(v_t - old_v_t, -epsilon, epsilon)
+    squared = jnp.maximum((v_t - target_t) ** 2, (clipped_v_t - target_t) ** 2)
+    return 0.5 * masked_mean(squared, mask_t)

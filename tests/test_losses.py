@@ -4,9 +4,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import rlax
 
 from fnrl import losses
 from fnrl.losses import (
+    clipped_surrogate_loss,
+    clipped_value_loss,
     entropy,
     entropy_loss,
     gae_advantages,
@@ -388,3 +391,43 @@ def test_vtrace_stops_gradients_and_rejects_negative_thresholds():
     np.testing.assert_array_equal(grad_rho, np.zeros_like(rho_t))
     with pytest.raises(ValueError, match="clip_c_threshold >= 0"):
         vtrace(r_t, discount_t, values, rho_t, clip_c_threshold=-1.0)
+
+
+def test_clipped_surrogate_loss_equals_hand_computed_value_in_both_branches():
+    # ratios 1.5 (clipped to 1.2 for A > 0), 0.5 (clipped to 0.8 for A < 0: min keeps 0.8 * -1),
+    # 1.1 (inside the range), and a masked-out entry.
+    ratio_t = np.array([1.5, 0.5, 1.1, 3.0], np.float32)
+    adv_t = np.array([2.0, -1.0, 4.0, 100.0], np.float32)
+    mask_t = np.array([True, True, True, False])
+    got = clipped_surrogate_loss(np.log(ratio_t), adv_t, 0.2, mask_t)
+    assert got.shape == () and got.dtype == jnp.float32
+    assert got == pytest.approx(-(1.2 * 2.0 + 0.8 * -1.0 + 1.1 * 4.0) / 3, rel=1e-6)
+    grad_log_ratio, grad_adv = jax.grad(clipped_surrogate_loss, argnums=(0, 1))(
+        np.log(ratio_t), adv_t, 0.2, mask_t
+    )
+    # Clipped entries carry no gradient; the unclipped one d(-ρA/3)/d log ρ = -ρA/3.
+    np.testing.assert_allclose(grad_log_ratio, [0.0, 0.0, -1.1 * 4.0 / 3, 0.0], **TOL)
+    np.testing.assert_array_equal(grad_adv, np.zeros_like(adv_t))
+
+
+def test_clipped_surrogate_loss_equals_rlax_when_every_step_counts():
+    rng = np.random.default_rng(3)
+    log_ratio_t = rng.normal(0.0, 0.3, size=7).astype(np.float32)
+    adv_t = rng.normal(size=7).astype(np.float32)
+    want = rlax.clipped_surrogate_pg_loss(np.exp(log_ratio_t), adv_t, 0.1)
+    got = clipped_surrogate_loss(log_ratio_t, adv_t, 0.1, np.ones(7, bool))
+    assert got == pytest.approx(float(want), rel=1e-5)
+
+
+def test_clipped_value_loss_equals_hand_computed_value():
+    # v moved +0.5 and -0.05 from old (clip 0.2), target 2.0 and 0.0; the third is masked.
+    v_t = np.array([1.5, 0.95, 7.0], np.float32)
+    old_v_t = np.array([1.0, 1.0, 0.0], np.float32)
+    target_t = np.array([2.0, 0.0, 0.0], np.float32)
+    mask_t = np.array([True, True, False])
+    got = clipped_value_loss(v_t, old_v_t, target_t, 0.2, mask_t)
+    # first: max((1.5-2)^2, (1.2-2)^2) = 0.64; second: max(0.95^2, 0.95^2) = 0.9025
+    assert got == pytest.approx(0.5 * (0.64 + 0.9025) / 2, rel=1e-6)
+    grad_v = jax.grad(clipped_value_loss)(v_t, old_v_t, target_t, 0.2, mask_t)
+    # first: the clipped branch wins and is flat in v; second: d 0.5 v^2 / 2 = v / 2.
+    np.testing.assert_allclose(grad_v, [0.0, 0.95 / 2, 0.0], **TOL)
