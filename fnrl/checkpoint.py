@@ -10,8 +10,11 @@ A checkpoint is a directory ``checkpoints/step_{N}/`` (N = environment steps) ho
   ``[N, B]`` integer array per action name, which :mod:`fnrl.parallel.resume` replays to bring
   fresh envs back to the exact state they had at the save.
 
-Writes are atomic: the files go to a temporary directory, are fsynced, and the directory is
-renamed into place (then the parent is fsynced). A crash at any point of a save leaves every
+``meta.json`` also holds the SHA-256 of every other file (``files``), which every load checks:
+a flipped byte is a :class:`CheckpointError`, never a silently different run. Writes are
+atomic: the files go to a temporary directory, are fsynced, and the directory is renamed into
+place (then the parent is fsynced); pruning renames a checkpoint to a hidden name before it
+deletes it. A crash at any point of a save leaves every
 earlier checkpoint intact and at most a hidden temporary directory behind, which
 :func:`remove_incomplete` clears. A checkpoint that cannot be read or does not fit raises one
 :class:`CheckpointError` naming the path and the problem.
@@ -19,6 +22,7 @@ earlier checkpoint intact and at most a hidden temporary directory behind, which
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -98,12 +102,15 @@ def save_checkpoint(
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    _write_synced(tmp / STATE_FILE, flax.serialization.to_bytes(jax.device_get(state)))
+    files = {STATE_FILE: flax.serialization.to_bytes(jax.device_get(state))}
     if carry is not None:
-        _write_synced(tmp / CARRY_FILE, flax.serialization.to_bytes(jax.device_get(carry)))
+        files[CARRY_FILE] = flax.serialization.to_bytes(jax.device_get(carry))
     if env_actions is not None:
-        _write_synced(tmp / ACTIONS_FILE, _npz_bytes(env_actions))
-    meta = {**meta, "env_steps": env_steps}
+        files[ACTIONS_FILE] = _npz_bytes(env_actions)
+    for name, data in files.items():
+        _write_synced(tmp / name, data)
+    checksums = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    meta = {**meta, "env_steps": env_steps, "files": checksums}
     _write_synced(tmp / META_FILE, json.dumps(meta, allow_nan=True).encode())
     _fsync_dir(tmp)
     old = None
@@ -163,11 +170,23 @@ def _restore(path: Path, what: str, target: Any, state_dict: Any) -> Any:
     return restored
 
 
-def _read_msgpack(path: Path, name: str) -> Any:
+def _read_verified(path: Path, name: str) -> bytes:
+    """The bytes of ``path / name``, checked against the SHA-256 its ``meta.json`` recorded.
+
+    Checkpoints written before checksums existed are read unchecked.
+    """
     try:
         data = (path / name).read_bytes()
     except OSError as e:
         raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
+    expected = read_meta(path).get("files", {}).get(name) if (path / META_FILE).exists() else None
+    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+        raise CheckpointError(f"checkpoint {path} is corrupt: {name} does not match its checksum")
+    return data
+
+
+def _read_msgpack(path: Path, name: str) -> Any:
+    data = _read_verified(path, name)
     try:
         return flax.serialization.msgpack_restore(data)
     except Exception as e:  # msgpack raises many types for corrupt bytes
@@ -234,14 +253,15 @@ def load_env_actions(path: str | os.PathLike) -> dict[str, np.ndarray] | None:
     Raises:
         CheckpointError: the file is corrupt.
     """
-    path = Path(path) / ACTIONS_FILE
-    if not path.exists():
+    path = Path(path)
+    if not (path / ACTIONS_FILE).exists():
         return None
+    data = _read_verified(path, ACTIONS_FILE)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {name: data[name] for name in data.files}
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            return {name: arrays[name] for name in arrays.files}
     except Exception as e:  # zipfile and numpy raise many types for corrupt files
-        raise CheckpointError(f"checkpoint {path.parent} is corrupt ({ACTIONS_FILE}): {e}") from e
+        raise CheckpointError(f"checkpoint {path} is corrupt ({ACTIONS_FILE}): {e}") from e
 
 
 def _step_of(path: Path) -> int | None:
@@ -284,6 +304,44 @@ def remove_incomplete(directory: str | os.PathLike) -> None:
             shutil.rmtree(path)
 
 
+def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Checks a checkpoint without loading it, and returns its meta.
+
+    ``meta.json`` must be readable and hold integer ``env_steps`` and ``updates``; every file it
+    has a checksum for must be present and match it.
+
+    Raises:
+        CheckpointError: naming the first problem.
+    """
+    path = Path(path)
+    meta = read_meta(path)
+    for name in ("env_steps", "updates"):
+        if not isinstance(meta.get(name), int):
+            raise CheckpointError(f"checkpoint {path} is corrupt: meta.json has no {name}")
+    for name in meta.get("files", {}):
+        _read_verified(path, name)
+    return meta
+
+
+def latest_good_checkpoint(
+    directory: str | os.PathLike,
+) -> tuple[Path | None, list[CheckpointError]]:
+    """The newest checkpoint in ``directory`` that verifies, and why each newer one did not.
+
+    Returns:
+        ``(path, errors)``: ``path`` is None when no checkpoint verifies (or there is none).
+    """
+    errors = []
+    for path in reversed(list_checkpoints(directory)):
+        try:
+            verify_checkpoint(path)
+        except CheckpointError as e:
+            errors.append(e)
+            continue
+        return path, errors
+    return None, errors
+
+
 def _mean_return(path: Path) -> float:
     try:
         value = float(read_meta(path).get("mean_return", math.nan))
@@ -310,7 +368,10 @@ def prune_checkpoints(
     keep.update(p for _, _, p in ranked[:keep_best])
     removed = [p for p in found if p not in keep]
     for path in removed:
-        shutil.rmtree(path)
+        # Hidden first: a crash mid-deletion leaves no half checkpoint that looks complete.
+        hidden = path.with_name(f".{path.name}.deleting")
+        os.replace(path, hidden)
+        shutil.rmtree(hidden)
     return removed
 
 

@@ -12,6 +12,7 @@ from fnrl import checkpoint
 from fnrl.checkpoint import (
     CheckpointError,
     find_checkpoint,
+    latest_good_checkpoint,
     list_checkpoints,
     load_carry,
     load_checkpoint,
@@ -21,6 +22,9 @@ from fnrl.checkpoint import (
     remove_incomplete,
     save_checkpoint,
 )
+from fnrl.config import make_config
+from fnrl.parallel.local import train_local
+from fnrl.parallel.resume import ResumeWarning
 from fnrl.types import TrainState
 
 
@@ -44,7 +48,11 @@ def test_round_trip_is_exact(tmp_path):
     assert path.name == "step_640"
     restored, meta = load_checkpoint(path, _state(2))
     _assert_equal_trees(restored, state)
-    assert meta == {"updates": 7, "env_steps": 640}
+    assert meta == {
+        "updates": 7,
+        "env_steps": 640,
+        "files": {"state.msgpack": meta["files"]["state.msgpack"]},
+    }
     assert load_carry(path, np.zeros(3)) is None and load_env_actions(path) is None
 
 
@@ -161,14 +169,14 @@ def test_truncated_file_gives_clear_error(tmp_path):
     path = save_checkpoint(tmp_path, _state(1), {}, env_steps=10)
     state_file = path / "state.msgpack"
     os.truncate(state_file, state_file.stat().st_size // 2)
-    with pytest.raises(CheckpointError, match=r"step_10 is corrupt \(state.msgpack\)"):
+    with pytest.raises(CheckpointError, match=r"step_10 is corrupt: state.msgpack does not match"):
         load_checkpoint(path, _state(1))
 
 
 def test_corrupt_meta_and_action_log_give_clear_errors(tmp_path):
     path = _save(tmp_path, 1, 10)
     (path / "env_actions.npz").write_bytes(b"not a zip file")
-    with pytest.raises(CheckpointError, match=r"step_10 is corrupt \(env_actions.npz\)"):
+    with pytest.raises(CheckpointError, match=r"step_10 is corrupt: env_actions.npz does not"):
         load_env_actions(path)
     (path / "meta.json").write_text("{broken")
     with pytest.raises(CheckpointError, match="cannot read checkpoint .*step_10"):
@@ -227,3 +235,86 @@ def test_find_checkpoint_by_step_name_or_latest(tmp_path):
         find_checkpoint(tmp_path, "30")
     with pytest.raises(CheckpointError, match="no checkpoint in"):
         find_checkpoint(tmp_path / "empty")
+
+
+def _flip_a_byte(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("name", ["state.msgpack", "carry.msgpack", "env_actions.npz"])
+def test_a_flipped_byte_in_any_file_is_found_by_its_checksum(tmp_path, name):
+    carry = np.arange(6, dtype=np.float32).reshape(2, 3)
+    actions = {"action": np.arange(40, dtype=np.int32).reshape(20, 2)}
+    path = save_checkpoint(tmp_path, _state(1), {}, env_steps=6, carry=carry, env_actions=actions)
+    _flip_a_byte(path / name)
+    loads = {
+        "state.msgpack": [
+            lambda: load_checkpoint(path, _state(1)),
+            lambda: load_params(path, _state(1).params),
+        ],
+        "carry.msgpack": [lambda: load_carry(path, carry)],
+        "env_actions.npz": [lambda: load_env_actions(path)],
+    }
+    for load in loads[name]:
+        with pytest.raises(
+            CheckpointError, match=f"step_6 is corrupt: {name} does not match its checksum"
+        ):
+            load()
+
+
+def test_checkpoints_without_checksums_still_load(tmp_path):
+    path = save_checkpoint(tmp_path, _state(1), {"updates": 7}, env_steps=10)
+    meta = json.loads((path / "meta.json").read_text())
+    del meta["files"]  # written before checksums existed
+    (path / "meta.json").write_text(json.dumps(meta))
+    restored, _ = load_checkpoint(path, _state(2))
+    _assert_equal_trees(restored, _state(1))
+
+
+def test_pruning_hides_a_checkpoint_before_deleting_it(tmp_path, monkeypatch):
+    for steps in (10, 20):
+        save_checkpoint(tmp_path, _state(), {}, env_steps=steps)
+
+    def crash(path):
+        raise KeyboardInterrupt  # killed while deleting
+
+    monkeypatch.setattr(checkpoint.shutil, "rmtree", crash)
+    with pytest.raises(KeyboardInterrupt):
+        prune_checkpoints(tmp_path, keep_last=1)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_20"]
+    monkeypatch.undo()
+    remove_incomplete(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_20"]
+
+
+def test_latest_good_checkpoint_skips_corrupt_ones_and_says_why(tmp_path):
+    for steps in (10, 20, 30):
+        save_checkpoint(tmp_path, _state(), {"updates": steps // 10}, env_steps=steps)
+    _flip_a_byte(tmp_path / "step_30" / "state.msgpack")
+    (tmp_path / "step_20" / "meta.json").write_text("{}")
+    path, errors = latest_good_checkpoint(tmp_path)
+    assert path.name == "step_10"
+    assert [str(e) for e in errors] == [
+        f"checkpoint {tmp_path / 'step_30'} is corrupt: state.msgpack does not match its checksum",
+        f"checkpoint {tmp_path / 'step_20'} is corrupt: meta.json has no env_steps",
+    ]
+    _flip_a_byte(tmp_path / "step_10" / "state.msgpack")
+    assert latest_good_checkpoint(tmp_path)[0] is None
+
+
+def test_resume_falls_back_to_the_newest_intact_checkpoint(tmp_path):
+    settings = dict(nb_env=2, exp_length=5, epoch_len=20, nb_eval_env=0, log_dir=str(tmp_path))
+    first = train_local(make_config(max_train_steps=40, **settings), show_progress=False)
+    checkpoints = list_checkpoints(first.run_dir / "checkpoints")
+    assert [p.name for p in checkpoints] == ["step_20", "step_40"]
+    _flip_a_byte(checkpoints[-1] / "state.msgpack")
+    with pytest.warns(ResumeWarning, match="step_40 is corrupt: state.msgpack does not match"):
+        resumed = train_local(
+            make_config(max_train_steps=60, resume=str(first.run_dir), **settings),
+            show_progress=False,
+        )
+    assert (resumed.env_steps, resumed.updates) == (60, 6)
+    log = (first.run_dir / "train_log.txt").read_text()
+    assert "resuming from the older step_20" in log and "RESUME: from" in log

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from fnrl.checkpoint import (
     CheckpointError,
-    latest_checkpoint,
+    latest_good_checkpoint,
     load_carry,
     load_checkpoint,
     load_env_actions,
@@ -109,15 +109,22 @@ class RunResult:
         return frames_after_first / (self.seconds - self.warmup_seconds)
 
 
-def _open_resumed(config: TrainConfig, mode: str) -> tuple[Path, Path, dict]:
-    """The run directory, latest checkpoint and its meta for ``config.resume``."""
+def _open_resumed(config: TrainConfig, mode: str) -> tuple[Path, Path, dict, list[str]]:
+    """The run directory, newest good checkpoint and its meta for ``config.resume``.
+
+    Also returns a warning for each newer checkpoint that is corrupt (and was skipped).
+    """
     run_dir = Path(config.resume).expanduser()
     if not run_dir.is_dir():
         raise ValueError(f"--resume {config.resume}: no such run directory")
     directory = run_dir / "checkpoints"
     remove_incomplete(directory)
-    checkpoint = latest_checkpoint(directory)
+    checkpoint, errors = latest_good_checkpoint(directory)
     if checkpoint is None:
+        if errors:
+            raise CheckpointError(
+                f"--resume {config.resume}: no checkpoint is intact; the newest: {errors[0]}"
+            )
         raise ValueError(
             f"--resume {config.resume}: the run saved no checkpoint ({directory} is empty); "
             "start a new run instead"
@@ -136,10 +143,8 @@ def _open_resumed(config: TrainConfig, mode: str) -> tuple[Path, Path, dict]:
                 f"{long_flag(name)} cannot change when resuming: the run used {stored[name]!r}, "
                 f"got {getattr(config, name)!r}"
             )
-    for name in ("env_steps", "updates"):
-        if not isinstance(meta.get(name), int):
-            raise CheckpointError(f"checkpoint {checkpoint} is corrupt: meta.json has no {name}")
-    return run_dir, checkpoint, meta
+    skipped = [f"{e}; resuming from the older {checkpoint.name}" for e in errors]
+    return run_dir, checkpoint, meta, skipped
 
 
 class TrainingRun:
@@ -177,8 +182,9 @@ class TrainingRun:
         self.frames_per_step = frames_per_step
         self.resumed_from: Path | None = None
         meta: dict = {}
+        skipped: list[str] = []
         if config.resume:
-            self.run_dir, self.resumed_from, meta = _open_resumed(config, mode)
+            self.run_dir, self.resumed_from, meta, skipped = _open_resumed(config, mode)
         else:
             self.run_dir = make_run_dir(config.log_dir, config.env_id, run_id(mode, config))
         self._resume_meta = meta
@@ -199,6 +205,8 @@ class TrainingRun:
         self._start = time.perf_counter()
         self._warmup_seconds = math.nan
         if self.resumed_from is not None:
+            for message in skipped:
+                self._warn(message)
             self.logger.line(
                 f"RESUME: from {self.resumed_from} at step {self.env_steps} (update {self.updates})"
             )

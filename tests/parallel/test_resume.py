@@ -162,11 +162,13 @@ def test_resume_refuses_to_change_the_envs_or_the_network(tmp_path, stopped):
         train_local(TrainConfig(**{**SETTINGS, "network_body": "Linear"}, resume=str(run_dir)))
 
 
-def test_resume_of_a_corrupt_checkpoint_names_the_file(tmp_path, stopped):
+def test_resume_when_every_checkpoint_is_corrupt_names_the_newest_file(tmp_path, stopped):
     run_dir = _copy(stopped, tmp_path)
-    state_file = latest_checkpoint(run_dir / "checkpoints") / "state.msgpack"
-    os.truncate(state_file, state_file.stat().st_size // 3)
-    with pytest.raises(CheckpointError, match=r"step_2000 is corrupt \(state.msgpack\)"):
+    for checkpoint in list_checkpoints(run_dir / "checkpoints"):
+        state_file = checkpoint / "state.msgpack"
+        os.truncate(state_file, state_file.stat().st_size // 3)
+    newest = r"step_2000 is corrupt: state.msgpack does not match its checksum"
+    with pytest.raises(CheckpointError, match=f"no checkpoint is intact; the newest: .*{newest}"):
         train_local(TrainConfig(**SETTINGS, resume=str(run_dir)))
 
 
