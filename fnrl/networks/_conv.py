@@ -1,23 +1,29 @@
-"""2-D convolutions that differentiate faster on XLA:CPU, with the numbers of ``lax``'s.
+"""2-D convolutions split into small batches on XLA:CPU, with the numbers of ``lax``'s.
 
-XLA:CPU runs a strided convolution's forward pass and its kernel gradient in fast library
-kernels, but the gradient with respect to the input of a stride-``s`` convolution is a
-convolution over the output gradient dilated by ``s`` (``lhs_dilation``), which it runs several
-times slower: three quarters of that dilated input are zeros for ``s = 2``.
+XLA:CPU's convolutions (the YNNPACK kernels of jaxlib 0.10) get slower *per image* as the batch
+grows: on a 2-core machine with 1 MiB of L2 per core, one call of the Nature DQN's first conv
+(8x8/4, 4 → 32 channels) on 96 84x84 images takes about 4x as long as 24 calls on 4 images
+each, and its kernel gradient about 3x (``benchmarks/convs.py``). Large calls work on buffers
+that leave the caches and are freshly mapped memory on every call, so they pay page faults.
 
-Space-to-depth removes the dilation. Regrouping the (padded) input into ``s x s`` blocks
-``[B, H/s, W/s, s*s*C]`` and the (zero-padded to a multiple of ``s``) kernel the same way
-``[k'/s, k'/s, s*s*C, O]`` turns the convolution into a stride-1 one that computes the same sums
-(the extra kernel taps are zeros), so its input gradient is an ordinary stride-1 convolution
-followed by the inverse regrouping. ``conv_general_dilated`` keeps ``lax``'s convolution for the
-output and for the kernel gradient, and takes the input gradient from the space-to-depth form
-where that measured faster on XLA:CPU (``benchmarks/convs.py``); elsewhere, and on every other
-backend, it is ``lax.conv_general_dilated``. Both gradients equal ``lax``'s up to float32
-rounding (the sums are the same, in another order).
+``conv_general_dilated`` therefore splits the batch into near-equal chunks whose input and
+output together fit in ``CHUNK_BYTES`` and convolves each chunk with ``lax``: the output is
+the concatenation, the kernel gradient the sum of the chunks' (the same sums in another order,
+so equal up to float32 rounding), the input gradient the concatenation of theirs.
+
+The chunks are taken over the batch that the convolution really runs on. Under ``jax.vmap``
+(fnrl's agents apply the trunks to all ``T`` steps at once with ``vmap``) ``lax``'s batching rule
+would fold the mapped axis into the batch, so that chunks of the per-step batch become chunks
+of ``T`` times the size; here ``jax.custom_batching.custom_vmap`` folds the mapped axis into
+the batch first and chunks the result. The gradient is a ``jax.custom_vjp``: reverse mode
+only, once (fnrl differentiates its losses once, in reverse mode); forward mode raises.
+On other backends, and for convolutions that are not plain 2-D channels-last ones, it is
+``lax.conv_general_dilated`` itself.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -28,12 +34,9 @@ Padding = tuple[tuple[int, int], tuple[int, int]]  # (low, high) zero padding of
 
 _NHWC = ("NHWC", "HWIO", "NHWC")  # flax's channels-last layouts
 
-# A kernel that is not a multiple of the stride is zero-padded to one, which costs work (3x3
-# stride 2: 16 taps for 9). Measured on XLA:CPU (benchmarks/convs.py, batches of 80 and 640):
-# the input gradient of 3x3 stride-2 convs is faster in space-to-depth form on 40x40 and 84x84
-# inputs, slower on 10x10 and on 20x20 at batch 80; kernels that are multiples of the stride
-# (8x8/4, 4x4/2) are faster at every size.
-_MIN_SIZE_WHEN_PADDED = 32
+# Input plus output bytes of one chunk. Measured on XLA:CPU (benchmarks/convs.py, the whole
+# A2C update of the Nature network on 96 frames): 768 KiB ran fastest of 192 KiB - 3 MiB.
+CHUNK_BYTES = 768 * 1024
 
 
 def conv_nhwc(x: jax.Array, kernel: jax.Array, stride: int, padding: Padding) -> jax.Array:
@@ -51,133 +54,149 @@ def conv_nhwc(x: jax.Array, kernel: jax.Array, stride: int, padding: Padding) ->
     return lax.conv_general_dilated(x, kernel, (stride, stride), padding, dimension_numbers=_NHWC)
 
 
-def _blocked_length(size: int, kernel: int, stride: int, pad: tuple[int, int]) -> int:
-    """Padded input length that space-to-depth needs along one axis: a multiple of ``stride``."""
-    out = (size + pad[0] + pad[1] - kernel) // stride + 1
-    return (out - 1) * stride + -(-kernel // stride) * stride
-
-
-def space_to_depth_input(
-    x: jax.Array, kernel_hw: tuple[int, int], stride: int, padding: Padding
-) -> jax.Array:
-    """Pads ``x`` like the convolution does and regroups it into ``stride x stride`` blocks.
-
-    Each axis is padded by its low padding in front and then zero-padded or cut at the end to
-    the length the padded kernel reads (rows the convolution never reads are dropped).
+def chunk_sizes(
+    x_shape: Sequence[int],
+    kernel_shape: Sequence[int],
+    stride: int,
+    padding: Padding,
+    *,
+    itemsize: int = 4,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> list[int]:
+    """Images per ``lax`` call: near-equal chunks of the batch, each within ``chunk_bytes``.
 
     Args:
-        x: images ``[B, H, W, C]``.
-        kernel_hw: the kernel's ``(kh, kw)``.
-        stride: the convolution's stride ``s`` along both axes.
+        x_shape: ``[B, H, W, C]``.
+        kernel_shape: ``[kh, kw, C, O]``.
+        stride: the convolution's stride.
         padding: the convolution's ``((top, bottom), (left, right))``.
+        itemsize: bytes per element.
+        chunk_bytes: the largest input plus output of one chunk (at least one image a chunk).
 
     Returns:
-        ``[B, LH / s, LW / s, s * s * C]``, channel index ``(row in block, column, c)``, where
-        ``LH = (OH - 1) * s + ceil(kh / s) * s`` is the padded height (``LW`` alike).
+        Chunk lengths summing to ``B``, the longer ones first, differing by at most one.
     """
-    batch, height, width, channels = x.shape
-    lh = _blocked_length(height, kernel_hw[0], stride, padding[0])
-    lw = _blocked_length(width, kernel_hw[1], stride, padding[1])
-    (top, _), (left, _) = padding
-    x = jnp.pad(
-        x, ((0, 0), (top, max(0, lh - height - top)), (left, max(0, lw - width - left)), (0, 0))
-    )[:, :lh, :lw]
-    x = x.reshape(batch, lh // stride, stride, lw // stride, stride, channels)
-    return x.transpose(0, 1, 3, 2, 4, 5).reshape(batch, lh // stride, lw // stride, -1)
+    batch, height, width, channels = x_shape
+    kh, kw, _, features = kernel_shape
+    (top, bottom), (left, right) = padding
+    out_h = (height + top + bottom - kh) // stride + 1
+    out_w = (width + left + right - kw) // stride + 1
+    image_bytes = itemsize * (height * width * channels + out_h * out_w * features)
+    per_chunk = max(1, chunk_bytes // image_bytes)
+    count = -(-batch // per_chunk)
+    return [batch // count + (i < batch % count) for i in range(count)]
 
 
-def space_to_depth_kernel(kernel: jax.Array, stride: int) -> jax.Array:
-    """Zero-pads a kernel to a multiple of ``stride`` and regroups it like the input.
-
-    Args:
-        kernel: ``[kh, kw, C, O]``.
-        stride: the convolution's stride ``s``.
-
-    Returns:
-        ``[ceil(kh / s), ceil(kw / s), s * s * C, O]``, channel index ``(row in block, column,
-        c)`` as in ``space_to_depth_input``.
-    """
-    kh, kw, channels, features = kernel.shape
-    bh, bw = -(-kh // stride), -(-kw // stride)
-    kernel = jnp.pad(kernel, ((0, bh * stride - kh), (0, bw * stride - kw), (0, 0), (0, 0)))
-    kernel = kernel.reshape(bh, stride, bw, stride, channels, features)
-    return kernel.transpose(0, 2, 1, 3, 4, 5).reshape(bh, bw, stride * stride * channels, features)
+def _chunks(x: jax.Array, sizes: list[int]) -> list[jax.Array]:
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    return [lax.slice_in_dim(x, a, a + n) for a, n in zip(starts, sizes, strict=True)]
 
 
-def space_to_depth_conv(
-    x: jax.Array, kernel: jax.Array, stride: int, padding: Padding
+def _concat(parts: list[jax.Array]) -> jax.Array:
+    return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
+
+
+def _fold(x: jax.Array, batched: bool, axis_size: int) -> jax.Array:
+    """``[N, B, ...]`` (``[B, ...]`` repeated ``N`` times if not ``batched``) to ``[N*B, ...]``."""
+    if not batched:
+        x = jnp.broadcast_to(x, (axis_size, *x.shape))
+    return x.reshape(-1, *x.shape[2:])
+
+
+def _unfold(x: jax.Array, axis_size: int) -> jax.Array:
+    return x.reshape(axis_size, -1, *x.shape[1:])
+
+
+@functools.cache
+def _chunked(stride: int, padding: Padding, chunk_bytes: int):
+    """The chunked convolution of one configuration: ``conv(x, kernel)``, a custom_vjp."""
+
+    def conv(x, kernel):
+        return conv_nhwc(x, kernel, stride, padding)
+
+    def sizes_of(x, kernel):
+        return chunk_sizes(
+            x.shape, kernel.shape, stride, padding, itemsize=x.dtype.itemsize,
+            chunk_bytes=chunk_bytes,
+        )  # fmt: skip
+
+    def forward(x, kernel):
+        sizes = sizes_of(x, kernel)
+        return _concat([conv(part, kernel) for part in _chunks(x, sizes)])
+
+    def backward(x, kernel, dy):
+        sizes = sizes_of(x, kernel)
+        dxs, dkernel = [], None
+        for x_part, dy_part in zip(_chunks(x, sizes), _chunks(dy, sizes), strict=True):
+            dx, dk = jax.vjp(conv, x_part, kernel)[1](dy_part)
+            dxs.append(dx)
+            dkernel = dk if dkernel is None else dkernel + dk
+        return _concat(dxs), dkernel
+
+    forward_kernel = jax.custom_batching.custom_vmap(forward)
+    backward_kernel = jax.custom_batching.custom_vmap(backward)
+
+    @forward_kernel.def_vmap
+    def _forward_vmap(axis_size, in_batched, x, kernel):
+        x_batched, kernel_batched = in_batched
+        if kernel_batched:  # one kernel per mapped element: lax's grouped convolution
+            return jax.vmap(conv, in_axes=(0 if x_batched else None, 0))(x, kernel), True
+        return _unfold(forward_kernel(_fold(x, True, axis_size), kernel), axis_size), True
+
+    @backward_kernel.def_vmap
+    def _backward_vmap(axis_size, in_batched, x, kernel, dy):
+        x_batched, kernel_batched, dy_batched = in_batched
+        if kernel_batched:
+
+            def one(x, kernel, dy):
+                return jax.vjp(conv, x, kernel)[1](dy)
+
+            in_axes = (0 if x_batched else None, 0, 0 if dy_batched else None)
+            return jax.vmap(one, in_axes=in_axes)(x, kernel, dy), (True, True)
+        dx, dkernel = backward_kernel(
+            _fold(x, x_batched, axis_size), kernel, _fold(dy, dy_batched, axis_size)
+        )
+        # The kernel is shared by every mapped element: its gradient is the one sum over all
+        # of them, returned unbatched (vmap does not sum an unbatched cotangent again).
+        return (_unfold(dx, axis_size), dkernel), (True, False)
+
+    @jax.custom_vjp
+    def chunked(x, kernel):
+        return forward_kernel(x, kernel)
+
+    def chunked_fwd(x, kernel):
+        return forward_kernel(x, kernel), (x, kernel)
+
+    def chunked_bwd(residuals, dy):
+        return backward_kernel(*residuals, dy)
+
+    chunked.defvjp(chunked_fwd, chunked_bwd)
+    return chunked
+
+
+def chunked_conv(
+    x: jax.Array,
+    kernel: jax.Array,
+    stride: int,
+    padding: Padding,
+    *,
+    chunk_bytes: int = CHUNK_BYTES,
 ) -> jax.Array:
-    """``conv_nhwc(x, kernel, stride, padding)`` computed as a stride-1 convolution of blocks.
-
-    Args:
-        x: images ``[B, H, W, C]``.
-        kernel: ``[kh, kw, C, O]``.
-        stride: the stride along both spatial axes.
-        padding: ``((top, bottom), (left, right))`` zero padding.
-
-    Returns:
-        ``[B, OH, OW, O]``, the same as ``conv_nhwc`` up to float32 rounding.
-    """
-    blocks = space_to_depth_input(x, kernel.shape[:2], stride, padding)
-    return conv_nhwc(blocks, space_to_depth_kernel(kernel, stride), 1, ((0, 0), (0, 0)))
-
-
-def uses_space_to_depth(input_hw: tuple[int, int], kernel_hw: tuple[int, int], stride: int) -> bool:
-    """Whether XLA:CPU differentiates this convolution faster through ``space_to_depth_conv``.
-
-    Strided convolutions whose kernel is at least the stride qualify when the kernel is a
-    multiple of the stride, or when the input is large enough to pay for the zero taps.
-    """
-    if stride < 2 or min(kernel_hw) < stride:
-        return False
-    if all(k % stride == 0 for k in kernel_hw):
-        return True
-    return min(input_hw) >= _MIN_SIZE_WHEN_PADDED
-
-
-def _conv_primal(x: jax.Array, kernel: jax.Array, stride: int, padding: Padding) -> jax.Array:
-    return conv_nhwc(x, kernel, stride, padding)
-
-
-def _conv_tangent(
-    stride: int, padding: Padding, primals: tuple, tangents: tuple
-) -> tuple[jax.Array, jax.Array]:
-    # Linear in (x_dot, kernel_dot): reverse mode transposes it, so the input gradient is the
-    # transpose of space_to_depth_conv (a stride-1 convolution, no dilation) and the kernel
-    # gradient the transpose of lax's convolution; the forward pass computes only the primal.
-    x, kernel = primals
-    x_dot, kernel_dot = tangents
-    y = conv_nhwc(x, kernel, stride, padding)
-    terms = []
-    if not isinstance(x_dot, jax.custom_derivatives.SymbolicZero):
-        terms.append(space_to_depth_conv(x_dot, kernel, stride, padding))
-    if not isinstance(kernel_dot, jax.custom_derivatives.SymbolicZero):
-        terms.append(conv_nhwc(x, kernel_dot, stride, padding))
-    y_dot = sum(terms[1:], terms[0]) if terms else jnp.zeros_like(y)
-    return y, y_dot
-
-
-_conv_s2d_input_grad = jax.custom_jvp(_conv_primal, nondiff_argnums=(2, 3))
-_conv_s2d_input_grad.defjvp(_conv_tangent, symbolic_zeros=True)
-
-
-def conv_space_to_depth_input_grad(
-    x: jax.Array, kernel: jax.Array, stride: int, padding: Padding
-) -> jax.Array:
-    """``conv_nhwc`` whose input gradient is ``space_to_depth_conv``'s.
-
-    The output and the kernel gradient are ``lax``'s; forward and reverse mode both work.
+    """``conv_nhwc`` run as ``lax`` calls on chunks of the batch (see the module docstring).
 
     Args:
         x: images ``[B, H, W, C]``.
         kernel: ``[kh, kw, C, O]``.
         stride: the stride along both spatial axes (static).
-        padding: ``((top, bottom), (left, right))`` zero padding (static, a tuple of tuples).
+        padding: ``((top, bottom), (left, right))`` zero padding (static).
+        chunk_bytes: the largest input plus output of one chunk (see ``chunk_sizes``).
 
     Returns:
-        ``[B, OH, OW, O]``, as ``conv_nhwc``.
+        ``[B, OH, OW, O]``, as ``conv_nhwc``; its reverse-mode gradients equal ``lax``'s up to
+        float32 rounding.
     """
-    return _conv_s2d_input_grad(x, kernel, stride, padding)
+    pads = tuple((int(lo), int(hi)) for lo, hi in padding)
+    return _chunked(int(stride), pads, int(chunk_bytes))(x, kernel)
 
 
 def conv_general_dilated(
@@ -193,12 +212,12 @@ def conv_general_dilated(
     precision: lax.PrecisionLike = None,
     preferred_element_type: jax.typing.DTypeLike | None = None,
 ) -> jax.Array:
-    """``lax.conv_general_dilated`` (same arguments and result), faster to differentiate on CPU.
+    """``lax.conv_general_dilated`` (same arguments and result), faster on XLA:CPU.
 
     When ``jax.default_backend()`` is ``"cpu"`` at trace time and the call is a plain 2-D
-    channels-last convolution (``NHWC`` / ``HWIO``, no dilation or groups, explicit padding)
-    that ``uses_space_to_depth`` selects, it is ``conv_space_to_depth_input_grad``; otherwise,
-    and on GPU and TPU always, it is ``lax.conv_general_dilated`` itself.
+    channels-last convolution (``NHWC`` / ``HWIO``, no dilation or groups, one stride for both
+    axes, explicit padding), it is ``chunked_conv``; otherwise, and on GPU and TPU always, it is
+    ``lax.conv_general_dilated`` itself.
     """
     args = (lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers)
     kwargs = dict(
@@ -207,13 +226,12 @@ def conv_general_dilated(
         precision=precision,
         preferred_element_type=preferred_element_type,
     )
-    if _space_to_depth_applies(*args, **kwargs):
-        pads = tuple((int(lo), int(hi)) for lo, hi in padding)
-        return conv_space_to_depth_input_grad(lhs, rhs, int(window_strides[0]), pads)
+    if _chunking_applies(*args, **kwargs):
+        return chunked_conv(lhs, rhs, int(window_strides[0]), tuple(padding))
     return lax.conv_general_dilated(*args, **kwargs)
 
 
-def _space_to_depth_applies(
+def _chunking_applies(
     lhs: jax.Array,
     rhs: jax.Array,
     window_strides: Sequence[int],
@@ -227,7 +245,7 @@ def _space_to_depth_applies(
     precision: lax.PrecisionLike,
     preferred_element_type: jax.typing.DTypeLike | None,
 ) -> bool:
-    """Whether ``conv_general_dilated`` takes the space-to-depth input gradient for this call."""
+    """Whether ``conv_general_dilated`` runs this call as ``chunked_conv``."""
     if jax.default_backend() != "cpu" or lhs.ndim != 4 or rhs.ndim != 4:
         return False
     plain = lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
@@ -239,6 +257,4 @@ def _space_to_depth_applies(
         return False
     if feature_group_count != 1 or batch_group_count != 1 or preferred_element_type is not None:
         return False
-    if precision is not None or len(set(window_strides)) != 1:
-        return False
-    return uses_space_to_depth(lhs.shape[1:3], rhs.shape[:2], int(window_strides[0]))
+    return precision is None and len(set(window_strides)) == 1

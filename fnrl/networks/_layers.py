@@ -100,8 +100,8 @@ def torch_conv(
     ``U(±1/sqrt(fan_in))``. ``padding`` is torch's symmetric zero padding (0 is ``VALID``).
 
     The convolution is ``fnrl.networks._conv.conv_general_dilated``: ``lax``'s, except that on
-    CPU strided convolutions take their input gradient from a space-to-depth form that XLA:CPU
-    runs faster (same numbers up to float32 rounding; params and layout are unchanged).
+    CPU it runs on chunks of the batch, which XLA:CPU computes faster (same numbers up to
+    float32 rounding; params and layout are unchanged; reverse-mode gradients only).
     """
     fan_in = in_channels * kernel_size * kernel_size
     bound = 1.0 / math.sqrt(fan_in)
