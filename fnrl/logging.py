@@ -13,6 +13,7 @@ Impure: writes files and reads the clock. Layout of a run::
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -53,6 +54,41 @@ def make_run_dir(log_dir: str, env_id: str, name: str) -> Path:
             continue
         return path
     raise FileExistsError(f"could not create a fresh run directory under {parent}")
+
+
+LOCK_FILE = ".lock"
+
+
+class RunDirectoryLock:
+    """An exclusive OS file lock on a run directory, held while one process writes it.
+
+    The lock (``flock`` on ``{run_dir}/.lock``) goes with the process: a crashed or killed
+    run releases it, so a later resume is never refused by a stale lock.
+
+    Raises:
+        ValueError: another process holds it (naming that process's pid).
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        path = Path(run_dir) / LOCK_FILE
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(self._fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(self._fd)
+            raise ValueError(
+                f"{run_dir} is in use by another training process (pid {holder}); wait for it "
+                "to stop, or train in another directory"
+            ) from None
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, str(os.getpid()).encode())
+
+    def release(self) -> None:
+        """Releases the lock (closing its file); idempotent."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 def write_config(run_dir: Path, config: Mapping[str, Any]) -> None:

@@ -1,5 +1,6 @@
 """Checkpoints: exact round trips, atomic writes under injected crashes, retention, clear errors."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -25,6 +26,7 @@ from fnrl.checkpoint import (
 from fnrl.config import make_config
 from fnrl.parallel.local import train_local
 from fnrl.parallel.resume import ResumeWarning
+from fnrl.parallel.run import TrainingRun
 from fnrl.types import TrainState
 
 
@@ -318,3 +320,21 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint(tmp_path):
     assert (resumed.env_steps, resumed.updates) == (60, 6)
     log = (first.run_dir / "train_log.txt").read_text()
     assert "resuming from the older step_20" in log and "RESUME: from" in log
+
+
+def test_a_live_run_directory_refuses_a_second_writer(tmp_path):
+    config = make_config(nb_env=2, nb_eval_env=0, log_dir=str(tmp_path))
+    live = TrainingRun(config, "local", frames_per_step=1, show_progress=False)
+    try:
+        live.save(_state())
+        in_flight = live.run_dir / "checkpoints" / ".step_99.tmp123"  # a save being written
+        in_flight.mkdir()
+        resume = dataclasses.replace(config, resume=str(live.run_dir))
+        with pytest.raises(
+            ValueError, match=rf"is in use by another training process \(pid {os.getpid()}\)"
+        ):
+            TrainingRun(resume, "local", frames_per_step=1, show_progress=False)
+        assert in_flight.is_dir()  # the refused resume cleaned nothing up
+    finally:
+        live.close()
+    TrainingRun(resume, "local", frames_per_step=1, show_progress=False).close()  # free again

@@ -130,7 +130,7 @@ def test_cli_bad_input_ends_with_one_clear_line(tmp_path, capsys):
     os.truncate(state_file, state_file.stat().st_size // 2)
     for args, phrase in [
         ((tmp_path / "nowhere",), "is not a run directory"),
-        ((run_dir,), "step_0 is corrupt (state.msgpack)"),
+        ((run_dir,), "step_0 is corrupt: state.msgpack does not match its checksum"),
     ]:
         result = _cli(*args)  # as users run it
         assert result.returncode == 1, (args, result.stderr)

@@ -39,7 +39,7 @@ from fnrl.checkpoint import (
 )
 from fnrl.config import TrainConfig, long_flag
 from fnrl.envs import BatchedEnv
-from fnrl.logging import RunLogger, make_run_dir, run_id
+from fnrl.logging import RunDirectoryLock, RunLogger, make_run_dir, run_id
 from fnrl.networks import count_params
 from fnrl.parallel.evaluation import EVAL_THREAD_SEED_OFFSET, EvaluationThread, make_eval_policy
 from fnrl.parallel.resume import ActionLog, ResumableEnv, ResumeWarning, timestep_fingerprint
@@ -109,14 +109,23 @@ class RunResult:
         return frames_after_first / (self.seconds - self.warmup_seconds)
 
 
-def _open_resumed(config: TrainConfig, mode: str) -> tuple[Path, Path, dict, list[str]]:
-    """The run directory, newest good checkpoint and its meta for ``config.resume``.
+def _resumed_dir(config: TrainConfig) -> Path:
+    """The run directory ``config.resume`` names.
 
-    Also returns a warning for each newer checkpoint that is corrupt (and was skipped).
+    Raises:
+        ValueError: it does not exist.
     """
     run_dir = Path(config.resume).expanduser()
     if not run_dir.is_dir():
         raise ValueError(f"--resume {config.resume}: no such run directory")
+    return run_dir
+
+
+def _open_resumed(run_dir: Path, config: TrainConfig, mode: str) -> tuple[Path, dict, list[str]]:
+    """The newest good checkpoint of the (locked) ``run_dir`` and its meta.
+
+    Also returns a warning for each newer checkpoint that is corrupt (and was skipped).
+    """
     directory = run_dir / "checkpoints"
     remove_incomplete(directory)
     checkpoint, errors = latest_good_checkpoint(directory)
@@ -144,7 +153,7 @@ def _open_resumed(config: TrainConfig, mode: str) -> tuple[Path, Path, dict, lis
                 f"got {getattr(config, name)!r}"
             )
     skipped = [f"{e}; resuming from the older {checkpoint.name}" for e in errors]
-    return run_dir, checkpoint, meta, skipped
+    return checkpoint, meta, skipped
 
 
 class TrainingRun:
@@ -184,9 +193,18 @@ class TrainingRun:
         meta: dict = {}
         skipped: list[str] = []
         if config.resume:
-            self.run_dir, self.resumed_from, meta, skipped = _open_resumed(config, mode)
+            self.run_dir = _resumed_dir(config)
         else:
             self.run_dir = make_run_dir(config.log_dir, config.env_id, run_id(mode, config))
+        # Held for the run's life: a second writer (e.g. a resume of a live run, whose start-up
+        # clean-up would delete the live run's save in flight) is refused.
+        self._lock = RunDirectoryLock(self.run_dir)
+        if config.resume:
+            try:
+                self.resumed_from, meta, skipped = _open_resumed(self.run_dir, config, mode)
+            except BaseException:
+                self._lock.release()
+                raise
         self._resume_meta = meta
         self.logger = RunLogger(self.run_dir, config.to_dict(), config.summary_frequency)
         self.env_steps = int(meta.get("env_steps", 0))
@@ -486,3 +504,4 @@ class TrainingRun:
                 "phases " + " ".join(f"{k}={v:.2f}s" for k, v in self.timer.seconds.items())
             )
             self.logger.close()
+            self._lock.release()
