@@ -3,7 +3,8 @@
 Pure code: modules hold no RNG or optimizer and return ``NetworkOutput`` (logits per action key
 and a value), never distribution objects. ``fnrl.networks.torch_interop`` (optional extra
 ``torch``) converts their variables to and from PyTorch ``state_dict`` s;
-``python -m fnrl.networks`` lists the registered networks with their parameter counts.
+``python -m fnrl.networks`` lists the registered networks with their parameter counts;
+``fnrl.networks.zscore`` holds the running observation statistics of ``--zscore-norm-env``.
 """
 
 from fnrl.networks._layers import NORMALIZATIONS, BatchNorm, LayerNorm
@@ -62,11 +63,22 @@ from fnrl.networks.trunks import (
     Nature,
     flatten_chw,
 )
+from fnrl.networks.zscore import (
+    OBS_STATS,
+    RunningMoments,
+    batch_moments,
+    init_moments,
+    merge_moments,
+    pool_moments,
+    update_moments,
+    zscore_normalize,
+)
 
 __all__ = [
     "DISCRETE_NETWORKS",
     "IMPALA",
     "NETWORK_BODIES",
+    "OBS_STATS",
     "VISION_NETWORKS",
     "BatchNorm",
     "FourConv",
@@ -103,16 +115,23 @@ __all__ = [
     "ResNet34V2",
     "ResNet50",
     "ResNet50V2",
+    "RunningMoments",
+    "batch_moments",
     "build_module",
     "count_params",
     "flatten_chw",
     "get_discrete_network",
     "get_network_body",
     "get_vision_network",
+    "init_moments",
     "initial_memory",
     "is_recurrent",
+    "merge_moments",
+    "pool_moments",
     "register_discrete_network",
     "register_network_body",
     "register_vision_network",
     "reset_carry",
+    "update_moments",
+    "zscore_normalize",
 ]

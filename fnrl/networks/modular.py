@@ -19,6 +19,13 @@ import numpy as np
 from fnrl.networks import registry
 from fnrl.networks._layers import check_normalization, torch_dense
 from fnrl.networks.bodies import reset_carry
+from fnrl.networks.zscore import (
+    OBS_STATS,
+    RunningMoments,
+    init_moments,
+    update_moments,
+    zscore_normalize,
+)
 from fnrl.specs import EnvSpec, is_image, is_vector
 from fnrl.types import Carry, Observation
 
@@ -82,6 +89,11 @@ def _to_float(x: jax.Array) -> jax.Array:
     return x.astype(jnp.float32)
 
 
+def _stats_name(key: str) -> str:
+    """The ``obs_stats`` variable of observation ``key`` (prefixed: flax names are shared)."""
+    return f"zscore_{key}"
+
+
 def _check_carry(carry: Carry, initial: Carry, body_name: str) -> None:
     """Raises ``ValueError`` naming the mismatch if ``carry`` is not shaped like ``initial``."""
     got = jax.tree.structure(carry)
@@ -113,6 +125,16 @@ class ModularNetwork(nn.Module):
 
     Params are ``trunk_<obs key>``, ``body``, ``head_<action name>`` and ``critic``; with
     ``normalize`` the BatchNorm layers add a ``batch_stats`` collection.
+
+    **Observation normalization.** With ``zscore_norm_env`` (adept's ``--zscore-norm-env``) each
+    vector observation is normalized before its trunk with the running mean and variance of
+    the observations seen so far, Stable-Baselines3's ``VecNormalize`` formula
+    ``clip((x - mean) / sqrt(var + 1e-8), -10, 10)`` (``fnrl.networks.zscore``); images are left
+    as they are. The statistics are ``RunningMoments`` in the ``obs_stats`` collection, one
+    ``zscore_<obs key>`` per vector observation, starting at mean 0 and variance 1. Calling the
+    network only reads them: the learner merges each update's new observations in with
+    ``update_obs_stats`` (``fnrl.agents.unroll`` does), so acting, the loss and evaluation all
+    normalize with the statistics of the params they are given.
 
     **Normalization in RL.** With ``normalize``, ``normalization`` chooses the layer after each
     (bias-free) conv or Dense of the trunks and Linear bodies. Batch norm's running statistics
@@ -166,6 +188,8 @@ class ModularNetwork(nn.Module):
             ``--nb-head``, default 1).
         normalization: ``"batch"``, ``"running"`` or ``"layer"``: that normalization layer
             and, for batch norm, what it normalizes with when ``train=True`` (see above).
+        zscore_norm_env: normalize vector observations with running statistics (see above;
+            adept's ``--zscore-norm-env``, default off).
     """
 
     spec: EnvSpec
@@ -176,6 +200,7 @@ class ModularNetwork(nn.Module):
     hidden_size: int = 512
     nb_head: int = 1
     normalization: str = "batch"
+    zscore_norm_env: bool = False
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -194,7 +219,13 @@ class ModularNetwork(nn.Module):
             tuple(sorted(self.spec.actions.items())),
         )
         fields = (self.vision_network, self.discrete_network, self.network_body)
-        options = (self.normalize, self.hidden_size, self.nb_head, self.normalization)
+        options = (
+            self.normalize,
+            self.hidden_size,
+            self.nb_head,
+            self.normalization,
+            self.zscore_norm_env,
+        )
         return hash((frozen_spec, fields, options, self.name))
 
     @property
@@ -293,10 +324,42 @@ class ModularNetwork(nn.Module):
                     f"observation {key!r} has shape {x.shape}, expected {expected}: "
                     f"[B={batch_size}] envs of {tuple(obs_spec.shape)} as the spec says"
                 )
+            x = _to_float(x)
+            if self._normalizes(key):
+                stats = self.variable(OBS_STATS, _stats_name(key), init_moments, obs_spec.shape)
+                x = zscore_normalize(stats.value, x)
             trunk_cls = vision_cls if is_image(obs_spec) else discrete_cls
             trunk = build_module(trunk_cls, name=f"trunk_{key}", **self.trunk_options)
-            features.append(trunk(_to_float(x), train=train))
+            features.append(trunk(x, train=train))
         return jnp.concatenate(features, axis=-1)
+
+    @nn.nowrap
+    def _normalizes(self, key: str) -> bool:
+        return self.zscore_norm_env and is_vector(self.spec.observations[key])
+
+    def update_obs_stats(self, obs: Observation) -> None:
+        """Merges new observations into the running statistics of ``zscore_norm_env``.
+
+        Apply with ``method="update_obs_stats", mutable=["obs_stats"]``; the updated collection
+        is the second output (``{}`` without ``zscore_norm_env`` or vector observations).
+
+        Args:
+            obs: observation name -> ``[*N, *spec.observations[name].shape]``, samples along
+                every leading axis (e.g. ``[T, B, D]``); each counts once.
+        """
+        for key in sorted(self.spec.observations):
+            if not self._normalizes(key):
+                continue
+            shape = tuple(self.spec.observations[key].shape)
+            x = jnp.asarray(obs[key])
+            if x.ndim <= len(shape) or x.shape[x.ndim - len(shape) :] != shape:
+                raise ValueError(
+                    f"observation {key!r} has shape {x.shape}, expected samples of {shape} "
+                    "along leading axes"
+                )
+            name = _stats_name(key)
+            moments: RunningMoments = self.get_variable(OBS_STATS, name)
+            self.put_variable(OBS_STATS, name, update_moments(moments, _to_float(x)))
 
     @nn.nowrap
     def _core(

@@ -16,6 +16,12 @@ in adept's (PyTorch's) layouts:
   keeps them). adept's ``LSTMCellLayerNorm`` keeps its ``ih``/``hh`` Linear layers and its
   ``[i, f, o | g]`` gate order on both sides.
 
+The running observation statistics of ``zscore_norm_env`` (the ``obs_stats`` collection) are
+not converted: they preprocess observations before the network, which adept did in its env
+wrappers, so the torch twin has no place for them. ``to_torch_state_dict`` leaves them out and
+``from_torch_state_dict`` returns the other collections; keep the statistics beside the
+``state_dict`` and add them back (``{**variables, "obs_stats": obs_stats}``).
+
 Conversions are transposes, so fnrl → torch → fnrl is bit-exact. The ``torch`` optional extra
 (``pip install 'fnrl[torch]'``) provides PyTorch; this module imports it only when called, and
 the rest of fnrl never does.
@@ -35,6 +41,7 @@ import numpy as np
 from fnrl.networks._layers import BatchNorm
 from fnrl.networks.bodies import LSTMCell
 from fnrl.networks.modular import ModularNetwork
+from fnrl.networks.zscore import OBS_STATS
 from fnrl.types import Params
 
 _INSTALL_HINT = "fnrl.networks.torch_interop needs PyTorch: pip install 'fnrl[torch]'"
@@ -165,7 +172,7 @@ def _flatten(tree: Mapping, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...
 def _layout_of(network: nn.Module, args: tuple, kwargs: dict):
     shapes, classes = _trace(network, args, kwargs)
     entries, templates = [], {}
-    for collection in sorted(shapes):
+    for collection in sorted(set(shapes) - {OBS_STATS}):  # observation preprocessing
         for path, shape in _flatten(shapes[collection]).items():
             entry = _entry(collection, path, classes)
             entries.append(entry)

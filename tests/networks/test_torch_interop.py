@@ -10,7 +10,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fnrl.networks import ModularNetwork, MultiHeadSelfAttention, RelationalMHDPA, RMCCell
+from fnrl.networks import (
+    OBS_STATS,
+    ModularNetwork,
+    MultiHeadSelfAttention,
+    RelationalMHDPA,
+    RMCCell,
+    RunningMoments,
+    zscore_normalize,
+)
 from fnrl.networks.modular import count_params
 from fnrl.networks.torch_interop import from_torch_state_dict, to_torch_state_dict, torch_layout
 from fnrl.specs import ArraySpec, DiscreteSpec, EnvSpec
@@ -280,6 +288,41 @@ def test_layer_normalization_matches_torch_layer_norm(body):
     assert "trunk_obs.bn1.weight" in state_dict and "trunk_obs.linear1.bias" in state_dict
     assert not any("running" in key for key in state_dict)
     check_network(network)
+
+
+def test_observation_statistics_stay_out_of_the_state_dict_and_are_added_back():
+    """The twin sees observations already normalized: without the flag, on zscore'd inputs."""
+    network = ModularNetwork(
+        MIXED_SPEC,
+        discrete_network="Linear",
+        network_body="Linear",
+        hidden_size=16,
+        zscore_norm_env=True,
+    )
+    twin = make_twin(network.clone(zscore_norm_env=False), seed=0)
+    assert set(torch_layout(network)) == set(torch_layout(network.clone(zscore_norm_env=False)))
+    variables = from_torch_state_dict(twin.state_dict(), network)
+    assert OBS_STATS not in variables
+    stats = RunningMoments(
+        jnp.linspace(-1.0, 1.0, 11), jnp.linspace(0.5, 2.0, 11), jnp.float32(40.0)
+    )
+    variables = {**variables, OBS_STATS: {"zscore_player": stats}}
+    obs, first = inputs(network), np.ones(B, bool)
+    _, out = network.apply(variables, network.initial_carry(B), obs, first, train=False)
+    twin.train(False)
+    with torch.no_grad():
+        _, tlogits, tvalue = twin(
+            (), {**obs, "player": np.asarray(zscore_normalize(stats, obs["player"]))}, first
+        )
+    assert_close(out.value, tvalue.numpy())
+    for name in tlogits:
+        assert_close(out.logits[name], tlogits[name].numpy())
+    state_dict = to_torch_state_dict(variables, network)
+    assert not any("zscore" in key for key in state_dict)
+    back = from_torch_state_dict(state_dict, network)
+    jax.tree.map(
+        np.testing.assert_array_equal, {**back, OBS_STATS: variables[OBS_STATS]}, variables
+    )
 
 
 def test_attention_heads_and_rmc_heads_match():
