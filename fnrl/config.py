@@ -89,6 +89,13 @@ class TrainConfig:
         "(layer norm, per sample); evaluation uses batch norm's running statistics",
         "--normalization",
     )
+    zscore_norm_env: bool = _flag(
+        False,
+        "normalize vector observations with the running mean and variance of every observation "
+        "learned from (Stable-Baselines3's VecNormalize: clip((x - mean) / sqrt(var + 1e-8), "
+        "-10, 10)); the statistics are saved in checkpoints; images are left as they are",
+        "--zscore-norm-env",
+    )
     nb_head: int = _flag(1, "attention heads of attention networks", "--nb-head")
     vision_network: str = _flag(
         "FourConv", "trunk for image observations", "-vn", "--vision-network"

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import optax
 
 from fnrl.networks import ModularNetwork, NetworkOutput
+from fnrl.networks.zscore import OBS_STATS, RunningMoments, pool_moments
 from fnrl.specs import EnvSpec
 from fnrl.types import Action, Carry, Metrics, Observation, Params, PRNGKey, TrainState, Trajectory
 
@@ -107,13 +108,17 @@ def unroll(
     The non-trainable collections receive one update per call: the mean over steps of what each
     step's call would write, i.e. for batch norm one moving-average step towards the mean of the
     steps' batch statistics (adept moved them once per acting step instead; one step per update
-    keeps them from shifting within the segment the loss differentiates).
+    keeps them from shifting within the segment the loss differentiates). A ``ModularNetwork``
+    with ``zscore_norm_env`` merges the observations ``obs[1:]`` into its running observation
+    statistics (``update_obs_stats``): ``obs[0]`` is the previous segment's last observation,
+    which the previous update counted.
 
     Args:
         network: a module called as ``network(carry, obs, first, train=True)``.
         params: flax variables.
         carry: the body state before ``obs[0]``, leading axis [B].
-        obs: name -> [T, B, ...] observations.
+        obs: name -> [T, B, ...] observations; for a trajectory, ``T`` is its length plus the
+            bootstrap observation.
         first: [T, B] bool episode starts.
 
     Returns:
@@ -127,8 +132,14 @@ def unroll(
             params, carry, *inputs, train=True, mutable=_STATE_COLLECTIONS, **kwargs
         )
 
-    trunk_updates = {}
+    trunk_updates, obs_stats = {}, {}
     if isinstance(network, ModularNetwork):
+        _, obs_stats = network.apply(
+            params,
+            jax.tree.map(lambda x: x[1:], obs),
+            method=ModularNetwork.update_obs_stats,
+            mutable=[OBS_STATS],
+        )
         obs, trunk_updates = jax.vmap(lambda o: apply((), (o, None), part="trunks"))(obs)
         core = functools.partial(apply, part="core")
     else:
@@ -154,7 +165,7 @@ def unroll(
         }
         for collection, variables in updates.items()
     }
-    return outputs, jax.tree.map(lambda x: jnp.mean(x, axis=0), updates)
+    return outputs, {**jax.tree.map(lambda x: jnp.mean(x, axis=0), updates), **obs_stats}
 
 
 def make_init(network: nn.Module, spec: EnvSpec) -> Callable[[PRNGKey], Params]:
@@ -204,7 +215,9 @@ def make_update(
         axis_name: for data-parallel updates (inside ``shard_map`` over a mesh axis): gradients
             and metrics are averaged over that axis, each shard weighted by its
             ``LossOutput.count``, so the result equals one update on the whole batch; batch-norm
-            statistics are averaged with equal weights.
+            statistics are averaged with equal weights, and running observation statistics
+            (``RunningMoments``) pooled with their between-shard variance
+            (``fnrl.networks.zscore.pool_moments``).
     """
 
     def update(state: TrainState, trajectory: Trajectory) -> tuple[TrainState, Metrics]:
@@ -218,7 +231,15 @@ def make_update(
             grads, metrics = jax.lax.psum(
                 jax.tree.map(lambda x: weight * x, (grads, metrics)), axis_name
             )
-            non_trainable = jax.lax.pmean(non_trainable, axis_name)
+            non_trainable = jax.tree.map(
+                lambda x: (
+                    pool_moments(x, axis_name)
+                    if isinstance(x, RunningMoments)
+                    else jax.lax.pmean(x, axis_name)
+                ),
+                non_trainable,
+                is_leaf=lambda x: isinstance(x, RunningMoments),
+            )
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params["params"])
         trainable = optax.apply_updates(state.params["params"], updates)
         params = {**state.params, **non_trainable, "params": trainable}

@@ -71,6 +71,7 @@ def make_network(config: TrainConfig, spec: EnvSpec) -> ModularNetwork:
         normalize=config.normalize,
         nb_head=config.nb_head,
         normalization=config.normalization,
+        zscore_norm_env=config.zscore_norm_env,
     )
 
 

@@ -59,6 +59,7 @@ FIXED_ON_RESUME = (
     "network_body",
     "normalize",
     "nb_head",
+    "zscore_norm_env",
 )
 
 

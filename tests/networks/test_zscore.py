@@ -1,4 +1,4 @@
-"""Running observation normalization (--zscore-norm-env): the maths and the network."""
+"""Running observation normalization (--zscore-norm-env): the maths, the network, the learner."""
 
 import chex
 import jax
@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from fnrl.agents import init_train_state, make_actor_critic, make_update, unroll
 from fnrl.networks import (
     OBS_STATS,
     ModularNetwork,
@@ -17,7 +18,9 @@ from fnrl.networks import (
     update_moments,
     zscore_normalize,
 )
+from fnrl.optimizers import make_rmsprop
 from fnrl.specs import ArraySpec, DiscreteSpec, EnvSpec
+from fnrl.types import Trajectory
 
 
 def _moments(mean, var, count):
@@ -165,3 +168,64 @@ def test_update_obs_stats_merges_samples_along_every_leading_axis():
         plain_variables, new, method=ModularNetwork.update_obs_stats, mutable=[OBS_STATS]
     )
     assert none == {}
+
+
+VECTOR = EnvSpec({"obs": ArraySpec((4,), np.float32)}, {"action": DiscreteSpec(2)})
+
+
+def _trajectory(agent, rng, T=6, B=4):
+    first = rng.random((T + 1, B)) < 0.2
+    first[0] = True
+    return Trajectory(
+        obs={"obs": rng.normal(3.0, 0.1, (T + 1, B, 4)).astype(np.float32)},
+        first=first,
+        actions={"action": rng.integers(0, 2, (T, B)).astype(np.int32)},
+        rewards=rng.normal(size=(T, B)).astype(np.float32),
+        terminated=np.zeros((T, B), bool),
+        truncated=np.zeros((T, B), bool),
+        behaviour_logits={"action": np.zeros((T, B, 2), np.float32)},
+        initial_carry=agent.initial_carry(B),
+    )
+
+
+@pytest.mark.parametrize("body", ["Linear", "LSTM"])
+def test_update_merges_the_new_observations_and_learns_with_the_acting_statistics(body):
+    network = ModularNetwork(
+        spec=VECTOR, network_body=body, normalize=True, hidden_size=16, zscore_norm_env=True
+    )
+    agent = make_actor_critic(network, VECTOR)
+    optimizer = make_rmsprop(7e-4)
+    state = init_train_state(agent, optimizer, jax.random.PRNGKey(0))
+    rng = np.random.default_rng(0)
+    traj = _trajectory(agent, rng)
+    # The loss unrolls with the statistics the policy acted with, before this update's merge.
+    outputs, _ = unroll(network, state.params, traj.initial_carry, traj.obs, traj.first)
+    _, _, acted = agent.act(
+        state.params,
+        jax.random.PRNGKey(1),
+        traj.initial_carry,
+        {"obs": traj.obs["obs"][0]},
+        traj.first[0],
+    )
+    np.testing.assert_allclose(outputs.value[0], acted.value, rtol=1e-5, atol=1e-6)
+
+    compilations = []
+
+    def count_compilations(event, seconds, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compilations.append(seconds)
+
+    update = jax.jit(make_update(agent, optimizer))
+    new_state, _ = update(state, traj)
+    stats = new_state.params[OBS_STATS]["zscore_obs"]
+    # obs[0] was the previous segment's last observation: only obs[1:] counts.
+    expected = update_moments(init_moments((4,)), traj.obs["obs"][1:].reshape(-1, 4))
+    chex.assert_trees_all_close(stats, expected, rtol=1e-6)
+    assert float(stats.count) == pytest.approx(6 * 4 + 1e-4)
+    jax.monitoring.register_event_duration_secs_listener(count_compilations)
+    try:
+        newer_state, _ = update(new_state, _trajectory(agent, rng))
+    finally:
+        jax.monitoring.unregister_event_duration_listener(count_compilations)
+    assert compilations == []  # the updated statistics keep their shapes and dtypes
+    assert float(newer_state.params[OBS_STATS]["zscore_obs"].count) == pytest.approx(48 + 1e-4)

@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fnrl.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint
+from fnrl.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    load_params,
+)
 from fnrl.config import TrainConfig
 from fnrl.envs import make_env
 from fnrl.parallel.local import train_local
@@ -85,6 +91,29 @@ def test_stopped_and_resumed_run_equals_uninterrupted_run(tmp_path, reference, s
         assert len(logged) == 10
     log = (second.run_dir / "train_log.txt").read_text()
     assert "RESUME: from" in log and "RESUME: replayed 125 vector steps (2000 env steps)" in log
+
+
+def test_resume_with_zscore_norm_env_is_exact_and_checkpoints_hold_the_statistics(tmp_path):
+    """The running observation statistics are saved and restored with the params."""
+    settings = {**SETTINGS, "zscore_norm_env": True, "max_train_steps": 2000}
+    reference = train_local(TrainConfig(**settings, log_dir=str(tmp_path / "reference")))
+    first = train_local(
+        TrainConfig(**{**settings, "max_train_steps": 800}, log_dir=str(tmp_path / "stopped"))
+    )
+    stats = first.state.params["obs_stats"]["zscore_obs"]
+    assert float(stats.count) == pytest.approx(800 + 1e-4)  # every observation learned from
+    assert not np.allclose(stats.mean, 0.0) and not np.allclose(stats.var, 1.0)
+    saved = load_params(first.last_checkpoint, jax.eval_shape(lambda: first.state.params))
+    _assert_same_state(saved, first.state.params)
+    second = train_local(TrainConfig(**settings, resume=str(first.run_dir)))
+    assert (second.start_env_steps, second.env_steps) == (800, 2000)
+    _assert_same_state(second.state, reference.state)
+    assert first.metrics + second.metrics == reference.metrics
+    assert first.episode_returns + second.episode_returns == reference.episode_returns
+    with pytest.raises(ValueError, match="--zscore-norm-env cannot change when resuming"):
+        train_local(
+            TrainConfig(**{**settings, "zscore_norm_env": False}, resume=str(first.run_dir))
+        )
 
 
 _KILL_DURING_SAVE = textwrap.dedent(

@@ -1,5 +1,8 @@
 """Run with 2 CPU devices: one towered update equals one update on the concatenated batch.
 
+The Linear body's network normalizes its observations (``zscore_norm_env``): the running
+statistics must pool to those of the whole batch.
+
 Called by tests/parallel/test_towered.py in a subprocess, because the device count must be
 set before JAX starts. Exits non-zero with the largest difference if they differ.
 """
@@ -10,7 +13,7 @@ import jax
 import numpy as np
 
 from fnrl.agents import init_train_state, make_actor_critic, make_update
-from fnrl.networks import ModularNetwork
+from fnrl.networks import OBS_STATS, ModularNetwork
 from fnrl.optimizers import make_rmsprop
 from fnrl.parallel.towered import make_mesh, make_towered_update, to_global, to_local
 from fnrl.specs import ArraySpec, DiscreteSpec, EnvSpec
@@ -42,7 +45,13 @@ def main() -> int:
     mesh = make_mesh(None)
     worst = 0.0
     for body in ("Linear", "LSTM"):
-        network = ModularNetwork(spec=SPEC, network_body=body, normalize=False, hidden_size=32)
+        network = ModularNetwork(
+            spec=SPEC,
+            network_body=body,
+            normalize=False,
+            hidden_size=32,
+            zscore_norm_env=body == "Linear",
+        )
         agent = make_actor_critic(network, SPEC)
         optimizer = make_rmsprop(7e-4, max_grad_norm=0.5)
         state = init_train_state(agent, optimizer, jax.random.PRNGKey(0))
@@ -61,6 +70,15 @@ def main() -> int:
             to_global(mesh, state, jax.sharding.PartitionSpec()), traj
         )
         towered_state, towered_metrics = to_local((towered_state, towered_metrics))
+        if OBS_STATS in single_state.params:
+            # Moments of the whole batch; the count is one device's (fnrl.networks.pool_moments).
+            single_stats = single_state.params[OBS_STATS]["zscore_obs"]
+            towered_stats = towered_state.params[OBS_STATS]["zscore_obs"]
+            np.testing.assert_allclose(single_stats.count, T * B + 1e-4, rtol=1e-6)
+            np.testing.assert_allclose(towered_stats.count, T * B / 2 + 1e-4, rtol=1e-6)
+            towered_state.params[OBS_STATS]["zscore_obs"] = towered_stats._replace(
+                count=single_stats.count
+            )
         for a, b in zip(
             jax.tree.leaves((single_state.params, single_metrics)),
             jax.tree.leaves((towered_state.params, towered_metrics)),
