@@ -45,7 +45,7 @@ def load_run_config(run_dir: str | Path) -> Any:
     Raises:
         ValueError: no readable ``config.json`` in ``run_dir``.
     """
-    from fnrl.config import TrainConfig, make_config
+    from fnrl.config import OLD_RUN_VALUES, TrainConfig, make_config
 
     path = Path(run_dir) / "config.json"
     try:
@@ -54,8 +54,10 @@ def load_run_config(run_dir: str | Path) -> Any:
         raise ValueError(f"{run_dir} is not a run directory: cannot read {path.name}: {e}") from e
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     # Every stored value is the one that trained; fields the file lacks (written before they
-    # existed) come from its env's preset rather than adept's Atari defaults.
-    return make_config(TrainConfig, **{k: v for k, v in stored.items() if k in fields})
+    # existed) come from its env's preset rather than adept's Atari defaults, or are the values
+    # such runs trained with.
+    settings = {k: v for k, v in stored.items() if k in fields}
+    return make_config(TrainConfig, **{**OLD_RUN_VALUES, **settings})
 
 
 def _stats(values: Sequence[float]) -> dict[str, float]:

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from fnrl.config import (
+    OLD_RUN_VALUES,
     PRESET_SOURCES,
     PRESETS,
     ImpalaConfig,
@@ -168,8 +169,9 @@ def _resumed_config(mode: str, run_dir: str, stored: dict, given: dict) -> Train
             )
     settings = {name: value for name, value in stored.items() if name in fields}
     # config.json holds every effective value; make_config only fills the fields it lacks (written
-    # before they existed), from its env's preset rather than adept's Atari defaults.
-    return make_config(config_class, **{**settings, **given, "resume": run_dir})
+    # before they existed), from its env's preset rather than adept's Atari defaults, or with the
+    # values such runs trained with.
+    return make_config(config_class, **{**OLD_RUN_VALUES, **settings, **given, "resume": run_dir})
 
 
 def parse_args(argv: Sequence[str]) -> tuple[str, TrainConfig]:

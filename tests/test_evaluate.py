@@ -23,7 +23,7 @@ from fnrl.parallel.local import train_local
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """The bare command's settings: 500k environment steps, about 15 s on 2 CPU cores."""
+    """The bare command's settings: 500k environment steps, about 20 s on 2 CPU cores."""
     config = make_config(log_dir=str(tmp_path_factory.mktemp("cartpole")))
     return config, train_local(config)
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 
@@ -94,6 +95,7 @@ def test_images_keep_adepts_defaults(env_id):
         0.0,
         10_000_000,
     )
+    assert not config.zscore_norm_env
 
 
 @pytest.mark.parametrize(
@@ -108,7 +110,7 @@ def test_vector_envs_get_the_vector_preset(env_id):
         "Linear",
         True,
     )
-    assert config.normalization == "layer"
+    assert config.normalization == "layer" and config.zscore_norm_env
 
 
 def test_flags_given_win_over_the_preset():
@@ -174,3 +176,17 @@ def test_fields_missing_from_config_json_come_from_the_preset(acrobot_run, tmp_p
     (tmp_path / "config.json").write_text(json.dumps(stored))
     config = load_run_config(tmp_path)
     assert (config.max_grad_norm, config.exp_length) == (0.5, 5)
+
+
+def test_runs_saved_before_zscore_norm_env_existed_load_without_it(acrobot_run, tmp_path):
+    """They did not normalize observations (their checkpoints hold no statistics), whatever the
+    vector preset says now."""
+    _, result = acrobot_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(result.run_dir, run_dir)
+    stored = json.loads((run_dir / "config.json").read_text())
+    del stored["zscore_norm_env"]
+    (run_dir / "config.json").write_text(json.dumps(stored))
+    assert not load_run_config(run_dir).zscore_norm_env
+    assert not parse_args(["--resume", str(run_dir)])[1].zscore_norm_env
+    assert load_run_config(result.run_dir).zscore_norm_env
