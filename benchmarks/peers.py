@@ -35,15 +35,15 @@ sides, each row measures:
 * ``learner``: the learner update alone on one identical batch of ``T x B`` transitions
   (Pong: 5 x 16 stacks of four 84x84 uint8 frames, plus the 16 bootstrap observations), in
   median milliseconds per update and the frames/s it would sustain if experience were free.
-  fnrl: ``make_update`` on ``make_agent`` / ``make_network`` with ``make_rmsprop``, jitted
-  once with the state donated, repeated on a batch already on the device, blocking on the
-  result (``jax.block_until_ready``) before reading the clock. PyTorch: what one SB3 A2C
-  update computes, on SB3's own policy object: the value of the bootstrap observations
-  (no gradient, as SB3's rollout collection does), GAE over the rollout, the policy forward on
-  the batch (``evaluate_actions``), the A2C loss, backward, gradient clipping and the RMSprop
-  step; ``torch.set_num_threads`` is set to the machine's core count. fnrl's update computes
-  the values of all ``T + 1`` observations itself, where SB3 reuses those computed while
-  acting, so fnrl does a little more work per update.
+  fnrl: ``make_update`` on ``make_agent`` / ``make_network`` with ``make_training_optimizer``,
+  jitted once with the state donated, repeated on a batch already on the device, blocking on the
+  result (``jax.block_until_ready``) before reading the clock. PyTorch: what one SB3 A2C update
+  computes, on SB3's own policy object: the value of the bootstrap observations (no gradient, as
+  SB3's rollout collection does), GAE over the rollout, the policy forward on the batch
+  (``evaluate_actions``), the A2C loss, backward, gradient clipping and the RMSprop step;
+  ``torch.set_num_threads`` is set to the machine's core count. fnrl's update computes the values of
+  all ``T + 1`` observations itself, where SB3 reuses those computed while acting, so fnrl does a
+  little more work per update.
 
 Networks (both sides must have the same parameter count; the table prints both):
 
@@ -104,8 +104,7 @@ from fnrl.agents import init_train_state, make_update
 from fnrl.config import TrainConfig, make_config
 from fnrl.envs import BatchedEnv, atari_task_id
 from fnrl.networks import count_params
-from fnrl.optimizers import make_rmsprop
-from fnrl.parallel.local import make_agent, make_training_env, train_local
+from fnrl.parallel.local import make_agent, make_training_env, make_training_optimizer, train_local
 from fnrl.parallel.rollout import (
     CompiledTrainer,
     PhaseTimer,
@@ -407,7 +406,7 @@ def _median_ms(step: Callable[[], None], seconds: float, min_repeats: int = 10) 
 def fnrl_learner(config: TrainConfig, spec: EnvSpec, batch: Batch, seconds: float) -> dict:
     """Median ms of fnrl's compiled A2C update on ``batch``, and the network's size."""
     agent = make_agent(config, spec)
-    optimizer = make_rmsprop(config.learning_rate, max_grad_norm=config.max_grad_norm)
+    optimizer = make_training_optimizer(config)
     state = init_train_state(agent, optimizer, jax.random.PRNGKey(config.seed))
     params = count_params(state.params["params"])
     (obs_key,) = spec.observations
@@ -571,7 +570,7 @@ def fnrl_loops(config: TrainConfig, seconds: float) -> dict[str, float]:
     """Median ms per update of the host loop, the compiled rollout apart and the fused trainer."""
     env = make_training_env(config, config.nb_env, config.seed)
     agent = make_agent(config, env.spec)
-    optimizer = make_rmsprop(config.learning_rate, max_grad_norm=config.max_grad_norm)
+    optimizer = make_training_optimizer(config)
     pure_update = make_update(agent, optimizer)
     update = jax.jit(pure_update, donate_argnums=0)
     state = init_train_state(agent, optimizer, jax.random.PRNGKey(config.seed))

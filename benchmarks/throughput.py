@@ -38,9 +38,8 @@ import numpy as np
 from fnrl.agents import init_train_state, make_update
 from fnrl.config import ImpalaConfig, TrainConfig
 from fnrl.envs import atari_task_id
-from fnrl.optimizers import make_rmsprop
 from fnrl.parallel.impala import train_impala
-from fnrl.parallel.local import make_agent, make_training_env, train_local
+from fnrl.parallel.local import make_agent, make_training_env, make_training_optimizer, train_local
 from fnrl.parallel.rollout import PhaseTimer, collect
 
 
@@ -118,7 +117,7 @@ def learner_alone_fps(config: TrainConfig, updates: int) -> dict:
     env = make_training_env(config, config.nb_env, config.seed)
     try:
         agent = make_agent(dataclasses.replace(config, agent="ActorCriticVtrace"), env.spec)
-        optimizer = make_rmsprop(config.learning_rate, max_grad_norm=config.max_grad_norm)
+        optimizer = make_training_optimizer(config)
         state = init_train_state(agent, optimizer, jax.random.PRNGKey(config.seed))
         rollout = collect(
             env,

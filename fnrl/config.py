@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fnrl.networks import NORMALIZATIONS
+from fnrl.optimizers import OPTIMIZERS
 
 ROLLOUTS = ("auto", "compiled", "host")
 
 
-def _flag(default: Any, help: str, *flags: str) -> Any:
+def setting(default: Any, help: str, *flags: str) -> Any:
+    """A config field with its default, its ``-h`` text and its command-line flags."""
     return field(default=default, metadata={"help": help, "flags": flags})
 
 
@@ -31,106 +33,103 @@ def _flag(default: Any, help: str, *flags: str) -> Any:
 class TrainConfig:
     """Everything a training run reads; saved as ``config.json`` in the run directory."""
 
-    env_id: str = _flag(
+    env_id: str = setting(
         "CartPole-v1",
         "environment: adept/Gym Atari ids (PongNoFrameskip-v4), envpool ids (Pong-v5, "
         "CartPole-v1) or any Gymnasium id",
         "--env-id",
     )
-    nb_env: int = _flag(32, "number of parallel environments", "-n", "--nb-env")
-    seed: int = _flag(0, "random seed of the network, the actions and the envs", "-s", "--seed")
-    learning_rate: float = _flag(7e-4, "RMSprop learning rate", "-lr", "--learning-rate")
-    discount: float = _flag(0.99, "discount factor gamma", "--discount")
-    tau: float = _flag(1.0, "GAE lambda", "--tau")
-    generalized_advantage_estimation: bool = _flag(
-        True, "use GAE advantages (else n-step)", "-gae", "--generalized-advantage-estimation"
+    nb_env: int = setting(32, "number of parallel environments", "-n", "--nb-env")
+    seed: int = setting(0, "random seed of the network, the actions and the envs", "-s", "--seed")
+    learning_rate: float = setting(7e-4, "learning rate", "-lr", "--learning-rate")
+    optimizer: str = setting(
+        "rmsprop",
+        "'rmsprop' (adept's: torch's RMSprop, decay 0.99, eps 1e-5 outside the root) or 'adam' "
+        "(eps 1e-5)",
+        "--optimizer",
     )
-    normalize_advantage: bool = _flag(
-        False, "normalize advantages (unbiased std + 1e-5)", "-na", "--normalize-advantage"
-    )
-    entropy_coef: float = _flag(0.01, "entropy bonus weight", "--entropy-coef")
-    max_grad_norm: float = _flag(
+    max_grad_norm: float = setting(
         0.0, "clip gradients to this global norm; 0 disables", "--max-grad-norm"
     )
-    exp_length: int = _flag(
+    exp_length: int = setting(
         20, "rollout length: agent steps per env per update", "--exp-length", "--nb-rollout"
     )
-    max_train_steps: int = _flag(
+    max_train_steps: int = setting(
         10_000_000,
         "stop after this many environment steps, summed over all envs",
         "-mts",
         "--max-train-steps",
     )
-    epoch_len: int = _flag(
+    epoch_len: int = setting(
         1_000_000, "save a checkpoint every this many environment steps", "--epoch-len"
     )
-    nb_top_model: int = _flag(
+    nb_top_model: int = setting(
         3,
         "number of best checkpoints kept, ranked by the mean return of the last 100 training "
         "episodes at save time (adept); 0 keeps none",
         "--nb-top-model",
     )
-    summary_frequency: float = _flag(
+    summary_frequency: float = setting(
         10.0, "seconds between tensorboard writes of losses", "-sf", "--summary-frequency"
     )
-    tag: str = _flag("", "prefix of the run directory name", "-t", "--tag")
-    log_dir: str = _flag("/tmp/fnrl_logs", "root of the run directories", "--log-dir")
-    skip_rate: int = _flag(4, "Atari frame skip", "--skip-rate")
-    max_episode_length: int = _flag(
+    tag: str = setting("", "prefix of the run directory name", "-t", "--tag")
+    log_dir: str = setting("/tmp/fnrl_logs", "root of the run directories", "--log-dir")
+    skip_rate: int = setting(4, "Atari frame skip", "--skip-rate")
+    max_episode_length: int = setting(
         10_000, "Atari time limit in agent steps", "-mel", "--max-episode-length"
     )
-    normalize: bool = _flag(
+    normalize: bool = setting(
         True, "batch norm in trunks and Linear body, layer-norm LSTM cell", "--normalize"
     )
-    normalization: str = _flag(
+    normalization: str = setting(
         "batch",
         "the layer --normalize adds: 'batch' (batch norm with each step's env batch while acting "
         "and learning, adept's), 'running' (batch norm with its running statistics) or 'layer' "
         "(layer norm, per sample); evaluation uses batch norm's running statistics",
         "--normalization",
     )
-    zscore_norm_env: bool = _flag(
+    zscore_norm_env: bool = setting(
         False,
         "normalize vector observations with the running mean and variance of every observation "
         "learned from (Stable-Baselines3's VecNormalize: clip((x - mean) / sqrt(var + 1e-8), "
         "-10, 10)); the statistics are saved in checkpoints; images are left as they are",
         "--zscore-norm-env",
     )
-    nb_head: int = _flag(1, "attention heads of attention networks", "--nb-head")
-    vision_network: str = _flag(
+    nb_head: int = setting(1, "attention heads of attention networks", "--nb-head")
+    vision_network: str = setting(
         "FourConv", "trunk for image observations", "-vn", "--vision-network"
     )
-    discrete_network: str = _flag(
+    discrete_network: str = setting(
         "Identity", "trunk for vector observations", "-dn", "--discrete-network"
     )
-    network_body: str = _flag("LSTM", "network body", "-nb", "--network-body")
-    agent: str = _flag("ActorCritic", "agent", "--agent")
-    profile: bool = _flag(
+    network_body: str = setting("LSTM", "network body", "-nb", "--network-body")
+    agent: str = setting("ActorCritic", "agent", "--agent")
+    profile: bool = setting(
         False, "train for 10e3 steps and print a per-phase timing report", "--profile"
     )
-    debug: bool = _flag(False, "3 envs, logs under /tmp/fnrl_debug", "--debug")
-    nb_last_model: int = _flag(
+    debug: bool = setting(False, "3 envs, logs under /tmp/fnrl_debug", "--debug")
+    nb_last_model: int = setting(
         2, "number of most recent checkpoints kept, besides the best ones", "--nb-last-model"
     )
-    nb_eval_env: int = _flag(
+    nb_eval_env: int = setting(
         1,
         "envs of the evaluation thread, which plays the latest params greedily and logs "
         "reward/eval (adept); 0 disables it",
         "--nb-eval-env",
     )
-    eval_step_rate: float = _flag(
+    eval_step_rate: float = setting(
         0.0,
         "evaluation steps per second at most; 0 throttles the evaluation thread to about 2 "
         "percent of one core instead (adept's 0 meant unlimited)",
         "--eval-step-rate",
     )
-    resume: str = _flag(
+    resume: str = setting(
         "",
         "run directory to continue from its latest checkpoint, with its stored config.json "
         "(flags given override it)",
         "--resume",
     )
-    rollout: str = _flag(
+    rollout: str = setting(
         "auto",
         "how experience is collected: 'compiled' runs the T acting and env steps of a rollout "
         "inside one XLA computation, with the update in local mode (envpool envs, every mode), "
@@ -138,7 +137,7 @@ class TrainConfig:
         "compiled where it applies",
         "--rollout",
     )
-    exact_resume: bool = _flag(
+    exact_resume: bool = setting(
         True,
         "record the actions sent to the envs and replay them on resume, so that a resumed run "
         "continues bit-exactly; false restarts the envs fresh on resume (faster for long Atari "
@@ -159,10 +158,10 @@ class TrainConfig:
                 )
         if self.summary_frequency <= 0:
             raise ValueError(f"--summary-frequency must be positive, got {self.summary_frequency}")
-        if not 0.0 <= self.discount <= 1.0:
-            raise ValueError(f"--discount must be in [0, 1], got {self.discount}")
-        if not 0.0 <= self.tau <= 1.0:
-            raise ValueError(f"--tau must be in [0, 1], got {self.tau}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
         if self.rollout not in ROLLOUTS:
             raise ValueError(
                 f"--rollout must be one of {', '.join(ROLLOUTS)}, got {self.rollout!r}"
@@ -248,26 +247,110 @@ def preset(kind: str) -> dict[str, Any]:
     return dict(PRESETS[kind])
 
 
-def make_config(config_class: type[TrainConfig] = TrainConfig, /, **settings: Any) -> TrainConfig:
-    """A config from the settings a user gave, over its env's preset, over adept's defaults.
+_AGENT_CONFIGS: dict[tuple[type, str], tuple[Any, type]] = {}
 
-    The preset is the one of what the env observes (:func:`preset` of
-    :func:`fnrl.envs.observation_kind`): images keep adept's defaults, vectors get
+
+def agent_config_class(base: type[TrainConfig], agent: str) -> type[TrainConfig]:
+    """The config class of a run of ``agent`` in a mode: ``base`` and the agent's settings.
+
+    Its fields are ``base``'s, then those of the agent's settings dataclass; the agent's
+    ``defaults`` replace the defaults of the fields they name, so ``-h`` shows them. Built once
+    per mode, agent and plug-in.
+
+    Args:
+        base: ``TrainConfig`` or a mode's subclass (or a class this function returned).
+        agent: a registered agent name (``fnrl.agents.register_agent``).
+
+    Raises:
+        ValueError: an unknown agent, or settings that redefine a field of ``base``.
+    """
+    from fnrl.agents import get_agent  # the agents import this module
+
+    base = getattr(base, "mode_config", base)
+    plugin = get_agent(agent)
+    cached = _AGENT_CONFIGS.get((base, agent))
+    if cached is not None and cached[0] is plugin:
+        return cached[1]
+    own = dataclasses.fields(plugin.settings)
+    clashes = sorted({f.name for f in own} & set(base.__dataclass_fields__))
+    if clashes:
+        raise ValueError(f"the settings of agent {agent!r} redefine run fields: {clashes}")
+    by_name = {**base.__dataclass_fields__, **{f.name: f for f in own}}
+    defaults = {"agent": agent, **plugin.defaults}
+    unknown = sorted(set(defaults) - set(by_name))
+    if unknown:
+        raise ValueError(f"the defaults of agent {agent!r} name unknown fields: {unknown}")
+    fields = [
+        (f.name, f.type, field(default=defaults.get(f.name, f.default), metadata=f.metadata))
+        for f in (*own, *(by_name[name] for name in defaults if name in base.__dataclass_fields__))
+    ]
+
+    def __post_init__(self):
+        base.__post_init__(self)
+        check = getattr(plugin.settings, "__post_init__", None)
+        if check is not None:
+            check(self)
+
+    config_class = dataclasses.make_dataclass(
+        f"{base.__name__}With{agent.replace('-', '_')}",
+        fields,
+        bases=(plugin.settings, base),
+        frozen=True,
+        namespace={"__post_init__": __post_init__, "mode_config": base},
+    )
+    config_class.__module__ = __name__
+    _AGENT_CONFIGS[(base, agent)] = (plugin, config_class)
+    return config_class
+
+
+def with_agent_settings(config: TrainConfig) -> TrainConfig:
+    """``config`` as a config of its agent's class: with the agent's settings at their defaults.
+
+    A config from :func:`make_config` has them already and comes back unchanged; a plain
+    ``TrainConfig(...)`` gets them (the agent's ``defaults`` apply only to the fields it does
+    not hold already, so nothing it sets changes), and a config whose ``agent`` was replaced
+    trades the old agent's settings for the new one's.
+
+    Raises:
+        ValueError: an unknown agent.
+    """
+    config_class = agent_config_class(type(config), config.agent)
+    if isinstance(config, config_class):
+        return config
+    fields = set(config_class.__dataclass_fields__)  # another agent's settings are dropped
+    return config_class(
+        **{name: value for name, value in config.to_dict().items() if name in fields}
+    )
+
+
+def make_config(config_class: type[TrainConfig] = TrainConfig, /, **settings: Any) -> TrainConfig:
+    """A config from the settings a user gave, over its env's preset, over the defaults.
+
+    The class is ``config_class`` with the settings of the agent named by ``settings["agent"]``
+    (or the mode's default agent) added (:func:`agent_config_class`). The preset is the one of
+    what the env observes (:func:`preset` of :func:`fnrl.envs.observation_kind`), with the
+    agent's own preset for that kind over it: images keep adept's defaults, vectors get
     :data:`VECTOR_PRESET`. The config returned holds every effective value.
 
     Args:
         config_class: ``TrainConfig`` or a mode's subclass of it.
-        **settings: its fields given explicitly (e.g. from the command line).
+        **settings: its fields and the agent's, given explicitly (e.g. from the command line).
 
     Raises:
-        ValueError: a setting is invalid (the message names the flag), or the env id is unknown.
+        ValueError: a setting is invalid (the message names the flag), or the env id or the
+            agent is unknown.
         TypeError: an unknown field name.
     """
     # Imported here: fnrl.envs loads the simulators, which `--help` does not need.
+    from fnrl.agents import get_agent
     from fnrl.envs import observation_kind
 
-    env_id = settings.get("env_id", config_class.env_id)
-    return config_class(**{**preset(observation_kind(env_id)), **settings})
+    base = getattr(config_class, "mode_config", config_class)
+    agent = settings.get("agent", base.agent)
+    run_class = agent_config_class(base, agent)
+    kind = observation_kind(settings.get("env_id", run_class.env_id))
+    agent_preset = get_agent(agent).presets.get(kind, {})
+    return run_class(**{**preset(kind), **agent_preset, **settings})
 
 
 def flags_of(name: str, config_class: type[TrainConfig] = TrainConfig) -> tuple[str, ...]:
@@ -284,17 +367,17 @@ def long_flag(name: str, config_class: type[TrainConfig] = TrainConfig) -> str:
 class ToweredConfig(TrainConfig):
     """Towered mode: data-parallel A2C over devices and hosts; ``--nb-env`` is per device."""
 
-    devices: str = _flag(
+    devices: str = setting(
         "", "comma-separated positions in each host's device list to use; empty: all", "--devices"
     )
-    coordinator_address: str = _flag(
+    coordinator_address: str = setting(
         "", "HOST:PORT of process 0, to train with several processes", "--coordinator-address"
     )
-    num_processes: int = _flag(
+    num_processes: int = setting(
         1, "number of processes (hosts) training together", "--num-processes"
     )
-    process_id: int = _flag(0, "this process's index, 0 .. num-processes - 1", "--process-id")
-    heartbeat_timeout: int = _flag(
+    process_id: int = setting(0, "this process's index, 0 .. num-processes - 1", "--process-id")
+    heartbeat_timeout: int = setting(
         100, "seconds without news after which a process counts as dead", "--heartbeat-timeout"
     )
 
@@ -336,19 +419,19 @@ class ImpalaConfig(TrainConfig):
     of ``nb_env`` envs by ``exp_length`` steps.
     """
 
-    nb_env: int = _flag(32, "environments per actor thread", "-n", "--nb-env")
-    agent: str = _flag("ActorCriticVtrace", "agent", "--agent")
-    nb_actor: int = _flag(
+    nb_env: int = setting(32, "environments per actor thread", "-n", "--nb-env")
+    agent: str = setting("ActorCriticVtrace", "agent", "--agent")
+    nb_actor: int = setting(
         2, "actor threads, each stepping its own --nb-env envs with the latest params", "--nb-actor"
     )
-    batch_size: int = _flag(
+    batch_size: int = setting(
         2,
         "rollouts per learner update (adept's --num-rollouts-in-batch, which defaulted to the "
         "number of actors)",
         "--batch-size",
         "--num-rollouts-in-batch",
     )
-    max_queue_length: int = _flag(
+    max_queue_length: int = setting(
         4,
         "rollouts in flight at most, queued for the learner or being collected; an actor waits "
         "for a free place before it collects, which keeps the policy lag within "

@@ -38,26 +38,29 @@ PROG = "python -m fnrl.evaluate"
 
 
 def load_run_config(run_dir: str | Path) -> Any:
-    """The ``TrainConfig`` of a run, from its ``config.json`` (mode-specific fields ignored).
+    """The config of a run, from its ``config.json``: the run's and its agent's fields.
+
+    Mode-specific fields are ignored.
 
     ``config.json`` records every effective value of the run, its env's preset included.
 
     Raises:
         ValueError: no readable ``config.json`` in ``run_dir``.
     """
-    from fnrl.config import OLD_RUN_VALUES, TrainConfig, make_config
+    from fnrl.config import OLD_RUN_VALUES, TrainConfig, agent_config_class, make_config
 
     path = Path(run_dir) / "config.json"
     try:
         stored = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise ValueError(f"{run_dir} is not a run directory: cannot read {path.name}: {e}") from e
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    config_class = agent_config_class(TrainConfig, stored.get("agent", TrainConfig.agent))
+    fields = {f.name for f in dataclasses.fields(config_class)}
     # Every stored value is the one that trained; fields the file lacks (written before they
     # existed) come from its env's preset rather than adept's Atari defaults, or are the values
     # such runs trained with.
     settings = {k: v for k, v in stored.items() if k in fields}
-    return make_config(TrainConfig, **{**OLD_RUN_VALUES, **settings})
+    return make_config(config_class, **{**OLD_RUN_VALUES, **settings})
 
 
 def _stats(values: Sequence[float]) -> dict[str, float]:

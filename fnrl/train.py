@@ -1,14 +1,16 @@
 """Command line: ``python -m fnrl.train [MODE] [flags]``.
 
 Modes (``MODES``):
-    local    one device, synchronous A2C (adept's Local); the default when no mode is given.
-    towered  synchronous data-parallel A2C over every device and host (adept's Towered).
+    local    one device, synchronous training (adept's Local); the default when no mode is given.
+    towered  synchronous data-parallel training over every device and host (adept's Towered).
     impala   actor threads feed a V-trace learner through a bounded queue (adept's IMPALA).
 
-Every flag of the mode's config (``fnrl.config.TrainConfig`` or its subclass) is accepted, with
-adept's names and short forms; booleans take adept's forms (``--normalize false``). Defaults
-depend on what the env observes (``fnrl.config.PRESETS``): adept's for images (Atari), the
-vector preset for vector observations (classic control, Box2D, ...); flags given override them.
+Every flag of the mode's config (``fnrl.config.TrainConfig`` or its subclass) and of the agent's
+settings (``--agent``, see ``fnrl.agents.AGENTS``) is accepted, with adept's names and short
+forms; booleans take adept's forms (``--normalize false``). Defaults depend on the agent and on
+what the env observes (``fnrl.config.PRESETS`` and the agent's presets): adept's for images
+(Atari), the vector preset for vector observations (classic control, Box2D, ...); flags given
+override them.
 
 ``python -m fnrl.train --resume RUN_DIR [flags]`` continues a stopped run from its latest
 checkpoint with its stored ``config.json`` and mode; flags given override the stored values
@@ -27,6 +29,7 @@ import threading
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from fnrl.agents import AGENTS, get_agent
 from fnrl.config import (
     OLD_RUN_VALUES,
     PRESET_SOURCES,
@@ -34,6 +37,7 @@ from fnrl.config import (
     ImpalaConfig,
     ToweredConfig,
     TrainConfig,
+    agent_config_class,
     long_flag,
     make_config,
 )
@@ -49,11 +53,13 @@ class Mode(NamedTuple):
 
 # Runners are imported when run, so that --help stays fast.
 MODES: dict[str, Mode] = {
-    "local": Mode(TrainConfig, "fnrl.parallel.local:train_local", "one device, synchronous A2C"),
+    "local": Mode(
+        TrainConfig, "fnrl.parallel.local:train_local", "one device, synchronous updates"
+    ),
     "towered": Mode(
         ToweredConfig,
         "fnrl.parallel.towered:train_towered",
-        "synchronous data-parallel A2C over every device and host",
+        "synchronous data-parallel updates over every device and host",
     ),
     "impala": Mode(
         ImpalaConfig,
@@ -88,6 +94,7 @@ def parse_count(text: str) -> int:
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, config_class: type[TrainConfig]) -> None:
+    presets = _presets(config_class)
     for f in dataclasses.fields(config_class):
         # Only flags the user gives are parsed, so that env presets apply under them.
         kwargs = {"dest": f.name, "default": argparse.SUPPRESS, "help": f.metadata["help"]}
@@ -97,44 +104,68 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_class: type[TrainC
             kwargs.update(type=parse_count)
         elif f.type in ("float", float):
             kwargs.update(type=float)
-        kwargs["help"] += f" (default: {_defaults_text(f.name, f.default)})"
+        kwargs["help"] += f" (default: {_defaults_text(f.name, f.default, presets)})"
         parser.add_argument(*f.metadata["flags"], **kwargs)
 
 
-def _defaults_text(name: str, default: object) -> str:
+def _presets(config_class: type[TrainConfig]) -> dict[str, dict]:
+    """Observation kind -> the defaults a run of ``config_class``'s agent gets for it."""
+    agent = get_agent(config_class.agent)
+    return {kind: {**preset, **agent.presets.get(kind, {})} for kind, preset in PRESETS.items()}
+
+
+def _defaults_text(name: str, default: object, presets: dict[str, dict]) -> str:
     """A field's default, and the value of each observation kind's preset that changes it."""
     changes = [
         f"{kind} observations: {preset[name]}"
-        for kind, preset in PRESETS.items()
+        for kind, preset in presets.items()
         if name in preset and preset[name] != default
     ]
     return "; ".join([str(default), *changes])
 
 
-def presets_epilog() -> str:
-    """What ``-h`` says about the defaults of each kind of env."""
+def presets_epilog(config_class: type[TrainConfig] = TrainConfig) -> str:
+    """What ``-h`` says about the defaults of each kind of env, for ``config_class``'s agent."""
+    agent = config_class.agent
     kinds = " ".join(
         f"{kind.capitalize()} observations ({PRESET_SOURCES[kind][0]}): "
         + (", ".join(f"{long_flag(k)} {v}" for k, v in preset.items()) or "the defaults listed")
-        + f", from {PRESET_SOURCES[kind][1]}."
-        for kind, preset in PRESETS.items()
+        + f", from {PRESET_SOURCES[kind][1]}"
+        + (f" and {agent}'s own" if get_agent(agent).presets.get(kind) else "")
+        + "."
+        for kind, preset in _presets(config_class).items()
     )
-    return f"Defaults depend on what the env observes; flags you give override them. {kinds}"
+    agents = ", ".join(AGENTS)
+    return (
+        f"Defaults depend on what the env observes; flags you give override them. {kinds} "
+        f"Agents: {agents}; `--agent NAME -h` lists an agent's own flags."
+    )
 
 
-def make_parser() -> argparse.ArgumentParser:
-    """The ``fnrl.train`` argument parser, one sub-command per mode."""
+def make_parser(agent: str | None = None) -> argparse.ArgumentParser:
+    """The ``fnrl.train`` argument parser, one sub-command per mode, with ``agent``'s flags.
+
+    Args:
+        agent: the agent whose settings to accept; None for each mode's default agent.
+
+    Raises:
+        ValueError: an unknown agent.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m fnrl.train",
         description="Train an fnrl agent. Without a mode, trains in local mode.",
-        epilog=presets_epilog(),
+        epilog=presets_epilog(agent_config_class(TrainConfig, agent or TrainConfig.agent)),
     )
     modes = parser.add_subparsers(dest="mode", metavar="MODE")
     for name, mode in MODES.items():
+        config_class = agent_config_class(mode.config_class, agent or mode.config_class.agent)
         subparser = modes.add_parser(
-            name, help=mode.help, description=mode.help.capitalize() + ".", epilog=parser.epilog
+            name,
+            help=mode.help,
+            description=mode.help.capitalize() + f", agent {config_class.agent}.",
+            epilog=presets_epilog(config_class),
         )
-        _add_config_flags(subparser, mode.config_class)
+        _add_config_flags(subparser, config_class)
     return parser
 
 
@@ -158,7 +189,8 @@ def _stored_run(run_dir: str) -> tuple[str, dict]:
 
 def _resumed_config(mode: str, run_dir: str, stored: dict, given: dict) -> TrainConfig:
     """The stored config with the flags given on the command line over it (with a warning)."""
-    config_class = MODES[mode].config_class
+    base = MODES[mode].config_class
+    config_class = agent_config_class(base, given.get("agent", stored.get("agent", base.agent)))
     fields = {f.name for f in dataclasses.fields(config_class)}
     for name, value in given.items():
         if name != "resume" and name in stored and stored[name] != value:
@@ -177,31 +209,39 @@ def _resumed_config(mode: str, run_dir: str, stored: dict, given: dict) -> Train
 def parse_args(argv: Sequence[str]) -> tuple[str, TrainConfig]:
     """Parses the command line into a mode and a validated config.
 
-    With ``--resume RUN_DIR`` the config is the run's ``config.json`` with the flags given over
-    it (each one that changes a stored value is reported on stderr), and the mode is the run's.
+    The flags accepted are the mode's and those of the agent ``--agent`` names (the mode's
+    default agent without it; the run's when resuming). With ``--resume RUN_DIR`` the config
+    is the run's ``config.json`` with the flags given over it (each one that changes a stored
+    value is reported on stderr), and the mode is the run's.
     """
     argv = list(argv)
     pre = argparse.ArgumentParser(prog="python -m fnrl.train", add_help=False)
     pre.add_argument("--resume")
-    resume = pre.parse_known_args(argv)[0].resume
-    default_mode, stored = "local", None
-    if resume:
+    pre.add_argument("--agent")
+    known = pre.parse_known_args(argv)[0]
+    default_mode, stored, agent = "local", None, known.agent
+    if known.resume:
         try:
-            default_mode, stored = _stored_run(resume)
+            default_mode, stored = _stored_run(known.resume)
         except ValueError as e:
             pre.error(str(e))
+        agent = agent or stored.get("agent")
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv = [default_mode, *argv]
-    parser = make_parser()
+    try:
+        parser = make_parser(agent)
+    except ValueError as e:
+        pre.error(str(e))
     args = vars(parser.parse_args(argv))
     mode = args.pop("mode")
     try:
         if stored is not None:
             if mode != default_mode:
                 raise ValueError(
-                    f"--resume {resume}: the run was trained in {default_mode} mode, not {mode}"
+                    f"--resume {known.resume}: the run was trained in {default_mode} mode, "
+                    f"not {mode}"
                 )
-            config = _resumed_config(mode, resume, stored, args)
+            config = _resumed_config(mode, known.resume, stored, args)
         else:
             config = make_config(MODES[mode].config_class, **args)
     except ValueError as e:

@@ -3,7 +3,7 @@
 import jax
 
 from fnrl.agents import init_train_state
-from fnrl.config import TrainConfig
+from fnrl.config import TrainConfig, with_agent_settings
 from fnrl.optimizers import make_rmsprop
 from fnrl.parallel.local import make_agent, make_training_env
 from fnrl.parallel.run import TrainingRun
@@ -11,7 +11,7 @@ from fnrl.parallel.run import TrainingRun
 
 def untrained_run(log_dir, **settings):
     """A run directory with one checkpoint of freshly initialized params (no training)."""
-    config = TrainConfig(log_dir=str(log_dir), nb_eval_env=0, **settings)
+    config = with_agent_settings(TrainConfig(log_dir=str(log_dir), nb_eval_env=0, **settings))
     env = make_training_env(config, 1, config.seed)
     frames_per_step = env.frames_per_step
     agent = make_agent(config, env.spec)

@@ -10,7 +10,15 @@ import gymnasium
 import numpy as np
 import pytest
 
-from fnrl.config import PRESETS, VECTOR_PRESET, ImpalaConfig, TrainConfig, make_config, preset
+from fnrl.config import (
+    PRESETS,
+    VECTOR_PRESET,
+    ImpalaConfig,
+    TrainConfig,
+    make_config,
+    preset,
+    with_agent_settings,
+)
 from fnrl.envs import OBSERVATION_KINDS, observation_kind
 from fnrl.evaluate import load_run_config
 from fnrl.parallel.local import train_local
@@ -83,7 +91,7 @@ def test_every_kind_has_a_preset_of_valid_fields():
 @pytest.mark.parametrize("env_id", ["PongNoFrameskip-v4", "Pong-v5", "BreakoutNoFrameskip-v4"])
 def test_images_keep_adepts_defaults(env_id):
     config = make_config(env_id=env_id)
-    assert config == TrainConfig(env_id=env_id)
+    assert config == with_agent_settings(TrainConfig(env_id=env_id))
     assert (config.nb_env, config.exp_length, config.network_body, config.normalize) == (
         32,
         20,
@@ -103,7 +111,7 @@ def test_images_keep_adepts_defaults(env_id):
 )
 def test_vector_envs_get_the_vector_preset(env_id):
     config = make_config(env_id=env_id)
-    assert config == TrainConfig(env_id=env_id, **VECTOR_PRESET)
+    assert config == with_agent_settings(TrainConfig(env_id=env_id, **VECTOR_PRESET))
     assert (config.nb_env, config.exp_length, config.network_body, config.normalize) == (
         16,
         5,

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from fnrl.config import VECTOR_PRESET, TrainConfig
+from fnrl.config import VECTOR_PRESET, TrainConfig, with_agent_settings
 from fnrl.train import parse_args
 
 
@@ -21,13 +21,13 @@ def _run(*args, timeout=120):
 def test_bare_command_is_local_cartpole_with_its_preset():
     mode, config = parse_args([])
     assert mode == "local"
-    assert config == TrainConfig(**VECTOR_PRESET)
+    assert config == with_agent_settings(TrainConfig(**VECTOR_PRESET))
     assert config.env_id == "CartPole-v1" and config.nb_env == 16
 
 
 def test_atari_ids_get_adept_defaults():
     _, config = parse_args(["--env-id", "PongNoFrameskip-v4"])
-    assert config == TrainConfig(env_id="PongNoFrameskip-v4")
+    assert config == with_agent_settings(TrainConfig(env_id="PongNoFrameskip-v4"))
     assert (config.nb_env, config.learning_rate, config.exp_length) == (32, 7e-4, 20)
     assert (config.vision_network, config.network_body, config.normalize) == (
         "FourConv",
@@ -105,3 +105,24 @@ def test_tiny_cli_run_succeeds(tmp_path):
     assert "finished: 64 steps" in result.stdout
     runs = list((tmp_path / "CartPole-v1").iterdir())
     assert len(runs) == 1 and (runs[0] / "checkpoints" / "step_64").is_dir()
+
+
+def test_each_agent_accepts_its_own_flags_and_not_anothers():
+    ppo_help = _run("local", "--agent", "PPO", "-h").stdout
+    assert "--policy-clipping" in ppo_help and "--epochs" in ppo_help
+    assert "--generalized-advantage-estimation" not in ppo_help
+    assert "--policy-clipping" not in _run("local", "-h").stdout
+    _, config = parse_args(["--agent", "PPO", "--epochs", "2", "--tau", "0.9"])
+    assert (config.epochs, config.tau, config.minibatches, config.optimizer) == (2, 0.9, 4, "adam")
+    _, config = parse_args(["impala", "--rho-bar", "0.5"])
+    assert config.clip_rho_threshold == 0.5
+    refused = _run("local", "--agent", "PPO", "-gae", "false", "-mts", "1")
+    assert refused.returncode == 2 and "unrecognized arguments: -gae" in refused.stderr
+
+
+def test_unknown_agent_ends_with_one_clear_line():
+    result = _run("--agent", "DQN", "-mts", "1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert (
+        "unknown agent 'DQN'; choose one of: ActorCritic, ActorCriticVtrace, PPO" in result.stderr
+    )

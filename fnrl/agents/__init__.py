@@ -1,6 +1,6 @@
 """Agents: algorithms as NamedTuples of pure functions."""
 
-from fnrl.agents.actor_critic import make_actor_critic
+from fnrl.agents.actor_critic import ACTOR_CRITIC, make_actor_critic
 from fnrl.agents.base import (
     ActOutput,
     Agent,
@@ -13,22 +13,30 @@ from fnrl.agents.base import (
     sample_actions,
     unroll,
 )
-from fnrl.agents.vtrace import make_actor_critic_vtrace
+from fnrl.agents.ppo import PPO, make_ppo
+from fnrl.agents.registry import AGENTS, AgentPlugin, get_agent, register_agent
+from fnrl.agents.vtrace import ACTOR_CRITIC_VTRACE, make_actor_critic_vtrace
 
-AGENTS = {"ActorCritic": make_actor_critic, "ActorCriticVtrace": make_actor_critic_vtrace}
+register_agent("ActorCritic", ACTOR_CRITIC)
+register_agent("ActorCriticVtrace", ACTOR_CRITIC_VTRACE)
+register_agent("PPO", PPO)
 
 __all__ = [
     "AGENTS",
     "ActOutput",
     "Agent",
+    "AgentPlugin",
     "LossOutput",
+    "get_agent",
     "greedy_actions",
     "init_train_state",
     "make_act",
     "make_init",
     "make_actor_critic",
     "make_actor_critic_vtrace",
+    "make_ppo",
     "make_update",
+    "register_agent",
     "sample_actions",
     "unroll",
 ]

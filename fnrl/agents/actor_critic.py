@@ -7,12 +7,16 @@ Using Generalized Advantage Estimation".
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from fnrl import losses
 from fnrl.agents.base import Agent, LossOutput, make_act, make_init, unroll
+from fnrl.agents.registry import AgentPlugin, PolicyGradientSettings, from_settings
+from fnrl.config import setting
 from fnrl.networks import NetworkOutput
 from fnrl.specs import EnvSpec
 from fnrl.types import Params, Trajectory
@@ -148,3 +152,24 @@ def make_actor_critic(
         act=make_act(network),
         loss=loss,
     )
+
+
+@dataclass(frozen=True)
+class ActorCriticSettings(PolicyGradientSettings):
+    """ActorCritic's settings: the shared ones and the choice of advantages."""
+
+    generalized_advantage_estimation: bool = setting(
+        True, "use GAE advantages (else n-step)", "-gae", "--generalized-advantage-estimation"
+    )
+
+
+ACTOR_CRITIC = AgentPlugin(
+    from_settings(
+        make_actor_critic,
+        ActorCriticSettings,
+        tau="gae_lambda",
+        generalized_advantage_estimation="use_gae",
+    ),
+    ActorCriticSettings,
+    help="adept's A2C: advantage actor-critic",
+)

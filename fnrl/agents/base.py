@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import chex
 import flax.linen as nn
@@ -44,14 +44,26 @@ class Agent(NamedTuple):
         act: ``act(params, key, carry, obs, first) -> (actions, carry, ActOutput)`` samples one
             action per action key for a batch of B envs; ``first`` ([B] bool) marks episode
             starts, where the recurrent carry is reset; the key is consumed.
-        loss: ``loss(params, trajectory) -> (scalar, LossOutput)``, differentiable w.r.t.
-            ``params["params"]``.
+        loss: ``loss(params, batch) -> (scalar, LossOutput)``, differentiable w.r.t.
+            ``params["params"]``; ``batch`` is a trajectory, or one minibatch of what
+            ``prepare`` made of it.
+        prepare: ``prepare(params, trajectory) -> (batch, collections)``, or None: computed
+            once per learner step with the acting params, before any gradient step (PPO values
+            the rollout there); ``collections`` are updated non-trainable collections, stored
+            after the step. None: the loss takes the trajectory itself.
+        minibatches: ``minibatches(key, batch) -> stacked``, or None: splits a prepared batch
+            into minibatches stacked on a new leading axis, one gradient step each, in order;
+            the key is consumed. None: one gradient step on the whole batch.
+        epochs: passes over the minibatches per learner step, reshuffled each time.
     """
 
     init: Callable[[PRNGKey], Params]
     initial_carry: Callable[[int], Carry]
     act: Callable[[Params, PRNGKey, Carry, Observation, jax.Array], tuple[Action, Carry, ActOutput]]
-    loss: Callable[[Params, Trajectory], tuple[jax.Array, LossOutput]]
+    loss: Callable[[Params, Any], tuple[jax.Array, LossOutput]]
+    prepare: Callable[[Params, Trajectory], tuple[Any, Params]] | None = None
+    minibatches: Callable[[PRNGKey, Any], Any] | None = None
+    epochs: int = 1
 
 
 _STATE_COLLECTIONS = ["batch_stats"]  # non-trainable flax collections the learner writes
@@ -200,14 +212,30 @@ def make_act(network: nn.Module) -> Callable:
     return act
 
 
+LEARNER_STREAM = 2**31 - 1  # fold_in data of learner keys; rollouts fold in update indices
+
+
+def learner_key(state: TrainState) -> PRNGKey:
+    """The key of the learner step ``state`` is about to take (PPO's minibatch shuffles).
+
+    Distinct from every rollout key ``fold_in(state.key, update)``, and the same on every
+    device of a data-parallel update.
+    """
+    return jax.random.fold_in(jax.random.fold_in(state.key, LEARNER_STREAM), state.step)
+
+
 def make_update(
     agent: Agent, optimizer: optax.GradientTransformation, *, axis_name: str | None = None
 ) -> Callable:
     """Builds the pure learner step ``update(state, trajectory) -> (state, metrics)``.
 
-    Differentiates ``agent.loss`` with respect to the trainable parameters, applies
-    ``optimizer``, and stores the non-trainable collections the loss returned (batch-norm running
-    statistics). Metrics gain ``grad_norm``, the global norm of the gradient before clipping.
+    Runs the agent's schedule on one trajectory: ``agent.prepare`` once, then ``agent.epochs``
+    passes over ``agent.minibatches`` (one pass over the whole batch by default), each
+    minibatch one gradient step: differentiate ``agent.loss`` with respect to the trainable
+    parameters and apply ``optimizer``. Every step's loss sees the non-trainable collections
+    as they were before the learner step; the ones ``prepare`` and the last loss returned
+    (batch-norm and observation statistics) are stored after it. Metrics are averaged over the
+    gradient steps and gain ``grad_norm``, the global norm of the gradient before clipping.
 
     Args:
         agent: the agent whose loss to minimize.
@@ -220,30 +248,61 @@ def make_update(
             (``fnrl.networks.zscore.pool_moments``).
     """
 
-    def update(state: TrainState, trajectory: Trajectory) -> tuple[TrainState, Metrics]:
-        def loss_fn(trainable):
-            return agent.loss({**state.params, "params": trainable}, trajectory)
+    def pool(collections: Params) -> Params:
+        if axis_name is None:
+            return collections
+        return jax.tree.map(
+            lambda x: (
+                pool_moments(x, axis_name)
+                if isinstance(x, RunningMoments)
+                else jax.lax.pmean(x, axis_name)
+            ),
+            collections,
+            is_leaf=lambda x: isinstance(x, RunningMoments),
+        )
 
-        (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params["params"])
-        metrics, non_trainable = aux.metrics, aux.state
+    def gradient_step(params: Params, trainable: Params, opt_state: Any, batch: Any):
+        def loss_fn(trainable):
+            return agent.loss({**params, "params": trainable}, batch)
+
+        (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
+        metrics = aux.metrics
         if axis_name is not None:
             weight = aux.count / jnp.maximum(jax.lax.psum(aux.count, axis_name), 1)
             grads, metrics = jax.lax.psum(
                 jax.tree.map(lambda x: weight * x, (grads, metrics)), axis_name
             )
-            non_trainable = jax.tree.map(
-                lambda x: (
-                    pool_moments(x, axis_name)
-                    if isinstance(x, RunningMoments)
-                    else jax.lax.pmean(x, axis_name)
-                ),
-                non_trainable,
-                is_leaf=lambda x: isinstance(x, RunningMoments),
-            )
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params["params"])
-        trainable = optax.apply_updates(state.params["params"], updates)
-        params = {**state.params, **non_trainable, "params": trainable}
+        updates, opt_state = optimizer.update(grads, opt_state, trainable)
+        trainable = optax.apply_updates(trainable, updates)
         metrics = {**metrics, "grad_norm": optax.tree.norm(grads)}
+        return trainable, opt_state, metrics, aux.state
+
+    def update(state: TrainState, trajectory: Trajectory) -> tuple[TrainState, Metrics]:
+        params = state.params
+        batch, collections = (
+            (trajectory, {}) if agent.prepare is None else agent.prepare(params, trajectory)
+        )
+        trainable, opt_state = params["params"], state.opt_state
+        if agent.minibatches is None and agent.epochs == 1:
+            trainable, opt_state, metrics, last = gradient_step(params, trainable, opt_state, batch)
+        else:
+            split = agent.minibatches or (lambda _, batch: jax.tree.map(lambda x: x[None], batch))
+
+            def minibatch_step(carry, minibatch):
+                trainable, opt_state, metrics, written = gradient_step(params, *carry, minibatch)
+                return (trainable, opt_state), (metrics, written)
+
+            def epoch(carry, key):
+                return jax.lax.scan(minibatch_step, carry, split(key, batch))
+
+            keys = jax.random.split(learner_key(state), agent.epochs)
+            (trainable, opt_state), (metrics, written) = jax.lax.scan(
+                epoch, (trainable, opt_state), keys
+            )
+            metrics = jax.tree.map(jnp.mean, metrics)
+            last = jax.tree.map(lambda x: x[-1, -1], written)
+        collections = pool({**collections, **last})
+        params = {**params, **collections, "params": trainable}
         return TrainState(params, opt_state, state.key, state.step + 1), metrics
 
     return update

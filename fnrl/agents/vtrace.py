@@ -7,6 +7,8 @@ collected with an older policy and corrects for the difference with clipped impo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -14,6 +16,8 @@ import jax.numpy as jnp
 from fnrl import losses
 from fnrl.agents.actor_critic import actor_critic_objective, check_discounting
 from fnrl.agents.base import Agent, LossOutput, make_act, make_init, unroll
+from fnrl.agents.registry import AgentPlugin, PolicyGradientSettings, from_settings
+from fnrl.config import setting
 from fnrl.specs import EnvSpec
 from fnrl.types import Params, Trajectory
 
@@ -24,7 +28,6 @@ def make_actor_critic_vtrace(
     *,
     discount: float = 0.99,
     gae_lambda: float = 1.0,
-    use_gae: bool = True,
     normalize_advantage: bool = False,
     entropy_coef: float = 0.01,
     clip_rho_threshold: float = 1.0,
@@ -50,15 +53,12 @@ def make_actor_critic_vtrace(
     bootstraps from the value of the truncated observation and cuts the trace there. Metrics
     add ``importance``, the mean ``ρ_t`` (adept's), which is 1 on-policy.
 
-    The signature matches ``make_actor_critic``, so any mode can run either agent.
-
     Args:
         network: a ``ModularNetwork`` (or any module with its call signature) for ``spec``.
         spec: the environment's observation and action specs.
         discount: gamma (adept default 0.99).
         gae_lambda: λ of the trace coefficients ``c_t = λ min(c̄, ρ_t)`` (adept's ``--tau``,
             default 1.0, the paper's V-trace).
-        use_gae: when False, ``gae_lambda`` is ignored and λ = 1, as in ``make_actor_critic``.
         normalize_advantage: normalize the advantages (unbiased std + 1e-5; adept default off).
         entropy_coef: entropy bonus weight (adept 0.01).
         clip_rho_threshold: ρ̄ (adept 1.0).
@@ -73,7 +73,6 @@ def make_actor_critic_vtrace(
     """
     check_discounting(discount, gae_lambda)
     losses.check_vtrace_thresholds(clip_rho_threshold, clip_c_threshold, clip_pg_rho_threshold)
-    lambda_ = gae_lambda if use_gae else 1.0
 
     def loss(params: Params, trajectory: Trajectory) -> tuple[jax.Array, LossOutput]:
         outputs, state = unroll(
@@ -82,7 +81,7 @@ def make_actor_critic_vtrace(
         values = outputs.value  # [T + 1, B]
         valid_t = ~trajectory.first[1:]
         discount_t = discount * (1.0 - trajectory.terminated.astype(jnp.float32))
-        lambda_t = lambda_ * (1.0 - trajectory.truncated.astype(jnp.float32))
+        lambda_t = gae_lambda * (1.0 - trajectory.truncated.astype(jnp.float32))
         # The ratios are constants of the loss: gradients flow through log π in the losses only.
         log_rho_t = sum(
             losses.log_prob(jax.lax.stop_gradient(outputs.logits[name][:-1]), a_t)
@@ -116,3 +115,33 @@ def make_actor_critic_vtrace(
         act=make_act(network),
         loss=loss,
     )
+
+
+@dataclass(frozen=True)
+class VtraceSettings(PolicyGradientSettings):
+    """ActorCriticVtrace's settings: the shared ones and V-trace's clipping thresholds."""
+
+    clip_rho_threshold: float = setting(
+        1.0,
+        "V-trace's rho-bar: the clip of the importance weights of the value targets",
+        "--rho-bar",
+    )
+    clip_c_threshold: float = setting(
+        1.0, "V-trace's c-bar: the clip of the trace coefficients", "--c-bar"
+    )
+    clip_pg_rho_threshold: float = setting(
+        1.0, "V-trace's rho-bar of the policy-gradient advantages", "--pg-rho-bar"
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        losses.check_vtrace_thresholds(
+            self.clip_rho_threshold, self.clip_c_threshold, self.clip_pg_rho_threshold
+        )
+
+
+ACTOR_CRITIC_VTRACE = AgentPlugin(
+    from_settings(make_actor_critic_vtrace, VtraceSettings, tau="gae_lambda"),
+    VtraceSettings,
+    help="adept's IMPALA agent: actor-critic with V-trace",
+)

@@ -46,10 +46,9 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from fnrl.agents import Agent, init_train_state, make_update
-from fnrl.config import ImpalaConfig
+from fnrl.config import ImpalaConfig, with_agent_settings
 from fnrl.envs import BatchedEnv
-from fnrl.optimizers import make_rmsprop
-from fnrl.parallel.local import make_agent, make_network, make_training_env
+from fnrl.parallel.local import make_agent, make_network, make_training_env, make_training_optimizer
 from fnrl.parallel.rollout import (
     Episode,
     PhaseTimer,
@@ -357,6 +356,7 @@ def train_impala(
             f"train_impala needs an ImpalaConfig, got {type(config).__name__}; build it with "
             "fnrl.config.make_config(ImpalaConfig, ...)"
         )
+    config = with_agent_settings(config)
     mesh = learner_mesh()
     batch_envs = config.batch_size * config.nb_env
     if batch_envs % mesh.size:
@@ -374,7 +374,7 @@ def train_impala(
             envs.append(make_training_env(config, config.nb_env, seed))
         check_rollout(config.rollout, envs[0])
         agent = make_agent(config, envs[0].spec)
-        optimizer = make_rmsprop(config.learning_rate, max_grad_norm=config.max_grad_norm)
+        optimizer = make_training_optimizer(config)
         replicated = NamedSharding(mesh, PartitionSpec())
         update = jax.jit(
             make_update(agent, optimizer), donate_argnums=0, out_shardings=(replicated, replicated)

@@ -15,9 +15,10 @@ import functools
 import threading
 
 import jax
+import optax
 
-from fnrl.agents import AGENTS, Agent, init_train_state, make_update
-from fnrl.config import TrainConfig
+from fnrl.agents import Agent, get_agent, init_train_state, make_update
+from fnrl.config import TrainConfig, with_agent_settings
 from fnrl.envs import BatchedEnv, atari_task_id, make_env
 from fnrl.networks import (
     ModularNetwork,
@@ -26,7 +27,7 @@ from fnrl.networks import (
     get_vision_network,
     is_recurrent,
 )
-from fnrl.optimizers import make_rmsprop
+from fnrl.optimizers import make_optimizer
 from fnrl.parallel.rollout import check_rollout, make_trainer
 from fnrl.parallel.run import RunResult, TrainingRun
 from fnrl.specs import EnvSpec
@@ -76,18 +77,19 @@ def make_network(config: TrainConfig, spec: EnvSpec) -> ModularNetwork:
 
 
 def make_agent(config: TrainConfig, spec: EnvSpec) -> Agent:
-    """The agent and network ``config`` names, for envs with ``spec``."""
-    if config.agent not in AGENTS:
-        raise ValueError(f"unknown agent {config.agent!r}; choose one of: {', '.join(AGENTS)}")
-    network = make_network(config, spec)
-    return AGENTS[config.agent](
-        network,
-        spec,
-        discount=config.discount,
-        gae_lambda=config.tau,
-        use_gae=config.generalized_advantage_estimation,
-        normalize_advantage=config.normalize_advantage,
-        entropy_coef=config.entropy_coef,
+    """The agent (``--agent``, with its settings from ``config``) and network, for ``spec``.
+
+    Raises:
+        ValueError: an unknown agent, or a network name that is not registered.
+    """
+    config = with_agent_settings(config)
+    return get_agent(config.agent).make(make_network(config, spec), spec, config)
+
+
+def make_training_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """The optimizer ``config`` names, with its learning rate and gradient clipping."""
+    return make_optimizer(
+        config.optimizer, config.learning_rate, max_grad_norm=config.max_grad_norm
     )
 
 
@@ -114,11 +116,12 @@ def train_local(
         TrainingDiverged: the loss became NaN; the last good checkpoint stays on disk.
         CheckpointError: the checkpoint to resume from is corrupt or does not fit.
     """
+    config = with_agent_settings(config)
     env = make_training_env(config, config.nb_env, config.seed)
     try:
         check_rollout(config.rollout, env)
         agent = make_agent(config, env.spec)
-        optimizer = make_rmsprop(config.learning_rate, max_grad_norm=config.max_grad_norm)
+        optimizer = make_training_optimizer(config)
         run = TrainingRun(
             config,
             "local",

@@ -31,9 +31,8 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from fnrl.agents import Agent, init_train_state, make_update
-from fnrl.config import ToweredConfig
-from fnrl.optimizers import make_rmsprop
-from fnrl.parallel.local import make_agent, make_network, make_training_env
+from fnrl.config import ToweredConfig, with_agent_settings
+from fnrl.parallel.local import make_agent, make_network, make_training_env, make_training_optimizer
 from fnrl.parallel.resume import ResumeWarning
 from fnrl.parallel.rollout import PhaseTimer, SegmentCollector, check_rollout
 from fnrl.parallel.run import RunResult, TrainingRun
@@ -229,6 +228,7 @@ def train_towered(
         TrainingDiverged: the loss became NaN; the last good checkpoint stays on disk.
         CheckpointError: the checkpoint to resume from is corrupt or does not fit.
     """
+    config = with_agent_settings(config)
     stop = stop or threading.Event()
     initialize_distributed(config)
     mesh = make_mesh(config.device_positions())
@@ -239,7 +239,7 @@ def train_towered(
     try:
         check_rollout(config.rollout, env)
         agent = make_agent(config, env.spec)
-        optimizer = make_rmsprop(config.learning_rate, max_grad_norm=config.max_grad_norm)
+        optimizer = make_training_optimizer(config)
         host_state = init_train_state(agent, optimizer, jax.random.PRNGKey(config.seed))
         host_carry = agent.initial_carry(local_envs)
         writer = jax.process_index() == 0

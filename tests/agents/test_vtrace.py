@@ -8,6 +8,7 @@ from agent_helpers import TABLE_SPEC, TableNetwork, episode_flags, log_softmax, 
 
 from fnrl.agents import AGENTS, make_actor_critic, make_actor_critic_vtrace, make_update
 from fnrl.agents.base import init_train_state
+from fnrl.agents.vtrace import VtraceSettings
 from fnrl.config import ImpalaConfig
 from fnrl.networks import ModularNetwork
 from fnrl.optimizers import make_rmsprop
@@ -227,7 +228,7 @@ def test_update_lowers_the_loss_on_a_fixed_batch():
 
 
 def test_registered_and_built_from_a_config():
-    assert AGENTS["ActorCriticVtrace"] is make_actor_critic_vtrace
+    assert AGENTS["ActorCriticVtrace"].settings is VtraceSettings
     config = ImpalaConfig(network_body="Linear", normalize=False)
     assert config.agent == "ActorCriticVtrace"
     agent = make_agent(config, VECTOR_SPEC)

@@ -20,7 +20,7 @@ from fnrl.checkpoint import (
     load_checkpoint,
     load_params,
 )
-from fnrl.config import TrainConfig
+from fnrl.config import TrainConfig, make_config
 from fnrl.envs import make_env
 from fnrl.parallel.local import train_local
 from fnrl.parallel.resume import ActionLog, ResumableEnv, ResumeWarning, timestep_fingerprint
@@ -120,7 +120,7 @@ _KILL_DURING_SAVE = textwrap.dedent(
     """
     import json, os, signal, sys
     from fnrl import checkpoint
-    from fnrl.config import TrainConfig
+    from fnrl.config import TrainConfig, make_config
     from fnrl.parallel.local import train_local
 
     write = checkpoint._write_synced
@@ -206,7 +206,8 @@ def test_cli_resume_uses_the_stored_config_and_warns_about_overrides(tmp_path, s
     mode, config = parse_args(["--resume", str(run_dir), "-mts", "6000", "--nb-eval-env", "0"])
     stored = json.loads((run_dir / "config.json").read_text())
     assert mode == "local"
-    assert config == TrainConfig(**{**stored, "max_train_steps": 6000, "resume": str(run_dir)})
+    expected = {**stored, "max_train_steps": 6000, "resume": str(run_dir)}
+    assert config == make_config(TrainConfig, **expected)
     assert config.exp_length == 25 and config.nb_env == 16  # stored, not the CartPole preset
     err = capsys.readouterr().err
     assert "warning: --max-train-steps 6000 overrides the run's 2000" in err

@@ -1,18 +1,21 @@
 """Run with 2 CPU devices: one towered update equals one update on the concatenated batch.
 
-The Linear body's network normalizes its observations (``zscore_norm_env``): the running
-statistics must pool to those of the whole batch.
+For A2C and for PPO (two epochs of whole-shard minibatches). The Linear body's network
+normalizes its observations (``zscore_norm_env``): the running statistics must pool to those of
+the whole batch.
 
 Called by tests/parallel/test_towered.py in a subprocess, because the device count must be
 set before JAX starts. Exits non-zero with the largest difference if they differ.
 """
 
+import itertools
 import sys
+from functools import partial
 
 import jax
 import numpy as np
 
-from fnrl.agents import init_train_state, make_actor_critic, make_update
+from fnrl.agents import init_train_state, make_actor_critic, make_ppo, make_update
 from fnrl.networks import OBS_STATS, ModularNetwork
 from fnrl.optimizers import make_rmsprop
 from fnrl.parallel.towered import make_mesh, make_towered_update, to_global, to_local
@@ -44,7 +47,13 @@ def main() -> int:
     assert jax.device_count() == 2, jax.devices()
     mesh = make_mesh(None)
     worst = 0.0
-    for body in ("Linear", "LSTM"):
+    # PPO takes two epochs of one minibatch (a mean over the shard, however it is shuffled) and
+    # leaves advantages unnormalized, which normalizing per device would change.
+    agents = {
+        "A2C": make_actor_critic,
+        "PPO": partial(make_ppo, epochs=2, minibatches=1, normalize_advantage=False),
+    }
+    for body, (name, make_agent) in itertools.product(("Linear", "LSTM"), agents.items()):
         network = ModularNetwork(
             spec=SPEC,
             network_body=body,
@@ -52,7 +61,7 @@ def main() -> int:
             hidden_size=32,
             zscore_norm_env=body == "Linear",
         )
-        agent = make_actor_critic(network, SPEC)
+        agent = make_agent(network, SPEC)
         optimizer = make_rmsprop(7e-4, max_grad_norm=0.5)
         state = init_train_state(agent, optimizer, jax.random.PRNGKey(0))
         rng = np.random.default_rng(1)
@@ -84,7 +93,7 @@ def main() -> int:
             jax.tree.leaves((towered_state.params, towered_metrics)),
             strict=True,
         ):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=f"{name} {body}")
             worst = max(worst, float(np.max(np.abs(np.asarray(a) - np.asarray(b)))))
     print(f"max abs difference {worst:.3g}")
     return 0
