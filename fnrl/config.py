@@ -230,21 +230,28 @@ PRESET_SOURCES: dict[str, tuple[str, str]] = {
 OLD_RUN_VALUES: dict[str, Any] = {"zscore_norm_env": False}
 
 
-def preset(kind: str) -> dict[str, Any]:
+def preset(kind: str, agent: str | None = None) -> dict[str, Any]:
     """The defaults of envs that observe ``kind``, applied under the flags a user gives.
 
     Args:
         kind: an observation kind, as :func:`fnrl.envs.observation_kind` returns.
+        agent: a registered agent whose own preset for ``kind`` goes over the shared one;
+            None for the shared one alone.
 
     Returns:
-        Field name -> default; empty for images, which keep adept's defaults.
+        Field name -> default; empty for images, which keep adept's defaults (unless the
+        agent's preset says otherwise).
 
     Raises:
-        ValueError: an unknown kind.
+        ValueError: an unknown kind or agent.
     """
     if kind not in PRESETS:
         raise ValueError(f"unknown observation kind {kind!r}; choose one of: {', '.join(PRESETS)}")
-    return dict(PRESETS[kind])
+    if agent is None:
+        return dict(PRESETS[kind])
+    from fnrl.agents import get_agent  # the agents import this module
+
+    return {**PRESETS[kind], **get_agent(agent).presets.get(kind, {})}
 
 
 _AGENT_CONFIGS: dict[tuple[type, str], tuple[Any, type]] = {}
@@ -342,15 +349,13 @@ def make_config(config_class: type[TrainConfig] = TrainConfig, /, **settings: An
         TypeError: an unknown field name.
     """
     # Imported here: fnrl.envs loads the simulators, which `--help` does not need.
-    from fnrl.agents import get_agent
     from fnrl.envs import observation_kind
 
     base = getattr(config_class, "mode_config", config_class)
     agent = settings.get("agent", base.agent)
     run_class = agent_config_class(base, agent)
     kind = observation_kind(settings.get("env_id", run_class.env_id))
-    agent_preset = get_agent(agent).presets.get(kind, {})
-    return run_class(**{**preset(kind), **agent_preset, **settings})
+    return run_class(**{**preset(kind, agent), **settings})
 
 
 def flags_of(name: str, config_class: type[TrainConfig] = TrainConfig) -> tuple[str, ...]:

@@ -40,6 +40,7 @@ from fnrl.config import (
     agent_config_class,
     long_flag,
     make_config,
+    preset,
 )
 
 
@@ -110,16 +111,15 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_class: type[TrainC
 
 def _presets(config_class: type[TrainConfig]) -> dict[str, dict]:
     """Observation kind -> the defaults a run of ``config_class``'s agent gets for it."""
-    agent = get_agent(config_class.agent)
-    return {kind: {**preset, **agent.presets.get(kind, {})} for kind, preset in PRESETS.items()}
+    return {kind: preset(kind, config_class.agent) for kind in PRESETS}
 
 
 def _defaults_text(name: str, default: object, presets: dict[str, dict]) -> str:
     """A field's default, and the value of each observation kind's preset that changes it."""
     changes = [
-        f"{kind} observations: {preset[name]}"
-        for kind, preset in presets.items()
-        if name in preset and preset[name] != default
+        f"{kind} observations: {defaults[name]}"
+        for kind, defaults in presets.items()
+        if name in defaults and defaults[name] != default
     ]
     return "; ".join([str(default), *changes])
 
@@ -129,11 +129,11 @@ def presets_epilog(config_class: type[TrainConfig] = TrainConfig) -> str:
     agent = config_class.agent
     kinds = " ".join(
         f"{kind.capitalize()} observations ({PRESET_SOURCES[kind][0]}): "
-        + (", ".join(f"{long_flag(k)} {v}" for k, v in preset.items()) or "the defaults listed")
+        + (", ".join(f"{long_flag(k)} {v}" for k, v in defaults.items()) or "the defaults listed")
         + f", from {PRESET_SOURCES[kind][1]}"
         + (f" and {agent}'s own" if get_agent(agent).presets.get(kind) else "")
         + "."
-        for kind, preset in _presets(config_class).items()
+        for kind, defaults in _presets(config_class).items()
     )
     agents = ", ".join(AGENTS)
     return (
