@@ -10,23 +10,198 @@ env batch learns CartPole slowly (about 90 mean return after 1M steps).
 So the defaults depend on what the env observes (``fnrl.envs.observation_kind``): images keep
 adept's, vectors get :data:`VECTOR_PRESET`. :func:`make_config` applies them under the flags a
 user gives; the resulting config holds every effective value and is saved as ``config.json``.
+
+Each field also declares the values it may take (:func:`setting`: a range, choices, a safe path
+component; floats must be finite), and every config checks them when it is made
+(:func:`check_settings`): flags, presets and a stored ``config.json`` read back
+(:func:`stored_config`) go through the same check, whose :class:`ConfigError` names the field.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
+import math
+import numbers
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from fnrl.networks import NORMALIZATIONS
+from fnrl.networks import DISCRETE_NETWORKS, NETWORK_BODIES, NORMALIZATIONS, VISION_NETWORKS
 from fnrl.optimizers import OPTIMIZERS
 
 ROLLOUTS = ("auto", "compiled", "host")
 
+# envpool takes int32 seeds (and fnrl.envs checks that seed + i fits for env i).
+MAX_SEED = 2**31 - 1
 
-def setting(default: Any, help: str, *flags: str) -> Any:
-    """A config field with its default, its ``-h`` text and its command-line flags."""
-    return field(default=default, metadata={"help": help, "flags": flags})
+# The learning rate's upper bound. RMSprop and Adam move each weight by about the learning rate
+# per update whatever the gradient's scale, so a rate above 1 moves every weight by more than its
+# whole initial scale at the first update: the run diverges to NaN or inf params (as -lr 1e38
+# did) instead of learning. Useful rates are 1e-5 to 1e-2.
+MAX_LEARNING_RATE = 1.0
+
+
+class ConfigError(ValueError):
+    """A setting (a flag or a ``config.json`` value) that its field cannot take.
+
+    The command lines print its message as one line and exit with code 2.
+
+    Attributes:
+        field: the name of the config field; None for a whole ``config.json``.
+        problem: what is wrong with the value, ``"must be ..., got ..."``.
+    """
+
+    def __init__(self, message: str, field: str | None, problem: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.problem = problem
+
+
+def setting(
+    default: Any,
+    help: str,
+    *flags: str,
+    at_least: float | None = None,
+    above: float | None = None,
+    at_most: float | None = None,
+    choices: Collection[str] | Callable[[], Collection[str]] | None = None,
+    path_component: bool = False,
+) -> Any:
+    """A config field with its default, its ``-h`` text, its command-line flags and its limits.
+
+    Every config checks its fields against their type (``bool``, ``int``, ``float`` or ``str``;
+    floats must be finite) and these limits when it is made (:func:`check_settings`).
+
+    Args:
+        default: the field's default.
+        help: the ``-h`` text.
+        *flags: the command-line flags, e.g. ``"-n", "--nb-env"``.
+        at_least: a number's smallest value.
+        above: a number's bound from below, itself excluded.
+        at_most: a number's largest value.
+        choices: the values a string may take, or a function returning them (a registry that
+            plug-ins fill after this module is imported).
+        path_component: the string becomes part of a file name: no separators, no ``..``.
+    """
+    limits = {
+        "at_least": at_least,
+        "above": above,
+        "at_most": at_most,
+        "choices": choices,
+        "path_component": path_component,
+    }
+    return field(default=default, metadata={"help": help, "flags": flags, "limits": limits})
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# The field types a setting may have: what a value must be, and the test of it.
+_TYPES: dict[type, tuple[str, Callable[[Any], bool]]] = {
+    bool: ("a boolean (true or false)", lambda value: isinstance(value, bool)),
+    int: ("an integer", _is_integer),
+    float: ("a finite number", _is_finite_number),
+    str: ("a string", lambda value: isinstance(value, str)),
+}
+_TYPE_NAMES = {kind.__name__: kind for kind in _TYPES}
+
+
+def field_kind(f: dataclasses.Field) -> type | None:
+    """The type of a config field (``bool``, ``int``, ``float`` or ``str``), None if another."""
+    return _TYPE_NAMES.get(f.type, f.type if f.type in _TYPES else None)
+
+
+def _shown(value: Any) -> str:
+    """A value as a user wrote it: strings in JSON's double quotes, numbers and lists as such."""
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _range(at_least: float | None, above: float | None, at_most: float | None) -> str:
+    """``"at least 1"``, ``"positive"``, ``"in [0, 1]"``, ``"in (0, 1]"``, ``"at most 9"``."""
+    low = at_least if above is None else above
+    if at_most is not None and low is not None:
+        return f"in {'[' if above is None else '('}{_number(low)}, {_number(at_most)}]"
+    if at_most is not None:
+        return f"at most {_number(at_most)}"
+    if above is None:
+        return f"at least {_number(at_least)}"
+    return "positive" if above == 0 else f"greater than {_number(above)}"
+
+
+def value_problem(
+    value: Any,
+    kind: type | None,
+    *,
+    at_least: float | None = None,
+    above: float | None = None,
+    at_most: float | None = None,
+    choices: Collection[str] | Callable[[], Collection[str]] | None = None,
+    path_component: bool = False,
+) -> str | None:
+    """What makes ``value`` unfit for a setting of type ``kind`` and these limits (:func:`setting`).
+
+    Returns:
+        None if it fits, else ``"must be ..., got ..."``: e.g. ``must be an integer, got "abc"``,
+        ``must be a finite number, got nan``, ``must be in (0, 1], got 1e+38``.
+    """
+    got = f", got {_shown(value)}"
+    if kind in _TYPES and not _TYPES[kind][1](value):
+        return f"must be {_TYPES[kind][0]}{got}"
+    if choices is not None:
+        names = choices() if callable(choices) else choices
+        if value not in names:
+            return f"must be one of {', '.join(names)}{got}"
+    if path_component and (".." in value or any(c in value for c in "/\\\0")):
+        return f"must be one path component (no /, \\ or ..){got}"
+    if (
+        (at_least is not None and value < at_least)
+        or (above is not None and value <= above)
+        or (at_most is not None and value > at_most)
+    ):
+        return f"must be {_range(at_least, above, at_most)}{got}"
+    return None
+
+
+def check_settings(config_class: type, settings: Mapping[str, Any]) -> None:
+    """Checks each setting that names a field of ``config_class`` against its type and limits.
+
+    Args:
+        config_class: a dataclass whose fields were made with :func:`setting`.
+        settings: field name -> value; names of other fields are ignored.
+
+    Raises:
+        ConfigError: the first setting that does not fit, e.g. ``--learning-rate
+            (learning_rate) must be a finite number, got nan``.
+    """
+    for f in dataclasses.fields(config_class):
+        if f.name not in settings:
+            continue
+        problem = value_problem(settings[f.name], field_kind(f), **f.metadata["limits"])
+        if problem is not None:
+            raise field_error(config_class, f.name, problem)
+
+
+def field_error(config_class: type, name: str, problem: str) -> ConfigError:
+    """The error of field ``name`` of ``config_class``: ``--flag (name) problem``."""
+    return ConfigError(f"{long_flag(name, config_class)} ({name}) {problem}", name, problem)
+
+
+def _registered_agents() -> Collection[str]:
+    from fnrl.agents import AGENTS  # the agents import this module
+
+    return AGENTS
 
 
 @dataclass(frozen=True)
@@ -39,44 +214,64 @@ class TrainConfig:
         "CartPole-v1) or any Gymnasium id",
         "--env-id",
     )
-    nb_env: int = setting(32, "number of parallel environments", "-n", "--nb-env")
-    seed: int = setting(0, "random seed of the network, the actions and the envs", "-s", "--seed")
-    learning_rate: float = setting(7e-4, "learning rate", "-lr", "--learning-rate")
+    nb_env: int = setting(32, "number of parallel environments", "-n", "--nb-env", at_least=1)
+    seed: int = setting(
+        0,
+        "random seed of the network, the actions and the envs",
+        "-s",
+        "--seed",
+        at_least=0,
+        at_most=MAX_SEED,
+    )
+    learning_rate: float = setting(
+        7e-4, "learning rate", "-lr", "--learning-rate", above=0.0, at_most=MAX_LEARNING_RATE
+    )
     optimizer: str = setting(
         "rmsprop",
         "'rmsprop' (adept's: torch's RMSprop, decay 0.99, eps 1e-5 outside the root) or 'adam' "
         "(eps 1e-5)",
         "--optimizer",
+        choices=OPTIMIZERS,
     )
     max_grad_norm: float = setting(
-        0.0, "clip gradients to this global norm; 0 disables", "--max-grad-norm"
+        0.0, "clip gradients to this global norm; 0 disables", "--max-grad-norm", at_least=0.0
     )
     exp_length: int = setting(
-        20, "rollout length: agent steps per env per update", "--exp-length", "--nb-rollout"
+        20,
+        "rollout length: agent steps per env per update",
+        "--exp-length",
+        "--nb-rollout",
+        at_least=1,
     )
     max_train_steps: int = setting(
         10_000_000,
         "stop after this many environment steps, summed over all envs",
         "-mts",
         "--max-train-steps",
+        at_least=1,
     )
     epoch_len: int = setting(
-        1_000_000, "save a checkpoint every this many environment steps", "--epoch-len"
+        1_000_000, "save a checkpoint every this many environment steps", "--epoch-len", at_least=1
     )
     nb_top_model: int = setting(
         3,
         "number of best checkpoints kept, ranked by the mean return of the last 100 training "
         "episodes at save time (adept); 0 keeps none",
         "--nb-top-model",
+        at_least=0,
     )
     summary_frequency: float = setting(
-        10.0, "seconds between tensorboard writes of losses", "-sf", "--summary-frequency"
+        10.0,
+        "seconds between tensorboard writes of losses",
+        "-sf",
+        "--summary-frequency",
+        above=0.0,
     )
-    tag: str = setting("", "prefix of the run directory name", "-t", "--tag")
+    tag: str = setting("", "prefix of the run directory name", "-t", "--tag", path_component=True)
     log_dir: str = setting("/tmp/fnrl_logs", "root of the run directories", "--log-dir")
-    skip_rate: int = setting(4, "Atari frame skip", "--skip-rate")
+    skip_rate: int = setting(4, "Atari frame skip", "--skip-rate", at_least=1)
     max_episode_length: int = setting(
-        10_000, "Atari time limit in agent steps", "-mel", "--max-episode-length"
+        10_000, "Atari time limit in agent steps", "-mel", "--max-episode-length", at_least=1
     )
     normalize: bool = setting(
         True, "batch norm in trunks and Linear body, layer-norm LSTM cell", "--normalize"
@@ -87,6 +282,7 @@ class TrainConfig:
         "and learning, adept's), 'running' (batch norm with its running statistics) or 'layer' "
         "(layer norm, per sample); evaluation uses batch norm's running statistics",
         "--normalization",
+        choices=NORMALIZATIONS,
     )
     zscore_norm_env: bool = setting(
         False,
@@ -95,33 +291,48 @@ class TrainConfig:
         "-10, 10)); the statistics are saved in checkpoints; images are left as they are",
         "--zscore-norm-env",
     )
-    nb_head: int = setting(1, "attention heads of attention networks", "--nb-head")
+    nb_head: int = setting(1, "attention heads of attention networks", "--nb-head", at_least=1)
     vision_network: str = setting(
-        "FourConv", "trunk for image observations", "-vn", "--vision-network"
+        "FourConv",
+        "trunk for image observations",
+        "-vn",
+        "--vision-network",
+        choices=VISION_NETWORKS,
     )
     discrete_network: str = setting(
-        "Identity", "trunk for vector observations", "-dn", "--discrete-network"
+        "Identity",
+        "trunk for vector observations",
+        "-dn",
+        "--discrete-network",
+        choices=DISCRETE_NETWORKS,
     )
-    network_body: str = setting("LSTM", "network body", "-nb", "--network-body")
-    agent: str = setting("ActorCritic", "agent", "--agent")
+    network_body: str = setting(
+        "LSTM", "network body", "-nb", "--network-body", choices=NETWORK_BODIES
+    )
+    agent: str = setting("ActorCritic", "agent", "--agent", choices=_registered_agents)
     profile: bool = setting(
         False, "train for 10e3 steps and print a per-phase timing report", "--profile"
     )
     debug: bool = setting(False, "3 envs, logs under /tmp/fnrl_debug", "--debug")
     nb_last_model: int = setting(
-        2, "number of most recent checkpoints kept, besides the best ones", "--nb-last-model"
+        2,
+        "number of most recent checkpoints kept, besides the best ones",
+        "--nb-last-model",
+        at_least=1,
     )
     nb_eval_env: int = setting(
         1,
         "envs of the evaluation thread, which plays the latest params greedily and logs "
         "reward/eval (adept); 0 disables it",
         "--nb-eval-env",
+        at_least=0,
     )
     eval_step_rate: float = setting(
         0.0,
         "evaluation steps per second at most; 0 throttles the evaluation thread to about 2 "
         "percent of one core instead (adept's 0 meant unlimited)",
         "--eval-step-rate",
+        at_least=0.0,
     )
     resume: str = setting(
         "",
@@ -136,6 +347,7 @@ class TrainConfig:
         "'host' steps the envs from Python with a compiled policy; 'auto' picks "
         "compiled where it applies",
         "--rollout",
+        choices=ROLLOUTS,
     )
     exact_resume: bool = setting(
         True,
@@ -146,31 +358,7 @@ class TrainConfig:
     )
 
     def __post_init__(self):
-        positive = ("nb_env", "exp_length", "max_train_steps", "epoch_len", "nb_last_model")
-        for name in (*positive, "skip_rate", "max_episode_length", "nb_head"):
-            value = getattr(self, name)
-            if value < 1:
-                raise ValueError(f"{long_flag(name, type(self))} must be at least 1, got {value}")
-        for name in ("nb_top_model", "nb_eval_env", "eval_step_rate"):
-            if getattr(self, name) < 0:
-                raise ValueError(
-                    f"{long_flag(name, type(self))} must be at least 0, got {getattr(self, name)}"
-                )
-        if self.summary_frequency <= 0:
-            raise ValueError(f"--summary-frequency must be positive, got {self.summary_frequency}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(
-                f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
-            )
-        if self.rollout not in ROLLOUTS:
-            raise ValueError(
-                f"--rollout must be one of {', '.join(ROLLOUTS)}, got {self.rollout!r}"
-            )
-        if self.normalization not in NORMALIZATIONS:
-            raise ValueError(
-                f"--normalization must be one of {', '.join(NORMALIZATIONS)}, "
-                f"got {self.normalization!r}"
-            )
+        check_settings(type(self), vars(self))
 
     def effective(self) -> TrainConfig:
         """The config actually run: ``--debug`` and ``--profile`` rewrite a few fields."""
@@ -344,8 +532,8 @@ def make_config(config_class: type[TrainConfig] = TrainConfig, /, **settings: An
         **settings: its fields and the agent's, given explicitly (e.g. from the command line).
 
     Raises:
-        ValueError: a setting is invalid (the message names the flag), or the env id or the
-            agent is unknown.
+        ConfigError: a setting does not fit its field (the message names the flag).
+        ValueError: another invalid setting, or the env id is unknown.
         TypeError: an unknown field name.
     """
     # Imported here: fnrl.envs loads the simulators, which `--help` does not need.
@@ -353,9 +541,78 @@ def make_config(config_class: type[TrainConfig] = TrainConfig, /, **settings: An
 
     base = getattr(config_class, "mode_config", config_class)
     agent = settings.get("agent", base.agent)
+    check_settings(base, {"agent": agent})  # it decides which settings exist
     run_class = agent_config_class(base, agent)
+    check_settings(run_class, settings)  # before the env id is used and an env made for its kind
     kind = observation_kind(settings.get("env_id", run_class.env_id))
     return run_class(**{**preset(kind, agent), **settings})
+
+
+@contextlib.contextmanager
+def _naming_config_json(run_dir: str | Path, given: Collection[str] = ()) -> Iterator[None]:
+    """Turns a :class:`ConfigError` of a stored value into one that names ``config.json``."""
+    try:
+        yield
+    except ConfigError as e:
+        if e.field in given:
+            raise
+        message = f"config.json of {run_dir}: {e.field} {e.problem}"
+        raise ConfigError(message, e.field, e.problem) from None
+
+
+def read_stored_config(run_dir: str | Path) -> dict[str, Any]:
+    """The settings a run stored in its ``config.json``, with a valid ``agent`` if any.
+
+    The agent is checked here because it decides the run's config class, and so which of the
+    other settings exist (:func:`stored_config` checks those).
+
+    Raises:
+        ValueError: no readable ``config.json`` in ``run_dir``.
+        ConfigError: it holds no JSON object, or an invalid agent.
+    """
+    path = Path(run_dir).expanduser() / "config.json"
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{run_dir} is not a run directory: cannot read {path.name}: {e}") from e
+    if not isinstance(stored, dict):
+        problem = f"must hold a JSON object of settings, got {_shown(stored)}"
+        raise ConfigError(f"config.json of {run_dir} {problem}", None, problem)
+    with _naming_config_json(run_dir):
+        check_settings(TrainConfig, {k: v for k, v in stored.items() if k == "agent"})
+    return stored
+
+
+def stored_config(
+    run_dir: str | Path,
+    stored: Mapping[str, Any],
+    config_class: type[TrainConfig] = TrainConfig,
+    **given: Any,
+) -> TrainConfig:
+    """The config of a stored run: its ``config.json`` settings with ``given`` over them.
+
+    ``config.json`` records every effective value of the run, its env's preset included; fields
+    it lacks (written before they existed) come from its env's preset rather than adept's Atari
+    defaults, or are the values such runs trained with (:data:`OLD_RUN_VALUES`). Fields that
+    ``config_class`` and the agent do not have (another mode's) are ignored.
+
+    Args:
+        run_dir: the run directory, as errors name it.
+        stored: its settings, from :func:`read_stored_config`.
+        config_class: the mode's config class.
+        **given: settings that override the stored ones (the flags of a resume).
+
+    Raises:
+        ConfigError: a stored value does not fit its field (``config.json of RUN_DIR: nb_env
+            must be an integer, got "abc"``), or a given one (named by its flag).
+        ValueError: another invalid setting, e.g. an unknown env id.
+    """
+    base = getattr(config_class, "mode_config", config_class)
+    run_class = agent_config_class(base, given.get("agent", stored.get("agent", base.agent)))
+    fields = {f.name for f in dataclasses.fields(run_class)}
+    settings = {name: value for name, value in stored.items() if name in fields}
+    with _naming_config_json(run_dir, given):
+        return make_config(run_class, **{**OLD_RUN_VALUES, **settings, **given})
 
 
 def flags_of(name: str, config_class: type[TrainConfig] = TrainConfig) -> tuple[str, ...]:
@@ -379,27 +636,26 @@ class ToweredConfig(TrainConfig):
         "", "HOST:PORT of process 0, to train with several processes", "--coordinator-address"
     )
     num_processes: int = setting(
-        1, "number of processes (hosts) training together", "--num-processes"
+        1, "number of processes (hosts) training together", "--num-processes", at_least=1
     )
-    process_id: int = setting(0, "this process's index, 0 .. num-processes - 1", "--process-id")
+    process_id: int = setting(
+        0, "this process's index, 0 .. num-processes - 1", "--process-id", at_least=0
+    )
     heartbeat_timeout: int = setting(
-        100, "seconds without news after which a process counts as dead", "--heartbeat-timeout"
+        100,
+        "seconds without news after which a process counts as dead",
+        "--heartbeat-timeout",
+        at_least=1,
     )
 
     def __post_init__(self):
         super().__post_init__()
-        if self.num_processes < 1:
-            raise ValueError(f"--num-processes must be at least 1, got {self.num_processes}")
-        if not 0 <= self.process_id < self.num_processes:
-            raise ValueError(
-                f"--process-id must be in [0, {self.num_processes - 1}], got {self.process_id}"
-            )
+        if self.process_id >= self.num_processes:
+            problem = f"must be in [0, {self.num_processes - 1}], got {self.process_id}"
+            raise field_error(type(self), "process_id", problem)
         if self.num_processes > 1 and not self.coordinator_address:
-            raise ValueError("--num-processes > 1 needs --coordinator-address HOST:PORT")
-        if self.heartbeat_timeout < 1:
-            raise ValueError(
-                f"--heartbeat-timeout must be at least 1, got {self.heartbeat_timeout}"
-            )
+            problem = 'must be HOST:PORT when --num-processes is more than 1, got ""'
+            raise field_error(type(self), "coordinator_address", problem)
         self.device_positions()  # validates --devices
 
     def device_positions(self) -> list[int] | None:
@@ -409,9 +665,11 @@ class ToweredConfig(TrainConfig):
         try:
             positions = [int(p) for p in self.devices.split(",")]
         except ValueError:
-            raise ValueError(f"--devices must be like '0,1', got {self.devices!r}") from None
+            problem = f"must be like '0,1', got {_shown(self.devices)}"
+            raise field_error(type(self), "devices", problem) from None
         if any(p < 0 for p in positions) or len(set(positions)) != len(positions):
-            raise ValueError(f"--devices must list distinct positions >= 0, got {self.devices!r}")
+            problem = f"must list distinct positions >= 0, got {_shown(self.devices)}"
+            raise field_error(type(self), "devices", problem)
         return positions
 
 
@@ -424,10 +682,13 @@ class ImpalaConfig(TrainConfig):
     of ``nb_env`` envs by ``exp_length`` steps.
     """
 
-    nb_env: int = setting(32, "environments per actor thread", "-n", "--nb-env")
-    agent: str = setting("ActorCriticVtrace", "agent", "--agent")
+    nb_env: int = setting(32, "environments per actor thread", "-n", "--nb-env", at_least=1)
+    agent: str = setting("ActorCriticVtrace", "agent", "--agent", choices=_registered_agents)
     nb_actor: int = setting(
-        2, "actor threads, each stepping its own --nb-env envs with the latest params", "--nb-actor"
+        2,
+        "actor threads, each stepping its own --nb-env envs with the latest params",
+        "--nb-actor",
+        at_least=1,
     )
     batch_size: int = setting(
         2,
@@ -435,6 +696,7 @@ class ImpalaConfig(TrainConfig):
         "number of actors)",
         "--batch-size",
         "--num-rollouts-in-batch",
+        at_least=1,
     )
     max_queue_length: int = setting(
         4,
@@ -442,11 +704,5 @@ class ImpalaConfig(TrainConfig):
         "for a free place before it collects, which keeps the policy lag within "
         "ceil(max-queue-length / batch-size) updates (adept: 2 x actors, 4 for the default 2)",
         "--max-queue-length",
+        at_least=1,
     )
-
-    def __post_init__(self):
-        super().__post_init__()
-        for name in ("nb_actor", "batch_size", "max_queue_length"):
-            value = getattr(self, name)
-            if value < 1:
-                raise ValueError(f"{long_flag(name, type(self))} must be at least 1, got {value}")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -32,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from fnrl.train import parse_bool
+from fnrl.config import MAX_SEED, ConfigError
+from fnrl.train import CommandLineParser, parse_bool, setting_type
 
 PROG = "python -m fnrl.evaluate"
 
@@ -40,27 +40,15 @@ PROG = "python -m fnrl.evaluate"
 def load_run_config(run_dir: str | Path) -> Any:
     """The config of a run, from its ``config.json``: the run's and its agent's fields.
 
-    Mode-specific fields are ignored.
-
-    ``config.json`` records every effective value of the run, its env's preset included.
+    Mode-specific fields are ignored; see :func:`fnrl.config.stored_config`.
 
     Raises:
         ValueError: no readable ``config.json`` in ``run_dir``.
+        ConfigError: a stored value that does not fit its field.
     """
-    from fnrl.config import OLD_RUN_VALUES, TrainConfig, agent_config_class, make_config
+    from fnrl.config import read_stored_config, stored_config
 
-    path = Path(run_dir) / "config.json"
-    try:
-        stored = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{run_dir} is not a run directory: cannot read {path.name}: {e}") from e
-    config_class = agent_config_class(TrainConfig, stored.get("agent", TrainConfig.agent))
-    fields = {f.name for f in dataclasses.fields(config_class)}
-    # Every stored value is the one that trained; fields the file lacks (written before they
-    # existed) come from its env's preset rather than adept's Atari defaults, or are the values
-    # such runs trained with.
-    settings = {k: v for k, v in stored.items() if k in fields}
-    return make_config(config_class, **{**OLD_RUN_VALUES, **settings})
+    return stored_config(run_dir, read_stored_config(run_dir))
 
 
 def _stats(values: Sequence[float]) -> dict[str, float]:
@@ -209,9 +197,23 @@ def add_greedy_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_episodes_flag(parser: argparse.ArgumentParser, default: int, help: str) -> None:
+    """``--episodes N``, at least 1."""
+    parser.add_argument(
+        "--episodes", type=setting_type(int, at_least=1), default=default, help=help
+    )
+
+
+def add_seed_flag(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--seed N``, in the range of a run's seed; None (the run's seed + offset) if not given."""
+    parser.add_argument(
+        "--seed", type=setting_type(int, at_least=0, at_most=MAX_SEED), default=None, help=help
+    )
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The ``fnrl.evaluate`` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog=PROG,
         description="Play a saved policy on fresh envs and report its returns.",
     )
@@ -223,12 +225,12 @@ def make_parser() -> argparse.ArgumentParser:
     which.add_argument(
         "--all-checkpoints", action="store_true", help="evaluate every saved checkpoint"
     )
-    parser.add_argument("--episodes", type=int, default=30, help="games per checkpoint (adept 30)")
-    parser.add_argument("--nb-env", type=int, default=10, help="envs played in parallel")
-    add_greedy_flag(parser)
+    add_episodes_flag(parser, 30, "games per checkpoint (adept 30)")
     parser.add_argument(
-        "--seed", type=int, default=None, help="first env seed (default: the run's + 2,000,000)"
+        "--nb-env", type=setting_type(int, at_least=1), default=10, help="envs played in parallel"
     )
+    add_greedy_flag(parser)
+    add_seed_flag(parser, "first env seed (default: the run's + 2,000,000)")
     parser.add_argument("--out-dir", default=None, help="where to write (default: RUN_DIR/eval)")
     return parser
 
@@ -278,6 +280,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         _write_outputs(out_dir, results, settings, curve=args.all_checkpoints)
         print(f"results written to {out_dir}", flush=True)
+    except ConfigError as e:
+        print(f"fnrl.evaluate: error: {e}", file=sys.stderr)
+        return 2
     except (ValueError, OSError, RuntimeError) as e:
         print(f"fnrl.evaluate: error: {e}", file=sys.stderr)
         return 1

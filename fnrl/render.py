@@ -181,29 +181,34 @@ class _VideoWriter:
 
 def make_parser() -> argparse.ArgumentParser:
     """The ``fnrl.render`` argument parser."""
-    from fnrl.evaluate import add_greedy_flag
+    from fnrl.evaluate import add_episodes_flag, add_greedy_flag, add_seed_flag
+    from fnrl.train import CommandLineParser, setting_type
 
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog=PROG, description="Record a saved policy playing, as an MP4 or GIF video."
     )
     parser.add_argument("run_dir", help="the run directory ({log_dir}/{env_id}/{run_id})")
     parser.add_argument(
         "--checkpoint", help="a step count, a checkpoint name (step_N) or path; default: latest"
     )
-    parser.add_argument("--episodes", type=int, default=1, help="episodes to record")
+    add_episodes_flag(parser, 1, "episodes to record")
     parser.add_argument(
         "--out", default=None, help="video file, .mp4 or .gif (default: RUN_DIR/eval/video.mp4)"
     )
     parser.add_argument(
-        "--fps", type=float, default=None, help="frames per second (default: real time)"
+        "--fps",
+        type=setting_type(float, above=0.0),
+        default=None,
+        help="frames per second (default: real time)",
     )
     parser.add_argument(
-        "--max-steps", type=int, default=None, help="cut each episode after this many env steps"
+        "--max-steps",
+        type=setting_type(int, at_least=1),
+        default=None,
+        help="cut each episode after this many env steps",
     )
     add_greedy_flag(parser)
-    parser.add_argument(
-        "--seed", type=int, default=None, help="env seed (default: the run's + 2,000,000)"
-    )
+    add_seed_flag(parser, "env seed (default: the run's + 2,000,000)")
     parser.add_argument(
         "--agent-view",
         action="store_true",
@@ -279,6 +284,8 @@ def render(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: records the video and prints one line per episode."""
+    from fnrl.config import ConfigError
+
     args = make_parser().parse_args(sys.argv[1:] if argv is None else argv)
     out = Path(args.out) if args.out else Path(args.run_dir) / "eval" / "video.mp4"
     try:
@@ -293,6 +300,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             agent_view=args.agent_view,
         )
+    except ConfigError as e:
+        print(f"fnrl.render: error: {e}", file=sys.stderr)
+        return 2
     except (ValueError, OSError, RuntimeError) as e:
         print(f"fnrl.render: error: {e}", file=sys.stderr)
         return 1

@@ -15,6 +15,9 @@ override them.
 ``python -m fnrl.train --resume RUN_DIR [flags]`` continues a stopped run from its latest
 checkpoint with its stored ``config.json`` and mode; flags given override the stored values
 (with a warning), except those that define the envs or the network.
+
+A bad flag, or a bad value in the stored ``config.json`` of a resumed run, ends the command with
+one line that names the field (``fnrl.config.check_settings``) and exit code 2.
 """
 
 from __future__ import annotations
@@ -26,21 +29,24 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, NoReturn
 
 from fnrl.agents import AGENTS, get_agent
 from fnrl.config import (
-    OLD_RUN_VALUES,
     PRESET_SOURCES,
     PRESETS,
     ImpalaConfig,
     ToweredConfig,
     TrainConfig,
     agent_config_class,
+    field_kind,
     long_flag,
     make_config,
     preset,
+    read_stored_config,
+    stored_config,
+    value_problem,
 )
 
 
@@ -69,6 +75,20 @@ MODES: dict[str, Mode] = {
     ),
 }
 
+
+class CommandLineParser(argparse.ArgumentParser):
+    """argparse's parser, with each error one line: ``fnrl.train: error: MESSAGE (see -h)``.
+
+    argparse prints the whole usage first, some twenty lines for ``fnrl.train``, which hide the
+    line that matters. Errors exit with code 2, as argparse's.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        """Prints ``message`` as one line on stderr and exits with code 2."""
+        command = self.prog.removeprefix("python -m ").split()[0]  # also for sub-commands
+        self.exit(2, f"{command}: error: {message} (see -h)\n")
+
+
 _TRUE = {"1", "true", "t", "yes", "y", "on"}
 _FALSE = {"0", "false", "f", "no", "n", "off"}
 
@@ -83,28 +103,60 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected a boolean (true/false), got {text!r}")
 
 
-def parse_count(text: str) -> int:
-    """An integer that may be written as a float, like adept's ``-mts 10e6``."""
+def parse_number(text: str) -> float:
+    """A number; ``nan`` and ``inf`` parse too, so that the config's check names their field."""
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def parse_count(text: str) -> int:
+    """An integer that may be written as a float, like adept's ``-mts 10e6``."""
+    value = parse_number(text)
     if not value.is_integer():
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
     return int(value)
 
 
+_PARSERS: dict[type, Callable[[str], Any]] = {
+    bool: parse_bool,
+    int: parse_count,
+    float: parse_number,
+}
+
+
+def setting_type(kind: type, **limits: Any) -> Callable[[str], Any]:
+    """An argparse ``type``: the text parsed as ``kind`` and checked as a config field is.
+
+    For the flags of ``fnrl.evaluate`` and ``fnrl.render``, which are no config's fields.
+
+    Args:
+        kind: ``bool``, ``int`` or ``float``.
+        **limits: as :func:`fnrl.config.setting` takes them.
+    """
+
+    def parse(text: str) -> Any:
+        value = _PARSERS[kind](text)
+        problem = value_problem(value, kind, **limits)
+        if problem is not None:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    return parse
+
+
 def _add_config_flags(parser: argparse.ArgumentParser, config_class: type[TrainConfig]) -> None:
     presets = _presets(config_class)
     for f in dataclasses.fields(config_class):
-        # Only flags the user gives are parsed, so that env presets apply under them.
+        # Only flags the user gives are parsed, so that env presets apply under them; the
+        # config checks their values, as it checks a preset's and a config.json's.
         kwargs = {"dest": f.name, "default": argparse.SUPPRESS, "help": f.metadata["help"]}
-        if f.type in ("bool", bool):
-            kwargs.update(type=parse_bool, nargs="?", const=True, metavar="BOOL")
-        elif f.type in ("int", int):
-            kwargs.update(type=parse_count)
-        elif f.type in ("float", float):
-            kwargs.update(type=float)
+        kind = field_kind(f)
+        if kind is bool:
+            kwargs.update(nargs="?", const=True, metavar="BOOL")
+        if kind in _PARSERS:
+            kwargs.update(type=_PARSERS[kind])
         kwargs["help"] += f" (default: {_defaults_text(f.name, f.default, presets)})"
         parser.add_argument(*f.metadata["flags"], **kwargs)
 
@@ -151,7 +203,7 @@ def make_parser(agent: str | None = None) -> argparse.ArgumentParser:
     Raises:
         ValueError: an unknown agent.
     """
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog="python -m fnrl.train",
         description="Train an fnrl agent. Without a mode, trains in local mode.",
         epilog=presets_epilog(agent_config_class(TrainConfig, agent or TrainConfig.agent)),
@@ -176,12 +228,10 @@ def _stored_run(run_dir: str) -> tuple[str, dict]:
 
     from fnrl.checkpoint import latest_checkpoint, read_meta
 
-    path = Path(run_dir).expanduser()
-    try:
-        stored = json.loads((path / "config.json").read_text())
-    except (OSError, ValueError) as e:
-        raise ValueError(f"--resume {run_dir}: not a run directory (config.json: {e})") from e
-    checkpoint = latest_checkpoint(path / "checkpoints")
+    if not run_dir.strip():
+        raise ValueError(f"--resume (resume) must name a run directory, got {json.dumps(run_dir)}")
+    stored = read_stored_config(run_dir)
+    checkpoint = latest_checkpoint(Path(run_dir).expanduser() / "checkpoints")
     if checkpoint is None:
         raise ValueError(f"--resume {run_dir}: the run saved no checkpoint; start a new run")
     return read_meta(checkpoint).get("mode", "local"), stored
@@ -189,21 +239,17 @@ def _stored_run(run_dir: str) -> tuple[str, dict]:
 
 def _resumed_config(mode: str, run_dir: str, stored: dict, given: dict) -> TrainConfig:
     """The stored config with the flags given on the command line over it (with a warning)."""
-    base = MODES[mode].config_class
-    config_class = agent_config_class(base, given.get("agent", stored.get("agent", base.agent)))
-    fields = {f.name for f in dataclasses.fields(config_class)}
+    config = stored_config(
+        run_dir, stored, MODES[mode].config_class, **{**given, "resume": run_dir}
+    )
     for name, value in given.items():
         if name != "resume" and name in stored and stored[name] != value:
             print(
-                f"fnrl.train: warning: {long_flag(name, config_class)} {value} overrides the "
+                f"fnrl.train: warning: {long_flag(name, type(config))} {value} overrides the "
                 f"run's {stored[name]}",
                 file=sys.stderr,
             )
-    settings = {name: value for name, value in stored.items() if name in fields}
-    # config.json holds every effective value; make_config only fills the fields it lacks (written
-    # before they existed), from its env's preset rather than adept's Atari defaults, or with the
-    # values such runs trained with.
-    return make_config(config_class, **{**OLD_RUN_VALUES, **settings, **given, "resume": run_dir})
+    return config
 
 
 def parse_args(argv: Sequence[str]) -> tuple[str, TrainConfig]:
@@ -215,12 +261,12 @@ def parse_args(argv: Sequence[str]) -> tuple[str, TrainConfig]:
     value is reported on stderr), and the mode is the run's.
     """
     argv = list(argv)
-    pre = argparse.ArgumentParser(prog="python -m fnrl.train", add_help=False)
+    pre = CommandLineParser(prog="python -m fnrl.train", add_help=False)
     pre.add_argument("--resume")
     pre.add_argument("--agent")
     known = pre.parse_known_args(argv)[0]
     default_mode, stored, agent = "local", None, known.agent
-    if known.resume:
+    if known.resume is not None:
         try:
             default_mode, stored = _stored_run(known.resume)
         except ValueError as e:

@@ -119,13 +119,9 @@ def _cli(*args):
 
 def test_cli_bad_input_ends_with_one_clear_line(tmp_path, capsys):
     run_dir = untrained_run(tmp_path, network_body="Linear", normalize=False)
-    for args, phrase in [
-        ((run_dir, "--checkpoint", "7"), "no checkpoint '7'"),
-        ((run_dir, "--episodes", "0"), "--episodes and --nb-env must be at least 1"),
-    ]:
-        assert evaluate.main([str(a) for a in args]) == 1
-        err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and phrase in err, err
+    assert evaluate.main([str(run_dir), "--checkpoint", "7"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no checkpoint '7'" in err, err
     state_file = run_dir / "checkpoints" / "step_0" / "state.msgpack"
     os.truncate(state_file, state_file.stat().st_size // 2)
     for args, phrase in [

@@ -78,12 +78,15 @@ def _assert_one_clear_error(result, *phrases):
     "args, phrases",
     [
         (["--env-id", "NotAnEnv-v9"], ["Unknown env id", "NotAnEnv-v9"]),
-        (["--vision-network", "FiveConv"], ["unknown vision network", "FourConv"]),
-        (["--network-body", "GRU"], ["unknown network body", "LSTM"]),
-        (["-n", "0"], ["--nb-env must be at least 1"]),
-        (["-mts", "-5"], ["--max-train-steps must be at least 1"]),
+        (["--vision-network", "FiveConv"], ["--vision-network (vision_network) must be one of"]),
+        (["--network-body", "GRU"], ["--network-body (network_body) must be one of", "LSTM"]),
+        (["-n", "0"], ["--nb-env (nb_env) must be at least 1"]),
+        (["-mts", "-5"], ["--max-train-steps (max_train_steps) must be at least 1"]),
         (["--normalize", "maybe"], ["expected a boolean"]),
-        (["--normalization", "group"], ["--normalization must be one of batch, running, layer"]),
+        (
+            ["--normalization", "group"],
+            ["--normalization (normalization) must be one of batch, running, layer"],
+        ),
         (["--no-such-flag"], ["unrecognized arguments"]),
     ],
 )

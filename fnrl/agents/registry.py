@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 
 from fnrl.agents.base import Agent
-from fnrl.config import setting
+from fnrl.config import check_settings, setting
 from fnrl.specs import EnvSpec
 
 
@@ -86,17 +86,23 @@ def from_settings(factory: Callable[..., Agent], settings: type, **renamed: str)
 class PolicyGradientSettings:
     """The settings fnrl's actor-critic agents share (adept's flags and defaults)."""
 
-    discount: float = setting(0.99, "discount factor gamma", "--discount")
+    discount: float = setting(
+        0.99, "discount factor gamma", "--discount", at_least=0.0, at_most=1.0
+    )
     tau: float = setting(
-        1.0, "lambda of the GAE advantages (V-trace: of the trace coefficients)", "--tau"
+        1.0,
+        "lambda of the GAE advantages (V-trace: of the trace coefficients)",
+        "--tau",
+        at_least=0.0,
+        at_most=1.0,
     )
     normalize_advantage: bool = setting(
         False, "normalize advantages (unbiased std + 1e-5)", "-na", "--normalize-advantage"
     )
-    entropy_coef: float = setting(0.01, "entropy bonus weight", "--entropy-coef")
+    # A negative weight would reward certainty, never what an entropy bonus means.
+    entropy_coef: float = setting(0.01, "entropy bonus weight", "--entropy-coef", at_least=0.0)
 
     def __post_init__(self):
-        if not 0.0 <= self.discount <= 1.0:
-            raise ValueError(f"--discount must be in [0, 1], got {self.discount}")
-        if not 0.0 <= self.tau <= 1.0:
-            raise ValueError(f"--tau must be in [0, 1], got {self.tau}")
+        # The settings made alone check themselves as a run's config does; subclasses add their
+        # own invariants after super().__post_init__().
+        check_settings(type(self), vars(self))
