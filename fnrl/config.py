@@ -653,6 +653,12 @@ class ToweredConfig(TrainConfig):
         if self.process_id >= self.num_processes:
             problem = f"must be in [0, {self.num_processes - 1}], got {self.process_id}"
             raise field_error(type(self), "process_id", problem)
+        host, _, port = self.coordinator_address.rpartition(":")
+        if self.coordinator_address and not (host and port.isdigit() and 0 < int(port) < 2**16):
+            problem = (
+                f"must be HOST:PORT, a port 1 to 65535, got {_shown(self.coordinator_address)}"
+            )
+            raise field_error(type(self), "coordinator_address", problem)
         if self.num_processes > 1 and not self.coordinator_address:
             problem = 'must be HOST:PORT when --num-processes is more than 1, got ""'
             raise field_error(type(self), "coordinator_address", problem)

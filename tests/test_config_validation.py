@@ -97,6 +97,15 @@ def _train_error(capsys, *argv):
             "--heartbeat-timeout (heartbeat_timeout) must be at least 1, got 0",
         ),
         (["towered", "--process-id", "3"], "--process-id (process_id) must be in [0, 0], got 3"),
+        (
+            ["towered", "--coordinator-address", "localhost"],
+            "--coordinator-address (coordinator_address) must be HOST:PORT, a port 1 to 65535, "
+            'got "localhost"',
+        ),
+        (
+            ["towered", "--devices", "0,0"],
+            '--devices (devices) must list distinct positions >= 0, got "0,0"',
+        ),
         (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     ],
 )
