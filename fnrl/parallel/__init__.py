@@ -1,5 +1,13 @@
 """Execution modes: where jit, devices, threads and environments meet (impure)."""
 
+from fnrl.parallel.build import (
+    RunParts,
+    build_run,
+    make_agent,
+    make_network,
+    make_training_env,
+    make_training_optimizer,
+)
 from fnrl.parallel.evaluation import (
     EvaluationThread,
     episode_quotas,
@@ -7,7 +15,7 @@ from fnrl.parallel.evaluation import (
     run_episodes,
 )
 from fnrl.parallel.impala import ActorFailed, Rollout, train_impala
-from fnrl.parallel.local import make_agent, make_network, make_training_env, train_local
+from fnrl.parallel.local import train_local
 from fnrl.parallel.resume import ActionLog, ResumableEnv, ResumeWarning, timestep_fingerprint
 from fnrl.parallel.rollout import (
     CompiledTrainer,
@@ -23,7 +31,7 @@ from fnrl.parallel.rollout import (
     make_trainer,
     supports_compiled_rollout,
 )
-from fnrl.parallel.run import RunResult, TrainingDiverged, TrainingRun
+from fnrl.parallel.run import RunResult, SilentRun, TrainingDiverged, TrainingRun
 from fnrl.parallel.towered import train_towered
 
 __all__ = [
@@ -38,11 +46,14 @@ __all__ = [
     "ResumeWarning",
     "Rollout",
     "RolloutResult",
+    "RunParts",
     "RunResult",
+    "SilentRun",
     "TrainingDiverged",
     "Trainer",
     "TrainingRun",
     "UpdateResult",
+    "build_run",
     "collect",
     "episode_quotas",
     "make_agent",
@@ -52,6 +63,7 @@ __all__ = [
     "make_network",
     "make_trainer",
     "make_training_env",
+    "make_training_optimizer",
     "run_episodes",
     "supports_compiled_rollout",
     "timestep_fingerprint",

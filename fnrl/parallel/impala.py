@@ -31,7 +31,6 @@ Impure shell: threads, queues, devices, environments and the clock live here.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import queue
 import threading
@@ -45,18 +44,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from fnrl.agents import Agent, init_train_state, make_update
-from fnrl.config import ImpalaConfig, with_agent_settings
+from fnrl.agents import Agent, make_update
+from fnrl.config import ImpalaConfig
 from fnrl.envs import BatchedEnv
-from fnrl.parallel.local import make_agent, make_network, make_training_env, make_training_optimizer
-from fnrl.parallel.rollout import (
-    Episode,
-    PhaseTimer,
-    SegmentCollector,
-    check_rollout,
-)
+from fnrl.parallel.build import RunParts, build_run
+from fnrl.parallel.rollout import Episode, PhaseTimer, SegmentCollector
 from fnrl.parallel.run import RunResult, TrainingRun
-from fnrl.types import Params, PRNGKey, Trajectory
+from fnrl.types import Params, PRNGKey, TrainState, Trajectory
 
 __all__ = [
     "ActorFailed",
@@ -351,12 +345,65 @@ def train_impala(
         ActorFailed: an actor thread raised; the final checkpoint was written first.
         TrainingDiverged: the loss became NaN; the last good checkpoint stays on disk.
     """
+    mesh = _checked_learner_mesh(config)
+    actors: list[_Actor] = []
+
+    def stepped_by_a_live_actor(env: BatchedEnv) -> bool:
+        return any(actor.env is env and actor.is_alive() for actor in actors)
+
+    with build_run(
+        config,
+        "impala",
+        num_envs=config.nb_env,
+        # Env i of actor k gets seed + k * nb_env + i: no two envs of a run share a seed.
+        seeds=[config.seed + actor_id * config.nb_env for actor_id in range(config.nb_actor)],
+        stop=stop,
+        show_progress=show_progress,
+        in_use=stepped_by_a_live_actor,
+    ) as parts:
+        config, run = parts.config, parts.run
+        replicated = NamedSharding(mesh, PartitionSpec())
+        update = jax.jit(
+            make_update(parts.agent, parts.optimizer),
+            donate_argnums=0,
+            out_shardings=(replicated, replicated),
+        )
+        snapshot = jax.jit(_copy_params, out_shardings=replicated)
+        # Resume restores params, optimizer state, key and counters; the envs start fresh
+        # (actors keep stepping while the learner saves, so no env log could match).
+        state, _ = parts.start()
+        state = jax.device_put(state, replicated)
+        run.logger.line(
+            f"LEARNER: {mesh.size} device(s) {[str(d) for d in mesh.devices]}, batch of "
+            f"{config.batch_size} rollouts x {config.nb_env} envs x {config.exp_length} "
+            f"steps; {config.nb_actor} actor threads"
+        )
+        store = VersionedParams(snapshot(state.params), version=run.updates)
+        rollouts = RolloutQueue(config.max_queue_length)
+        halt = threading.Event()
+        actors.extend(_make_actors(parts, state, store, rollouts, halt))
+        try:
+            for actor in actors:
+                actor.start()
+            state = _learn(config, run, state, update, snapshot, store, rollouts, halt, mesh)
+        finally:
+            _stop_actors(actors, halt, run)
+        result = run.finish(state)
+        _raise_if_failed(actors, result)
+        return result
+
+
+def _checked_learner_mesh(config: ImpalaConfig) -> Mesh:
+    """The learner's mesh, once ``config`` is known to be an IMPALA config whose batch fits it.
+
+    Raises:
+        ValueError: another config class, or a learner batch that does not split over devices.
+    """
     if not isinstance(config, ImpalaConfig):
         raise ValueError(
             f"train_impala needs an ImpalaConfig, got {type(config).__name__}; build it with "
             "fnrl.config.make_config(ImpalaConfig, ...)"
         )
-    config = with_agent_settings(config)
     mesh = learner_mesh()
     batch_envs = config.batch_size * config.nb_env
     if batch_envs % mesh.size:
@@ -365,88 +412,49 @@ def train_impala(
             f"= {batch_envs} envs does not split over the {mesh.size} learner devices; make it "
             f"a multiple of {mesh.size}"
         )
-    envs: list[BatchedEnv] = []
-    actors: list[_Actor] = []
-    try:
-        for actor_id in range(config.nb_actor):
-            # Env i of actor k gets seed + k * nb_env + i: no two envs of a run share a seed.
-            seed = config.seed + actor_id * config.nb_env
-            envs.append(make_training_env(config, config.nb_env, seed))
-        check_rollout(config.rollout, envs[0])
-        agent = make_agent(config, envs[0].spec)
-        optimizer = make_training_optimizer(config)
-        replicated = NamedSharding(mesh, PartitionSpec())
-        update = jax.jit(
-            make_update(agent, optimizer), donate_argnums=0, out_shardings=(replicated, replicated)
+    return mesh
+
+
+def _make_actors(
+    parts: RunParts,
+    state: TrainState,
+    store: VersionedParams,
+    rollouts: RolloutQueue,
+    halt: threading.Event,
+) -> list[_Actor]:
+    """One actor thread (not started) per env batch of ``parts``, each with its own key."""
+    # A stream per actor and per start of the run (a resumed run starts new ones).
+    actors_key = jax.random.fold_in(state.key, parts.run.updates)
+    device = jax.local_devices()[0]
+    return [
+        _Actor(
+            actor_id,
+            env,
+            parts.agent,
+            store,
+            rollouts,
+            halt,
+            jax.device_put(jax.random.fold_in(actors_key, actor_id), device),
+            parts.config.exp_length,
+            device,
+            parts.config.rollout,
         )
-        snapshot = jax.jit(_copy_params, out_shardings=replicated)
-        run = TrainingRun(
-            config,
-            "impala",
-            frames_per_step=envs[0].frames_per_step,
-            stop=stop,
-            show_progress=show_progress,
-        )
-        try:
-            # Resume restores params, optimizer state, key and counters; the envs start fresh
-            # (actors keep stepping while the learner saves, so no env log could match).
-            state, _ = run.restore(
-                init_train_state(agent, optimizer, jax.random.PRNGKey(config.seed))
-            )
-            state = jax.device_put(state, replicated)
-            run.announce(state)
-            run.start_evaluation(
-                functools.partial(make_training_env, config), make_network(config, envs[0].spec)
-            )
-            run.logger.line(
-                f"LEARNER: {mesh.size} device(s) {[str(d) for d in mesh.devices]}, batch of "
-                f"{config.batch_size} rollouts x {config.nb_env} envs x {config.exp_length} "
-                f"steps; {config.nb_actor} actor threads"
-            )
-            store = VersionedParams(snapshot(state.params), version=run.updates)
-            # A stream per actor and per start of the run (a resumed run starts new ones).
-            actors_key = jax.random.fold_in(state.key, run.updates)
-            rollouts = RolloutQueue(config.max_queue_length)
-            halt = threading.Event()
-            actor_device = jax.local_devices()[0]
-            actors = [
-                _Actor(
-                    actor_id,
-                    env,
-                    agent,
-                    store,
-                    rollouts,
-                    halt,
-                    jax.device_put(jax.random.fold_in(actors_key, actor_id), actor_device),
-                    config.exp_length,
-                    actor_device,
-                    config.rollout,
-                )
-                for actor_id, env in enumerate(envs)
-            ]
-            try:
-                for actor in actors:
-                    actor.start()
-                state = _learn(config, run, state, update, snapshot, store, rollouts, halt, mesh)
-            finally:
-                _stop_actors(actors, halt, run)
-            failed = [actor for actor in actors if actor.error is not None]
-            result = run.finish(state)
-            if failed:
-                actor = failed[0]
-                raise ActorFailed(
-                    f"actor thread {actor.actor_id} failed: {type(actor.error).__name__}: "
-                    f"{actor.error} (stopped after {run.updates} updates, {run.env_steps} steps; "
-                    f"checkpoint {result.last_checkpoint}); actor traceback:\n"
-                    f"{actor.traceback_text}"
-                ) from actor.error
-            return result
-        finally:
-            run.close()
-    finally:
-        for actor_id, env in enumerate(envs):
-            if actor_id >= len(actors) or not actors[actor_id].is_alive():
-                env.close()
+        for actor_id, env in enumerate(parts.envs)
+    ]
+
+
+def _raise_if_failed(actors: list[_Actor], result: RunResult) -> None:
+    """Re-raises the first actor's exception as :class:`ActorFailed`, if an actor failed."""
+    failed = [actor for actor in actors if actor.error is not None]
+    if not failed:
+        return
+    actor = failed[0]
+    raise ActorFailed(
+        f"actor thread {actor.actor_id} failed: {type(actor.error).__name__}: "
+        f"{actor.error} (stopped after {result.updates} updates, {result.env_steps} steps; "
+        f"checkpoint {result.last_checkpoint}); actor traceback:\n"
+        f"{actor.traceback_text}"
+    ) from actor.error
 
 
 def _learn(

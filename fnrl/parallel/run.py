@@ -157,6 +157,11 @@ def _open_resumed(run_dir: Path, config: TrainConfig, mode: str) -> tuple[Path, 
     return checkpoint, meta, skipped
 
 
+def _updates_until(target: int, env_steps: int, steps_per_update: int) -> int:
+    """Updates of ``steps_per_update`` steps from ``env_steps`` to ``target``; at least 1."""
+    return max(1, -(-(target - env_steps) // steps_per_update))
+
+
 class TrainingRun:
     """The counters, logs, checkpoints and evaluation thread of one training run.
 
@@ -250,14 +255,17 @@ class TrainingRun:
         checkpoints fall where they would fall one update at a time.
         """
         target = min(self._next_save, self.config.max_train_steps)
-        return max(1, -(-(target - self.env_steps) // steps_per_update))
+        return _updates_until(target, self.env_steps, steps_per_update)
 
-    def announce(self, state: TrainState) -> None:
-        """Prints and logs the parameter count and where the run writes."""
-        lines = [f"Network parameters: {count_params(state.params['params']):,}", str(self.run_dir)]
+    def announce(self, state: TrainState, *lines: str) -> None:
+        """Prints and logs the parameter count, where the run writes, and ``lines``."""
+        header = [
+            f"Network parameters: {count_params(state.params['params']):,}",
+            str(self.run_dir),
+        ]
         if self.resumed_from is not None:
-            lines.append(f"resuming from {self.resumed_from} at step {self.env_steps}")
-        for line in lines:
+            header.append(f"resuming from {self.resumed_from} at step {self.env_steps}")
+        for line in (*header, *lines):
             self.logger.line(line)
             print(line, flush=True)
 
@@ -506,3 +514,96 @@ class TrainingRun:
             )
             self.logger.close()
             self._lock.release()
+
+
+class SilentRun:
+    """The interface of :class:`TrainingRun` a mode's loop uses, for a process that must not write.
+
+    A towered process other than process 0 trains in lockstep with process 0, which writes the
+    run directory. This one keeps what its loop needs, the stop event, the phase timer and the
+    counters, and writes nothing: no run directory, log, tensorboard event, checkpoint or
+    progress bar, and it starts no evaluation thread. It stops at the budget or on ``stop`` as a
+    ``TrainingRun`` would; its counters start at 0 (the process has no checkpoint to read).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        mode: str,
+        *,
+        frames_per_step: int,
+        stop: threading.Event | None = None,
+        show_progress: bool | None = None,
+    ) -> None:
+        del show_progress  # nothing is shown
+        self.config = config
+        self.mode = mode
+        self.stop = stop or threading.Event()
+        self.timer = PhaseTimer()
+        self.frames_per_step = frames_per_step
+        self.env_steps = 0
+        self.updates = 0
+
+    @property
+    def finished(self) -> bool:
+        """Whether the step budget is spent or a stop was requested."""
+        return self.env_steps >= self.config.max_train_steps or self.stop.is_set()
+
+    def updates_before_pause(self, steps_per_update: int) -> int:
+        """Updates of ``steps_per_update`` steps left in the budget (no checkpoint pauses)."""
+        return _updates_until(self.config.max_train_steps, self.env_steps, steps_per_update)
+
+    def announce(self, state: TrainState, *lines: str) -> None:
+        """Says nothing: the writing process announces the run."""
+        del state, lines
+
+    def restore(self, state: TrainState, carry: Carry = None) -> tuple[TrainState, Carry]:
+        """``(state, carry)`` as given: this process reads no checkpoint.
+
+        When resuming it warns that the envs restart fresh; the mode takes the learner state
+        from the writing process.
+        """
+        if self.config.resume:
+            warnings.warn(
+                f"process {jax.process_index()}: resuming with the learner state of process "
+                "0's checkpoint; this process's envs restart fresh",
+                ResumeWarning,
+                stacklevel=3,
+            )
+        return state, carry
+
+    def resumable_env(self, env: BatchedEnv) -> BatchedEnv:
+        """``env`` itself: no checkpoint of this process records its actions."""
+        return env
+
+    def start_evaluation(
+        self, make_env: Callable[[int, int], BatchedEnv], network: nn.Module
+    ) -> None:
+        """Starts nothing: the writing process evaluates."""
+        del make_env, network
+
+    @property
+    def evaluation(self) -> None:
+        """No evaluation thread runs here."""
+        return None
+
+    def record(
+        self,
+        state: TrainState,
+        metrics: Metrics,
+        env_steps: int,
+        episodes: Iterable[Episode],
+        *,
+        carry: Carry = None,
+    ) -> None:
+        """Counts one learner update that consumed ``env_steps`` environment steps."""
+        del state, metrics, episodes, carry
+        self.env_steps += env_steps
+        self.updates += 1
+
+    def finish(self, state: TrainState, carry: Carry = None) -> None:
+        """Nothing to save or report: the writing process returns the run's result."""
+        del state, carry
+
+    def close(self) -> None:
+        """Nothing to close."""

@@ -16,11 +16,9 @@ Impure shell: owns devices, environments, the distributed runtime and the clock.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import threading
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -30,12 +28,11 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from fnrl.agents import Agent, init_train_state, make_update
-from fnrl.config import ToweredConfig, with_agent_settings
-from fnrl.parallel.local import make_agent, make_network, make_training_env, make_training_optimizer
-from fnrl.parallel.resume import ResumeWarning
-from fnrl.parallel.rollout import PhaseTimer, SegmentCollector, check_rollout
-from fnrl.parallel.run import RunResult, TrainingRun
+from fnrl.agents import Agent, make_update
+from fnrl.config import ToweredConfig
+from fnrl.parallel.build import build_run
+from fnrl.parallel.rollout import SegmentCollector
+from fnrl.parallel.run import RunResult
 from fnrl.types import TrainState, Trajectory
 
 AXIS = "data"
@@ -228,89 +225,54 @@ def train_towered(
         TrainingDiverged: the loss became NaN; the last good checkpoint stays on disk.
         CheckpointError: the checkpoint to resume from is corrupt or does not fit.
     """
-    config = with_agent_settings(config)
-    stop = stop or threading.Event()
     initialize_distributed(config)
     mesh = make_mesh(config.device_positions())
     positions = local_positions(mesh)
     local_envs = config.nb_env * len(positions)
     steps_per_update = config.exp_length * config.nb_env * mesh.size
-    env = make_training_env(config, local_envs, config.seed + jax.process_index() * local_envs)
-    try:
-        check_rollout(config.rollout, env)
-        agent = make_agent(config, env.spec)
-        optimizer = make_training_optimizer(config)
-        host_state = init_train_state(agent, optimizer, jax.random.PRNGKey(config.seed))
-        host_carry = agent.initial_carry(local_envs)
-        writer = jax.process_index() == 0
-        run = (
-            TrainingRun(
-                config,
-                "towered",
-                frames_per_step=env.frames_per_step,
-                stop=stop,
-                show_progress=show_progress,
+    with build_run(
+        config,
+        "towered",
+        num_envs=local_envs,
+        seeds=[config.seed + jax.process_index() * local_envs],
+        writes=jax.process_index() == 0,  # the others get a SilentRun
+        stop=stop,
+        show_progress=show_progress,
+    ) as parts:
+        config, agent, run = parts.config, parts.agent, parts.run
+        devices = f"Devices: {mesh.size} over {jax.process_count()} process(es)"
+        host_state, carry = parts.start(agent.initial_carry(local_envs), devices)
+        env = run.resumable_env(parts.envs[0])
+        # Process 0's learner state and update count on every process.
+        host_state, updates = multihost_utils.broadcast_one_to_all((host_state, run.updates))
+        updates = int(updates)
+        state = to_global(mesh, host_state, _REPLICATED)
+        act = make_shardwise_act(agent, positions)
+        collect_segment = SegmentCollector(config.rollout, env, act, config.exp_length)
+        update = make_towered_update(agent, parts.optimizer, mesh)
+        any_process_stopping = make_stop_agreement(mesh)
+        timestep = env.reset()
+        while updates * steps_per_update < config.max_train_steps:
+            if any_process_stopping(run.stop):
+                run.stop.set()
+                break
+            rollout_key = jax.random.fold_in(host_state.key, updates)
+            rollout = collect_segment(
+                local_replica(state.params), rollout_key, timestep, carry, run.timer
             )
-            if writer
-            else None
-        )
-        timer = run.timer if run else PhaseTimer()
-        try:
-            if run:
-                host_state, host_carry = run.restore(host_state, host_carry)
-                env = run.resumable_env(env)
-                run.announce(host_state)
-                run.start_evaluation(
-                    functools.partial(make_training_env, config), make_network(config, env.spec)
-                )
-                print(f"Devices: {mesh.size} over {jax.process_count()} process(es)", flush=True)
-            elif config.resume:
-                warnings.warn(
-                    f"process {jax.process_index()}: resuming with the learner state of process "
-                    "0's checkpoint; this process's envs restart fresh",
-                    ResumeWarning,
-                    stacklevel=2,
-                )
-            # Process 0's learner state and update count on every process.
-            host_state, updates = multihost_utils.broadcast_one_to_all(
-                (host_state, run.updates if run else 0)
+            timestep, carry = rollout.timestep, rollout.carry
+            with run.timer.phase("learner"):
+                state, metrics = update(state, rollout.trajectory)
+                metrics = to_local(metrics)
+            updates += 1
+            run.record(
+                to_local(state),
+                metrics,
+                steps_per_update,
+                rollout.episodes,
+                carry=jax.device_get(carry),
             )
-            updates = int(updates)
-            state = to_global(mesh, host_state, _REPLICATED)
-            carry = host_carry
-            collect_segment = SegmentCollector(
-                config.rollout, env, make_shardwise_act(agent, positions), config.exp_length
-            )
-            update = make_towered_update(agent, optimizer, mesh)
-            any_process_stopping = make_stop_agreement(mesh)
-            timestep = env.reset()
-            while updates * steps_per_update < config.max_train_steps:
-                if any_process_stopping(stop):
-                    stop.set()
-                    break
-                rollout_key = jax.random.fold_in(host_state.key, updates)
-                rollout = collect_segment(
-                    local_replica(state.params), rollout_key, timestep, carry, timer
-                )
-                timestep, carry = rollout.timestep, rollout.carry
-                with timer.phase("learner"):
-                    state, metrics = update(state, rollout.trajectory)
-                    metrics = to_local(metrics)
-                updates += 1
-                if run:
-                    run.record(
-                        to_local(state),
-                        metrics,
-                        steps_per_update,
-                        rollout.episodes,
-                        carry=jax.device_get(carry),
-                    )
-            host_state = to_local(state)
-            digest = params_digest(host_state.params)
-            print(f"process {jax.process_index()}: params digest {digest}", flush=True)
-            return run.finish(host_state, jax.device_get(carry)) if run else None
-        finally:
-            if run:
-                run.close()
-    finally:
-        env.close()
+        host_state = to_local(state)
+        digest = params_digest(host_state.params)
+        print(f"process {jax.process_index()}: params digest {digest}", flush=True)
+        return run.finish(host_state, jax.device_get(carry))

@@ -19,7 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from fnrl.checkpoint import list_checkpoints
 from fnrl.config import ImpalaConfig, TrainConfig, make_config
-from fnrl.parallel import impala
+from fnrl.parallel import build, impala
 from fnrl.parallel.impala import ActorFailed, Rollout, stack_rollouts, train_impala
 from fnrl.parallel.run import TrainingRun
 from fnrl.train import parse_args
@@ -156,7 +156,7 @@ def test_recurrent_carry_is_stacked_with_its_rollout(tmp_path):
 
 def test_each_actor_has_its_own_env_seeds_and_key(tmp_path, monkeypatch):
     seeds, actors = [], []
-    make_env = impala.make_training_env
+    make_env = build.make_training_env
 
     def recording_make_env(config, num_envs, seed):
         seeds.append(range(seed, seed + num_envs))
@@ -167,7 +167,7 @@ def test_each_actor_has_its_own_env_seeds_and_key(tmp_path, monkeypatch):
             super().__init__(*args, **kwargs)
             actors.append(self)
 
-    monkeypatch.setattr(impala, "make_training_env", recording_make_env)
+    monkeypatch.setattr(build, "make_training_env", recording_make_env)
     monkeypatch.setattr(impala, "_Actor", RecordingActor)
     train_impala(_config(tmp_path, nb_actor=3, seed=7, max_train_steps=40), show_progress=False)
     assert seeds == [range(7, 11), range(11, 15), range(15, 19)]  # env i of actor k: 7 + 4k + i
@@ -241,9 +241,9 @@ def test_actor_failure_before_any_update_raises_promptly(tmp_path, monkeypatch):
 _FAILING_ACTOR = """
 import sys, time
 from pathlib import Path
-import fnrl.parallel.impala as impala
+import fnrl.parallel.build as build
 
-make_env = impala.make_training_env
+make_env = build.make_training_env
 
 def make_training_env(config, num_envs, seed):
     env = make_env(config, num_envs, seed)
@@ -258,7 +258,7 @@ def make_training_env(config, num_envs, seed):
         env.step = failing_step
     return env
 
-impala.make_training_env = make_training_env
+build.make_training_env = make_training_env
 from fnrl.train import main
 sys.exit(main(sys.argv[2:]))
 """

@@ -1,0 +1,92 @@
+"""The builder: the parts of a run, what it closes, and a run shell that writes nothing."""
+
+import jax
+import numpy as np
+import pytest
+
+from fnrl.agents import init_train_state
+from fnrl.config import ToweredConfig, make_config
+from fnrl.parallel import build
+from fnrl.parallel.build import build_run
+from fnrl.parallel.resume import ResumeWarning
+from fnrl.parallel.rollout import Episode
+from fnrl.parallel.run import SilentRun, TrainingRun
+
+
+def _config(tmp_path, **settings):
+    base = dict(
+        env_id="CartPole-v1",
+        nb_env=2,
+        exp_length=5,
+        max_train_steps=20,
+        network_body="Linear",
+        log_dir=str(tmp_path / "logs"),
+    )
+    return make_config(ToweredConfig, **{**base, **settings})
+
+
+def test_a_process_that_does_not_write_leaves_no_file_and_prints_nothing(tmp_path, capsys):
+    # An evaluation thread and a progress bar would each write if this run started them.
+    config = _config(tmp_path, nb_eval_env=2, resume=str(tmp_path / "process_0_run"))
+    with build_run(
+        config, "towered", num_envs=2, seeds=[0], writes=False, show_progress=True
+    ) as parts:
+        run = parts.run
+        assert isinstance(run, SilentRun)
+        fresh = parts.agent.initial_carry(2)
+        with pytest.warns(ResumeWarning, match="process 0: resuming with the learner state"):
+            state, carry = parts.start(fresh, "Devices: 1 over 1 process(es)")
+        assert carry is fresh and run.evaluation is None
+        env = run.resumable_env(parts.envs[0])
+        assert env is parts.envs[0]
+        env.reset()
+        updates = 0
+        while not run.finished:
+            with run.timer.phase("learner"):
+                run.record(state, {"loss": np.nan}, 10, [Episode(1.0, 10)], carry=carry)
+            updates += 1
+        assert (updates, run.updates, run.env_steps) == (2, 2, 20)  # stops at the budget
+        assert run.timer.seconds["learner"] > 0
+        assert run.finish(state, carry) is None
+    assert list(tmp_path.iterdir()) == []
+    assert capsys.readouterr() == ("", "")
+
+
+def test_a_silent_run_stops_when_asked(tmp_path):
+    run = SilentRun(_config(tmp_path), "towered", frames_per_step=1)
+    assert not run.finished and run.updates_before_pause(5) == 4
+    run.stop.set()
+    assert run.finished
+
+
+def test_the_writing_process_gets_a_training_run_and_the_envs_close_on_exit(tmp_path, monkeypatch):
+    made, closed = [], []
+    make_env = build.make_training_env
+
+    def recording_make_env(config, num_envs, seed):
+        env = make_env(config, num_envs, seed)
+        env_close = env.close
+
+        def close():
+            closed.append(seed)
+            env_close()
+
+        env.close = close
+        made.append(env)
+        return env
+
+    monkeypatch.setattr(build, "make_training_env", recording_make_env)
+    config = _config(tmp_path, nb_eval_env=0)
+    with build_run(
+        config, "towered", num_envs=2, seeds=[3, 5], in_use=lambda env: env is made[0]
+    ) as parts:
+        assert isinstance(parts.run, TrainingRun)
+        assert [env.num_envs for env in parts.envs] == [2, 2]
+        state, carry = parts.start()
+        assert carry is None and int(state.step) == 0
+        key = jax.random.PRNGKey(config.seed)
+        same = init_train_state(parts.agent, parts.optimizer, key)
+        for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(same), strict=True):
+            np.testing.assert_array_equal(a, b)  # seeded by config.seed
+    assert closed == [5]  # the env in use stays open
+    made[0].close()
