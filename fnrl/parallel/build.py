@@ -157,7 +157,8 @@ def build_run(
         seeds: one batch of ``num_envs`` envs per seed, seeded ``seed, seed + 1, ...``.
         writes: False on a process that must not write (a :class:`SilentRun`).
         stop: when set, the run stops at the next update boundary.
-        show_progress: progress bar on/off; ``None`` shows it on a terminal only.
+        show_progress: progress bar on/off; ``None`` shows it on a terminal only (a
+            ``SilentRun`` shows none).
         in_use: True for an env that a thread still steps, which is left open on exit.
 
     Raises:
@@ -175,13 +176,16 @@ def build_run(
         network = make_network(config, spec)
         agent = get_agent(config.agent).make(network, spec, config)
         optimizer = make_training_optimizer(config)
-        run = (TrainingRun if writes else SilentRun)(
-            config,
-            mode,
-            frames_per_step=envs[0].frames_per_step,
-            stop=stop,
-            show_progress=show_progress,
-        )
+        if writes:
+            run = TrainingRun(
+                config,
+                mode,
+                frames_per_step=envs[0].frames_per_step,
+                stop=stop,
+                show_progress=show_progress,
+            )
+        else:
+            run = SilentRun(config, stop=stop)
         try:
             yield RunParts(config, tuple(envs), network, agent, optimizer, run)
         finally:

@@ -526,21 +526,10 @@ class SilentRun:
     ``TrainingRun`` would; its counters start at 0 (the process has no checkpoint to read).
     """
 
-    def __init__(
-        self,
-        config: TrainConfig,
-        mode: str,
-        *,
-        frames_per_step: int,
-        stop: threading.Event | None = None,
-        show_progress: bool | None = None,
-    ) -> None:
-        del show_progress  # nothing is shown
+    def __init__(self, config: TrainConfig, *, stop: threading.Event | None = None) -> None:
         self.config = config
-        self.mode = mode
         self.stop = stop or threading.Event()
         self.timer = PhaseTimer()
-        self.frames_per_step = frames_per_step
         self.env_steps = 0
         self.updates = 0
 

@@ -53,7 +53,7 @@ def test_a_process_that_does_not_write_leaves_no_file_and_prints_nothing(tmp_pat
 
 
 def test_a_silent_run_stops_when_asked(tmp_path):
-    run = SilentRun(_config(tmp_path), "towered", frames_per_step=1)
+    run = SilentRun(_config(tmp_path))
     assert not run.finished and run.updates_before_pause(5) == 4
     run.stop.set()
     assert run.finished
