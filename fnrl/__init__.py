@@ -1,15 +1,16 @@
 """fnrl: reinforcement learning in JAX with adept's agents, networks and execution modes.
 
-Pure functions live in ``fnrl.losses``, ``fnrl.agents`` and ``fnrl.networks``; environments,
-threads, devices and files live in ``fnrl.envs``, ``fnrl.parallel`` and the command lines
-(``python -m fnrl.train``).
+Pure functions live in ``fnrl.losses``, ``fnrl.distributions``, ``fnrl.agents`` and
+``fnrl.networks``; environments, threads, devices and files live in ``fnrl.envs``,
+``fnrl.parallel`` and the command lines (``python -m fnrl.train``).
 """
 
-from fnrl import agents, losses, networks, specs, types
+from fnrl import agents, distributions, losses, networks, specs, types
 from fnrl.agents import Agent, make_actor_critic, make_update
 from fnrl.config import TrainConfig, make_config
+from fnrl.distributions import Gaussian
 from fnrl.networks import ModularNetwork, NetworkOutput
-from fnrl.specs import ArraySpec, DiscreteSpec, EnvSpec
+from fnrl.specs import ArraySpec, BoxSpec, DiscreteSpec, EnvSpec
 from fnrl.types import EpisodeStats, TimeStep, TrainState, Trajectory
 
 __version__ = "0.1.0"
@@ -17,9 +18,11 @@ __version__ = "0.1.0"
 __all__ = [
     "Agent",
     "ArraySpec",
+    "BoxSpec",
     "DiscreteSpec",
     "EnvSpec",
     "EpisodeStats",
+    "Gaussian",
     "ModularNetwork",
     "NetworkOutput",
     "TimeStep",
@@ -27,6 +30,7 @@ __all__ = [
     "TrainState",
     "Trajectory",
     "agents",
+    "distributions",
     "losses",
     "make_actor_critic",
     "make_config",

@@ -90,7 +90,8 @@ def save_checkpoint(
         meta: JSON-serializable counters and config saved beside the state.
         env_steps: environment steps consumed so far; names the checkpoint.
         carry: optional pytree of arrays, e.g. the ``[B, ...]`` recurrent carry of the envs.
-        env_actions: optional action name -> ``[N, B]`` integer actions sent to the envs.
+        env_actions: optional action name -> ``[N, B]`` integer actions (``[N, B, D]`` float
+            ones for a continuous action) sent to the envs.
 
     Returns:
         The path of the new checkpoint.

@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import rlax
 
+from fnrl.distributions import Policy, entropy, log_prob
+
 __all__ = [
     "VTraceOutput",
     "clipped_surrogate_loss",
@@ -285,43 +287,8 @@ def normalize_advantages(advantages: jax.typing.ArrayLike, mask: jax.typing.Arra
     return centred / (jnp.sqrt(variance) + 1e-5)
 
 
-def log_prob(logits: jax.typing.ArrayLike, a: jax.typing.ArrayLike) -> jax.Array:
-    """Log-probability ``log softmax(logits)[a]`` of actions under a categorical policy.
-
-    Args:
-      logits: ``[..., A]`` unnormalized log-probabilities.
-      a: ``[...]`` int actions.
-
-    Returns:
-      ``[...]`` log-probabilities.
-    """
-    chex.assert_rank(logits, jnp.ndim(a) + 1)
-    chex.assert_equal_shape_prefix([logits, a], jnp.ndim(a))
-    chex.assert_type(a, int)
-    log_pi = jax.nn.log_softmax(logits)
-    return jnp.take_along_axis(log_pi, jnp.expand_dims(a, -1), axis=-1)[..., 0]
-
-
-def entropy(logits: jax.typing.ArrayLike) -> jax.Array:
-    """Entropy ``-sum_a p_a log p_a`` of the categorical ``p = softmax(logits)``.
-
-    Logits of ``-inf`` (actions masked out) contribute 0, with finite gradients.
-
-    Args:
-      logits: ``[..., A]`` unnormalized log-probabilities.
-
-    Returns:
-      ``[...]`` entropies.
-    """
-    chex.assert_type(logits, float)
-    log_pi = jax.nn.log_softmax(logits)
-    # Zeroing log p where p = 0 before the product keeps 0 * -inf out of both passes.
-    safe_log_pi = jnp.where(jnp.isneginf(log_pi), 0.0, log_pi)
-    return -jnp.sum(jnp.exp(log_pi) * safe_log_pi, axis=-1)
-
-
 def policy_gradient_loss(
-    logits_t: jax.typing.ArrayLike,
+    policy_t: Policy,
     a_t: jax.typing.ArrayLike,
     adv_t: jax.typing.ArrayLike,
     mask_t: jax.typing.ArrayLike,
@@ -333,34 +300,40 @@ def policy_gradient_loss(
     Learning" (A3C).
 
     Args:
-      logits_t: ``[T, B, A]`` logits of the policy being learned.
-      a_t: ``[T, B]`` int actions taken.
+      policy_t: the policy being learned: ``[T, B, A]`` logits, or a
+        :class:`~fnrl.distributions.Gaussian` of ``[T, B, D]``.
+      a_t: ``[T, B]`` int actions taken (``[T, B, D]`` floats for a Gaussian).
       adv_t: ``[T, B]`` advantages of those actions; no gradient flows into them.
       mask_t: ``[T, B]`` bool, set where the step carries a learning signal.
 
     Returns:
       Scalar loss.
     """
-    chex.assert_rank([logits_t, a_t, adv_t, mask_t], [3, 2, 2, 2])
-    chex.assert_equal_shape([a_t, adv_t, mask_t])
-    return masked_mean(-log_prob(logits_t, a_t) * jax.lax.stop_gradient(adv_t), mask_t)
+    chex.assert_rank([adv_t, mask_t], 2)
+    chex.assert_equal_shape([adv_t, mask_t])
+    log_pi_t = log_prob(policy_t, a_t)
+    chex.assert_equal_shape([log_pi_t, mask_t])
+    return masked_mean(-log_pi_t * jax.lax.stop_gradient(adv_t), mask_t)
 
 
-def entropy_loss(logits_t: jax.typing.ArrayLike, mask_t: jax.typing.ArrayLike) -> jax.Array:
-    """Entropy regularization loss, the masked mean of ``-entropy(softmax(logits_t))``.
+def entropy_loss(policy_t: Policy, mask_t: jax.typing.ArrayLike) -> jax.Array:
+    """Entropy regularization loss, the masked mean of ``-entropy(policy_t)``.
 
     See Williams & Peng, 1991, "Function Optimization using Connectionist Reinforcement Learning
     Algorithms", and Mnih et al., 2016 (A3C).
 
     Args:
-      logits_t: ``[T, B, A]`` logits of the policy being learned.
+      policy_t: the policy being learned: ``[T, B, A]`` logits, or a
+        :class:`~fnrl.distributions.Gaussian` of ``[T, B, D]``.
       mask_t: ``[T, B]`` bool, set where the step carries a learning signal.
 
     Returns:
       Scalar loss; minimizing it raises the entropy.
     """
-    chex.assert_rank([logits_t, mask_t], [3, 2])
-    return -masked_mean(entropy(logits_t), mask_t)
+    chex.assert_rank(mask_t, 2)
+    entropy_t = entropy(policy_t)
+    chex.assert_equal_shape([entropy_t, mask_t])
+    return -masked_mean(entropy_t, mask_t)
 
 
 def value_loss(

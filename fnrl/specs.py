@@ -24,12 +24,38 @@ class DiscreteSpec(NamedTuple):
 
     num_values: int
 
+    @property
+    def shape(self) -> tuple[()]:
+        """The per-env shape of one action: a scalar."""
+        return ()
+
+
+class BoxSpec(NamedTuple):
+    """A continuous action: a float32 vector of ``shape``, each entry in ``[low, high]``.
+
+    The bounds are tuples of floats (one per entry, ``±inf`` where unbounded) so that specs
+    stay hashable and JSON-friendly. A policy may propose actions outside them: the env
+    adapter clips on the way to the env (:class:`fnrl.envs.base.SpaceConverter`).
+    """
+
+    shape: tuple[int]  # (D,): rank 1
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+
+
+ActionSpec = DiscreteSpec | BoxSpec
+
 
 class EnvSpec(NamedTuple):
     """What an environment observes and what it accepts, per environment (no batch axis)."""
 
     observations: dict[str, ArraySpec]
-    actions: dict[str, DiscreteSpec]
+    actions: dict[str, ActionSpec]
+
+
+def is_continuous(spec: ActionSpec) -> bool:
+    """True for a Box action, which a Gaussian head acts on; False for a discrete one."""
+    return isinstance(spec, BoxSpec)
 
 
 def is_image(spec: ArraySpec) -> bool:

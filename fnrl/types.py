@@ -1,7 +1,8 @@
 """Types shared across fnrl: what environments return, what rollouts collect, what learners keep.
 
-Shapes use ``T`` for time (rollout length), ``B`` for the env batch and ``A`` for the number of
-choices of one discrete action. All data crossing module boundaries is time-major.
+Shapes use ``T`` for time (rollout length), ``B`` for the env batch, ``A`` for the number of
+choices of one discrete action and ``D`` for the size of one continuous action. All data
+crossing module boundaries is time-major.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ Carry = Any  # recurrent state of a network body, a pytree with a leading [B] ax
 PRNGKey = jax.Array
 Metrics = dict[str, jax.Array]
 Observation = dict[str, Any]  # name -> [B, ...] array
-Action = dict[str, Any]  # name -> [B] int32 array
+Action = dict[str, Any]  # name -> [B] int32 (discrete) or [B, D] float32 (continuous) array
 
 
 class EpisodeStats(NamedTuple):
@@ -53,11 +54,12 @@ class Trajectory(NamedTuple):
 
     obs: Observation  # name -> [T + 1, B, ...]; obs[T] bootstraps
     first: jax.Array  # [T + 1, B] bool
-    actions: Action  # name -> [T, B] int32
+    actions: Action  # name -> [T, B] int32, or [T, B, D] float32 as sampled (unclipped)
     rewards: jax.Array  # [T, B] float32
     terminated: jax.Array  # [T, B] bool, after actions[t]
     truncated: jax.Array  # [T, B] bool, after actions[t]
-    behaviour_logits: dict[str, jax.Array]  # name -> [T, B, A] logits of the acting policy
+    # name -> the acting policy: [T, B, A] logits, or a fnrl.distributions.Gaussian of [T, B, D]
+    behaviour_logits: dict[str, Any]
     initial_carry: Carry  # body state before obs[0] (reset by first[0] inside the network)
 
 

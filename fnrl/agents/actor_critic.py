@@ -47,8 +47,8 @@ def actor_critic_objective(
     Reinforcement Learning"; adept's ``ActorCritic`` and ``ActorCriticVtrace`` losses).
 
     Args:
-        outputs: the network unrolled over the trajectory: logits ``[T + 1, B, A]`` per action
-            key, values ``[T + 1, B]``.
+        outputs: the network unrolled over the trajectory: a policy ``[T + 1, B, ...]`` per
+            action key (logits or a ``Gaussian``), values ``[T + 1, B]``.
         trajectory: its actions ``[T, B]`` per action key.
         advantages_t: ``[T, B]``, constants of the loss.
         value_targets_t: ``[T, B]``, constants of the loss.
@@ -60,13 +60,12 @@ def actor_critic_objective(
         mean value and the mean advantage).
     """
     names = sorted(trajectory.actions)
+    policy_t = jax.tree.map(lambda x: x[:-1], outputs.logits)  # the steps actions were taken in
     policy_loss = sum(
-        losses.policy_gradient_loss(
-            outputs.logits[name][:-1], trajectory.actions[name], advantages_t, valid_t
-        )
+        losses.policy_gradient_loss(policy_t[name], trajectory.actions[name], advantages_t, valid_t)
         for name in names
     )
-    entropy_loss = sum(losses.entropy_loss(outputs.logits[name][:-1], valid_t) for name in names)
+    entropy_loss = sum(losses.entropy_loss(policy_t[name], valid_t) for name in names)
     value_loss = losses.value_loss(outputs.value[:-1], value_targets_t, valid_t)
     total = policy_loss + value_loss + entropy_coef * entropy_loss
     metrics = {

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from fnrl.distributions import Policy, mode, sample
 from fnrl.networks import ModularNetwork, NetworkOutput
 from fnrl.networks.zscore import OBS_STATS, RunningMoments, pool_moments
 from fnrl.specs import EnvSpec
@@ -21,7 +22,7 @@ from fnrl.types import Action, Carry, Metrics, Observation, Params, PRNGKey, Tra
 class ActOutput(NamedTuple):
     """What the acting policy computed besides the actions, for B envs."""
 
-    logits: dict[str, jax.Array]  # action name -> [B, A] float32
+    logits: dict[str, Policy]  # action name -> [B, A] logits, or a Gaussian of [B, D]
     value: jax.Array  # [B] float32
 
 
@@ -69,34 +70,33 @@ class Agent(NamedTuple):
 _STATE_COLLECTIONS = ["batch_stats"]  # non-trainable flax collections the learner writes
 
 
-def sample_actions(key: PRNGKey, logits: dict[str, jax.Array]) -> Action:
-    """Samples one action per action key from categorical ``softmax(logits)``.
+def sample_actions(key: PRNGKey, logits: dict[str, Policy]) -> Action:
+    """Samples one action per action key from its policy (:func:`fnrl.distributions.sample`).
 
     Args:
         key: consumed; split once into one subkey per action key (in sorted name order).
-        logits: action name -> [B, A] logits.
+        logits: action name -> [B, A] logits, or a ``Gaussian`` of [B, D].
 
     Returns:
-        action name -> [B] int32 actions.
+        action name -> [B] int32 actions, or [B, D] float32 ones (unclipped).
     """
     names = sorted(logits)
     keys = jax.random.split(key, len(names))
-    return {
-        name: jax.random.categorical(k, logits[name]).astype(jnp.int32)
-        for name, k in zip(names, keys, strict=True)
-    }
+    return {name: sample(k, logits[name]) for name, k in zip(names, keys, strict=True)}
 
 
-def greedy_actions(logits: dict[str, jax.Array]) -> Action:
-    """The most probable action per action key (adept's deterministic evaluation).
+def greedy_actions(logits: dict[str, Policy]) -> Action:
+    """The most probable action per action key: the logits' argmax, or a Gaussian's mean.
+
+    adept's deterministic evaluation.
 
     Args:
-        logits: action name -> [B, A] logits.
+        logits: action name -> [B, A] logits, or a ``Gaussian`` of [B, D].
 
     Returns:
-        action name -> [B] int32 actions.
+        action name -> [B] int32 actions, or [B, D] float32 ones.
     """
-    return {name: jnp.argmax(value, axis=-1).astype(jnp.int32) for name, value in logits.items()}
+    return {name: mode(policy) for name, policy in logits.items()}
 
 
 def unroll(

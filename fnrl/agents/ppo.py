@@ -26,6 +26,7 @@ from fnrl.agents.actor_critic import check_discounting
 from fnrl.agents.base import Agent, LossOutput, make_act, make_init, unroll
 from fnrl.agents.registry import AgentPlugin, PolicyGradientSettings, from_settings
 from fnrl.config import setting
+from fnrl.distributions import joint_log_prob
 from fnrl.specs import EnvSpec
 from fnrl.types import Action, Carry, Observation, Params, PRNGKey, Trajectory
 
@@ -42,11 +43,6 @@ class PPOBatch(NamedTuple):
     advantage: jax.Array  # [T, B]: GAE(λ) under V_old
     target: jax.Array  # [T, B]: advantage + value, the λ-return
     initial_carry: Carry  # [B, ...] body state before obs[0]
-
-
-def joint_log_prob(logits: dict[str, jax.Array], actions: Action) -> jax.Array:
-    """``log π(a)`` of a dict action: the sum over action keys of each key's log-probability."""
-    return sum(losses.log_prob(logits[name], actions[name]) for name in sorted(actions))
 
 
 def sequence_minibatches(key: PRNGKey, batch: PPOBatch, count: int) -> PPOBatch:
@@ -210,13 +206,18 @@ class PPOSettings(PolicyGradientSettings):
     """PPO's settings: the shared ones (λ 0.95 and normalized advantages by default) and its own."""
 
     policy_clipping: float = setting(
-        0.2, "PPO's clip range epsilon of the probability ratio and the value", "--policy-clipping"
+        0.2,
+        "PPO's clip range epsilon of the probability ratio and the value",
+        "--policy-clipping",
+        above=0.0,
     )
     clip_value: bool = setting(True, "clip the value loss around the acting values", "--clip-value")
-    value_coef: float = setting(1.0, "weight of the value loss", "--value-coef")
-    epochs: int = setting(4, "passes over each rollout", "--epochs", "--num-epochs-per-update")
+    value_coef: float = setting(1.0, "weight of the value loss", "--value-coef", at_least=0.0)
+    epochs: int = setting(
+        4, "passes over each rollout", "--epochs", "--num-epochs-per-update", at_least=1
+    )
     minibatches: int = setting(
-        4, "minibatches per pass", "--minibatches", "--minibatches-per-update"
+        4, "minibatches per pass", "--minibatches", "--minibatches-per-update", at_least=1
     )
 
 

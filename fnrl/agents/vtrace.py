@@ -18,6 +18,7 @@ from fnrl.agents.actor_critic import actor_critic_objective, check_discounting
 from fnrl.agents.base import Agent, LossOutput, make_act, make_init, unroll
 from fnrl.agents.registry import AgentPlugin, PolicyGradientSettings, from_settings
 from fnrl.config import setting
+from fnrl.distributions import joint_log_prob
 from fnrl.specs import EnvSpec
 from fnrl.types import Params, Trajectory
 
@@ -83,10 +84,9 @@ def make_actor_critic_vtrace(
         discount_t = discount * (1.0 - trajectory.terminated.astype(jnp.float32))
         lambda_t = gae_lambda * (1.0 - trajectory.truncated.astype(jnp.float32))
         # The ratios are constants of the loss: gradients flow through log π in the losses only.
-        log_rho_t = sum(
-            losses.log_prob(jax.lax.stop_gradient(outputs.logits[name][:-1]), a_t)
-            - losses.log_prob(trajectory.behaviour_logits[name], a_t)
-            for name, a_t in trajectory.actions.items()
+        policy_t = jax.tree.map(lambda x: jax.lax.stop_gradient(x[:-1]), outputs.logits)
+        log_rho_t = joint_log_prob(policy_t, trajectory.actions) - joint_log_prob(
+            trajectory.behaviour_logits, trajectory.actions
         )
         rho_t = jnp.exp(log_rho_t)
         vtrace = losses.vtrace(

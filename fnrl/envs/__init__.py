@@ -26,6 +26,7 @@ from fnrl.envs.envpool import (
     ATARI_ENVS,
     EnvpoolEnv,
     atari_task_id,
+    gymnasium_spaces,
     is_envpool_task,
     make_atari_env,
     make_envpool_env,
@@ -144,7 +145,7 @@ def observation_kind(env_id: str) -> str:
     if atari_task_id(env_id) is not None:
         return "image"
     if is_envpool_task(env_id):
-        space = _envpool.make_spec(env_id).gymnasium_observation_space
+        space, _ = gymnasium_spaces(_envpool.make_spec(env_id))
     elif env_id in _gymnasium.envs.registry:
         env = _gymnasium.make(env_id)
         try:

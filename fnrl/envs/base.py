@@ -18,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 import gymnasium
 import numpy as np
 
-from fnrl.specs import ArraySpec, DiscreteSpec, EnvSpec
+from fnrl.specs import ActionSpec, ArraySpec, BoxSpec, DiscreteSpec, EnvSpec, is_continuous
 from fnrl.types import EpisodeStats, Observation, TimeStep
 
 
@@ -107,6 +107,19 @@ def _convert_leaf(space: gymnasium.Space, spec: ArraySpec, batch: Any, xp: Any) 
     return xp.asarray(batch, spec.dtype)
 
 
+def _action_spec(space: gymnasium.Space) -> ActionSpec:
+    """Spec of one action entry: Discrete(n) -> ``DiscreteSpec(n)``, a rank-1 Box -> ``BoxSpec``."""
+    if isinstance(space, gymnasium.spaces.Discrete):
+        return DiscreteSpec(int(space.n))
+    if isinstance(space, gymnasium.spaces.Box) and len(space.shape) == 1:
+        bounds = (tuple(float(x) for x in space.low), tuple(float(x) for x in space.high))
+        return BoxSpec(tuple(space.shape), *bounds)
+    raise ValueError(
+        f"Unsupported action space {space!r}: fnrl's agents take Discrete and rank-1 Box "
+        "actions, alone or inside one Dict."
+    )
+
+
 class SpaceConverter:
     """A Gymnasium (observation space, action space) pair seen through fnrl's dict specs.
 
@@ -114,9 +127,9 @@ class SpaceConverter:
     ``"1"``, ...), a single space the key ``"screen"`` for rank-3 images and ``"obs"`` otherwise.
     Box -> its shape (uint8 kept for rank-3 images, float32 otherwise), Discrete(n) -> one-hot
     float32 ``[n]`` (adept's choice, so tabular envs feed the same vector trunks), MultiBinary ->
-    float32. Actions: Discrete(n) -> ``{"action": DiscreteSpec(n)}``; a Dict of Discrete spaces ->
-    one key each. Anything else (continuous Box actions, MultiDiscrete, nested containers)
-    raises ``ValueError`` naming the space.
+    float32. Actions: Discrete(n) -> ``{"action": DiscreteSpec(n)}``, a rank-1 Box ->
+    ``{"action": BoxSpec}``; a Dict of them -> one key each. Anything else (MultiDiscrete,
+    images of actions, nested containers) raises ``ValueError`` naming the space.
 
     Attributes:
       spec: the per-env :class:`EnvSpec`.
@@ -143,19 +156,11 @@ class SpaceConverter:
         )
         observations = {key: _leaf_spec(space) for key, space in self._obs_spaces.items()}
 
-        if isinstance(action_space, gymnasium.spaces.Discrete):
-            self._act_spaces = {"action": action_space}
-        elif isinstance(action_space, gymnasium.spaces.Dict) and all(
-            isinstance(s, gymnasium.spaces.Discrete) for s in action_space.spaces.values()
-        ):
-            self._act_spaces = dict(action_space.spaces)
-        else:
-            raise ValueError(
-                f"Unsupported action space {action_space!r}: fnrl's agents take Discrete "
-                "actions (or a Dict of Discrete actions)."
-            )
         self._dict_actions = isinstance(action_space, gymnasium.spaces.Dict)
-        actions = {key: DiscreteSpec(int(s.n)) for key, s in self._act_spaces.items()}
+        self._act_spaces = (
+            dict(action_space.spaces) if self._dict_actions else {"action": action_space}
+        )
+        actions = {key: _action_spec(space) for key, space in self._act_spaces.items()}
         self.spec = EnvSpec(observations=observations, actions=actions)
 
     def observation(self, batch: Any, xp: Any = np) -> Observation:
@@ -180,24 +185,32 @@ class SpaceConverter:
     def action(self, actions: Mapping[str, Any], num_envs: int, xp: Any = np) -> Any:
         """Check an fnrl action dict and convert it to what the vector env takes.
 
+        Continuous actions are clipped to their Box here, on the way to the env, and only here:
+        the trajectory keeps what the policy sampled.
+
         Args:
-          actions: action name -> ``[B]`` integer array (numpy or jax).
+          actions: action name -> ``[B]`` integer array, or ``[B, D]`` float array for a Box
+            (numpy or jax).
           num_envs: B.
           xp: the array module of the result, ``numpy`` or ``jax.numpy``.
 
         Returns:
-          An int32 ``[B]`` array for a Discrete space, or a dict of them for a Dict space.
+          An int32 ``[B]`` array for a Discrete space or a ``[B, D]`` array of the Box's dtype,
+          or a dict of them for a Dict space.
         """
         if set(actions) != set(self._act_spaces):
             raise ValueError(f"Expected actions {sorted(self._act_spaces)}, got {sorted(actions)}.")
         converted = {}
         for key, space in self._act_spaces.items():
-            value = xp.asarray(actions[key])
-            if value.shape != (num_envs,):
-                raise ValueError(
-                    f"Action {key!r} must have shape ({num_envs},), got {value.shape}."
-                )
-            converted[key] = value.astype(np.int32) + np.int32(space.start)
+            spec, value = self.spec.actions[key], xp.asarray(actions[key])
+            shape = (num_envs, *spec.shape)
+            if value.shape != shape:
+                raise ValueError(f"Action {key!r} must have shape {shape}, got {value.shape}.")
+            if is_continuous(spec):
+                low, high = (np.asarray([bound], np.float32) for bound in (spec.low, spec.high))
+                converted[key] = xp.clip(value.astype(np.float32), low, high)
+            else:
+                converted[key] = value.astype(np.int32) + np.int32(space.start)
         return converted if self._dict_actions else converted["action"]
 
 

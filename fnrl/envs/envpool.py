@@ -28,10 +28,12 @@ What envpool 1.2.5 does, checked empirically (``tests/envs/test_envpool.py`` pin
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import envpool
+import jax
 import jax.numpy as jnp
 import numpy as np
 from envpool.registration import registry as _envpool_registry
@@ -125,7 +127,9 @@ class EnvpoolEnv:
         self._pool = pool
         self.num_envs = int(pool.config["num_envs"])
         self.frames_per_step = int(pool.config.get("frame_skip", 1))
-        self._converter = SpaceConverter(pool.observation_space, pool.action_space)
+        observation_space, action_space = gymnasium_spaces(pool)
+        self._converter = SpaceConverter(observation_space, action_space)
+        self.xla_problem = _xla_problem(action_space)  # why xla() cannot work, or None
         self._frame_stack = frame_stack
         spec = self._converter.spec
         if frame_stack is not None:
@@ -214,6 +218,31 @@ class EnvpoolEnv:
         # The stack restarts on every first step, life losses included (module docstring).
         stacked = xp.concatenate([previous["screen"][..., 1:], frame], axis=-1)
         return {"screen": xp.where(first[:, None, None, None], restart, stacked)}
+
+
+def _xla_problem(action_space: Any) -> str | None:
+    """Why a pool with ``action_space`` cannot be stepped inside XLA, or None if it can.
+
+    envpool's XLA send takes actions of exactly the dtype the task declares; MuJoCo tasks
+    declare float64, which JAX computes only with ``jax_enable_x64``.
+    """
+    if getattr(action_space, "dtype", None) == np.float64 and not jax.config.jax_enable_x64:
+        return "this envpool task takes float64 actions, which JAX computes only with x64 enabled"
+    return None
+
+
+def gymnasium_spaces(source: Any) -> tuple[Any, Any]:
+    """The Gymnasium (observation, action) spaces of an envpool pool or of a task's spec.
+
+    envpool builds float32 Boxes from float64 bounds, for which Gymnasium warns on every access
+    that it cast them. fnrl reads every bound as float32 anyway, so the warning tells a user
+    nothing to act on and is silenced here.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*Box (low|high)'s precision lowered", UserWarning)
+        if hasattr(source, "gymnasium_observation_space"):  # an envpool.make_spec spec
+            return source.gymnasium_observation_space, source.gymnasium_action_space
+        return source.observation_space, source.action_space
 
 
 def _make_pool(task_id: str, num_envs: int, seed: int, render: bool, **settings: Any) -> Any:

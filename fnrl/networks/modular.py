@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fnrl.distributions import Gaussian, Policy
 from fnrl.networks import registry
 from fnrl.networks._layers import check_normalization, torch_dense
 from fnrl.networks.bodies import reset_carry
@@ -26,14 +27,16 @@ from fnrl.networks.zscore import (
     update_moments,
     zscore_normalize,
 )
-from fnrl.specs import EnvSpec, is_image, is_vector
+from fnrl.specs import ActionSpec, EnvSpec, is_continuous, is_image, is_vector
 from fnrl.types import Carry, Observation
 
 
 class NetworkOutput(NamedTuple):
     """What ``ModularNetwork`` returns for one step of ``B`` envs."""
 
-    logits: dict[str, jax.Array]  # action name -> [B, A] float32, unnormalized log-probabilities
+    # action name -> [B, A] float32 unnormalized log-probabilities (a discrete action), or a
+    # Gaussian of [B, D] (a continuous one)
+    logits: dict[str, Policy]
     value: jax.Array  # [B] float32: the critic's state value
 
 
@@ -78,7 +81,13 @@ def _validate(network: ModularNetwork) -> None:
             if output_size is not None:
                 output_size(*obs_spec.shape[:2])  # raises if the image is too small
     for name, action_spec in spec.actions.items():
-        if action_spec.num_values < 1:
+        if is_continuous(action_spec):
+            if len(action_spec.shape) != 1 or action_spec.shape[0] < 1:
+                raise ValueError(
+                    f"continuous action {name!r} has shape {tuple(action_spec.shape)}; the "
+                    "Gaussian head takes a non-empty vector (D,)"
+                )
+        elif action_spec.num_values < 1:
             raise ValueError(f"action {name!r} has {action_spec.num_values} values; need >= 1")
 
 
@@ -114,16 +123,19 @@ def _check_carry(carry: Carry, initial: Carry, body_name: str) -> None:
 
 
 class ModularNetwork(nn.Module):
-    """adept's modular actor-critic network for dict observations and dict discrete actions.
+    """adept's modular actor-critic network for dict observations and dict actions.
 
     One trunk per observation key, in sorted key order: rank-3 ``[H, W, C]`` observations go
     through ``vision_network`` (uint8 is cast to float32 and divided by 255 first), rank-1
     ``[D]`` observations through ``discrete_network``. Their features are concatenated and fed
-    to ``network_body``; then one ``Dense(A)`` head per action key (sorted by name) gives the
-    logits and a ``Dense(1)`` head the value (adept's ``critic``). Heads use torch's default
+    to ``network_body``; then one ``Dense(A)`` head per discrete action key (sorted by name)
+    gives the logits and a ``Dense(1)`` head the value (adept's ``critic``). A continuous (Box)
+    action key gets a diagonal Gaussian: a ``Dense(D)`` mean and a state-independent learned
+    log standard deviation (:class:`fnrl.distributions.Gaussian`). Heads use torch's default
     ``nn.Linear`` init.
 
-    Params are ``trunk_<obs key>``, ``body``, ``head_<action name>`` and ``critic``; with
+    Params are ``trunk_<obs key>``, ``body``, ``head_<action name>`` (and ``log_std_<action
+    name>`` for a continuous one) and ``critic``; with
     ``normalize`` the BatchNorm layers add a ``batch_stats`` collection.
 
     **Observation normalization.** With ``zscore_norm_env`` (adept's ``--zscore-norm-env``) each
@@ -379,13 +391,24 @@ class ModularNetwork(nn.Module):
         body = build_module(body_cls, name="body", **self.body_options)
         carry, x = body(reset_carry(carry, first, initial), x, train=train)
 
-        width = x.shape[-1]
-        logits = {
-            name: torch_dense(self.spec.actions[name].num_values, width, name=f"head_{name}")(x)
-            for name in sorted(self.spec.actions)
-        }
-        value = torch_dense(1, width, name="critic")(x)[:, 0]
+        actions = self.spec.actions
+        logits = {name: self._head(name, actions[name], x) for name in sorted(actions)}
+        value = torch_dense(1, x.shape[-1], name="critic")(x)[:, 0]
         return carry, NetworkOutput(logits=logits, value=value)
+
+    @nn.nowrap
+    def _head(self, name: str, spec: ActionSpec, x: jax.Array) -> Policy:
+        """Action ``name``'s policy on the body's features ``x`` ``[B, W]``.
+
+        A discrete action gets ``Dense(A)`` logits; a continuous one a ``Dense(D)`` mean and a
+        state-independent log standard deviation ``log_std_<name>``, a learned ``[D]`` vector
+        starting at 0 (standard deviation 1, as in OpenAI Baselines' and CleanRL's PPO).
+        """
+        if not is_continuous(spec):
+            return torch_dense(spec.num_values, x.shape[-1], name=f"head_{name}")(x)
+        mean = torch_dense(spec.shape[0], x.shape[-1], name=f"head_{name}")(x)
+        log_std = self.param(f"log_std_{name}", nn.initializers.zeros, spec.shape, jnp.float32)
+        return Gaussian(mean, jnp.broadcast_to(log_std, mean.shape))
 
 
 def count_params(params: chex.ArrayTree) -> int:

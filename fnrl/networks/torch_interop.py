@@ -138,6 +138,9 @@ def _entry(collection: str, path: tuple[str, ...], classes: dict) -> TorchTensor
         key = ".".join((*module_path[:-1], f"{base}_{module_path[-1]}"))
         to_torch, from_torch = _TRANSFORMS.get((nn.Dense, leaf), (_identity, _identity))
         return TorchTensor(collection, path, key, to_torch, from_torch)
+    if cls is not None and issubclass(cls, ModularNetwork) and leaf.startswith("log_std_"):
+        # A Gaussian head's state-independent log-std: a bare nn.Parameter of the same name.
+        return TorchTensor(collection, path, leaf, _identity, _identity)
     names = next(
         (v for k, v in _LEAF_NAMES.items() if cls is not None and issubclass(cls, k)), None
     )

@@ -9,8 +9,9 @@ cannot be saved: envpool keeps its simulators in C++ and offers no way to serial
 ALE's ``cloneState`` is not exposed), and a Gymnasium env's state is whatever its Python object
 holds. But every backend fnrl uses is deterministic given its seeds and the actions it receives,
 so the state of B envs after N vector steps is a function of ``(seeds, actions[0:N])``.
-:class:`ResumableEnv` therefore records the actions of every step in compact integer arrays
-(:class:`ActionLog`: one byte per env and step for up to 256 choices), the checkpoint stores
+:class:`ResumableEnv` therefore records the actions of every step in compact arrays
+(:class:`ActionLog`: one byte per env and step for up to 256 choices, float32 for continuous
+actions), the checkpoint stores
 them, and on resume fresh envs built with the same seeds are reset and stepped through the log.
 The last TimeStep of the replay is the one the interrupted run had (observation, frame stack,
 episode statistics and the pending automatic resets included), so the mode needs no other
@@ -59,7 +60,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from fnrl.envs import BatchedEnv
-from fnrl.specs import DiscreteSpec
+from fnrl.specs import ActionSpec, is_continuous
 from fnrl.types import TimeStep
 
 
@@ -67,7 +68,9 @@ class ResumeWarning(UserWarning):
     """A resumed run will not continue exactly as an uninterrupted one would have."""
 
 
-def _action_dtype(spec: DiscreteSpec) -> np.dtype:
+def _action_dtype(spec: ActionSpec) -> np.dtype:
+    if is_continuous(spec):
+        return np.dtype(np.float32)
     for dtype in (np.uint8, np.uint16, np.int32):
         if spec.num_values - 1 <= np.iinfo(dtype).max:
             return np.dtype(dtype)
@@ -75,25 +78,30 @@ def _action_dtype(spec: DiscreteSpec) -> np.dtype:
 
 
 class ActionLog:
-    """The actions sent to B envs, one row per vector step, in the smallest integer type.
+    """The actions sent to B envs, one row per vector step.
+
+    Discrete actions are kept in the smallest integer type that holds them, continuous ones as
+    the float32 the policy sampled (the env adapter clips them again on replay).
 
     Args:
-        actions: the env's action specs (name -> ``DiscreteSpec``).
+        actions: the env's action specs (name -> ``DiscreteSpec`` or ``BoxSpec``).
         num_envs: B.
         arrays: optional initial content, name -> ``[N, B]`` (a checkpoint's log).
     """
 
     def __init__(
         self,
-        actions: Mapping[str, DiscreteSpec],
+        actions: Mapping[str, ActionSpec],
         num_envs: int,
         arrays: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         self.num_envs = num_envs
         self._dtypes = {name: _action_dtype(spec) for name, spec in actions.items()}
+        self._shapes = {name: (num_envs, *spec.shape) for name, spec in actions.items()}
         self._length = 0
         self._buffers = {
-            name: np.empty((1024, num_envs), dtype) for name, dtype in self._dtypes.items()
+            name: np.empty((1024, *self._shapes[name]), dtype)
+            for name, dtype in self._dtypes.items()
         }
         if arrays is not None:
             if set(arrays) != set(self._dtypes):
@@ -102,8 +110,9 @@ class ActionLog:
                     f"{sorted(self._dtypes)}"
                 )
             lengths = {a.shape[0] for a in arrays.values()}
-            widths = {a.shape[1:] for a in arrays.values()}
-            if len(lengths) != 1 or widths != {(num_envs,)}:
+            if len(lengths) != 1 or any(
+                a.shape[1:] != self._shapes[name] for name, a in arrays.items()
+            ):
                 raise ValueError(
                     f"the action log does not fit {num_envs} envs: shapes "
                     f"{ {name: a.shape for name, a in arrays.items()} }"
@@ -120,7 +129,7 @@ class ActionLog:
     @property
     def nbytes(self) -> int:
         """Bytes of the recorded actions (what a checkpoint stores before compression)."""
-        return sum(self._length * self.num_envs * d.itemsize for d in self._dtypes.values())
+        return sum(self._buffers[name][: self._length].nbytes for name in self._buffers)
 
     def _reserve(self, length: int) -> None:
         capacity = len(next(iter(self._buffers.values())))
@@ -128,16 +137,16 @@ class ActionLog:
             return
         capacity = max(length, 2 * capacity)
         for name, buffer in self._buffers.items():
-            grown = np.empty((capacity, self.num_envs), buffer.dtype)
+            grown = np.empty((capacity, *buffer.shape[1:]), buffer.dtype)
             grown[: self._length] = buffer[: self._length]
             self._buffers[name] = grown
 
     def append(self, actions: Mapping[str, np.ndarray]) -> None:
-        """Records one vector step: action name -> ``[B]`` integers."""
+        """Records one vector step: action name -> ``[B]`` integers or ``[B, D]`` floats."""
         self.extend({name: np.asarray(a)[None] for name, a in actions.items()})
 
     def extend(self, actions: Mapping[str, np.ndarray]) -> None:
-        """Records N vector steps: action name -> ``[N, B]`` integers."""
+        """Records N vector steps: action name -> ``[N, B]`` integers or ``[N, B, D]`` floats."""
         steps = len(next(iter(actions.values())))
         self._reserve(self._length + steps)
         for name, buffer in self._buffers.items():
@@ -145,8 +154,11 @@ class ActionLog:
         self._length += steps
 
     def step(self, index: int) -> dict[str, np.ndarray]:
-        """The actions of vector step ``index``, name -> ``[B]`` int32."""
-        return {name: b[index].astype(np.int32) for name, b in self._buffers.items()}
+        """The actions of vector step ``index``, name -> ``[B]`` int32 or ``[B, D]`` float32."""
+        return {
+            name: b[index].astype(np.float32 if b.dtype == np.float32 else np.int32)
+            for name, b in self._buffers.items()
+        }
 
     def arrays(self) -> dict[str, np.ndarray]:
         """A copy of the log: name -> ``[N, B]``."""

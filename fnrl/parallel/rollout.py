@@ -255,7 +255,8 @@ def _unwrapped(env: BatchedEnv) -> BatchedEnv:
 
 def supports_compiled_rollout(env: BatchedEnv) -> bool:
     """Whether ``env`` (possibly a ``ResumableEnv``) can be collected by a compiled rollout."""
-    return isinstance(_unwrapped(env), EnvpoolEnv)
+    env = _unwrapped(env)
+    return isinstance(env, EnvpoolEnv) and env.xla_problem is None
 
 
 def check_rollout(rollout: str, env: BatchedEnv) -> None:
@@ -264,10 +265,11 @@ def check_rollout(rollout: str, env: BatchedEnv) -> None:
     Modes call it before they create anything, so that the error leaves nothing behind.
     """
     if rollout == "compiled" and not supports_compiled_rollout(env):
-        raise ValueError(
-            f"--rollout compiled needs envpool envs, got {type(_unwrapped(env)).__name__}; use "
-            "--rollout host or auto"
+        env = _unwrapped(env)
+        problem = getattr(env, "xla_problem", None) or (
+            f"it needs envpool envs, got {type(env).__name__}"
         )
+        raise ValueError(f"--rollout compiled: {problem}; use --rollout host or auto")
 
 
 def xla_steps(env: BatchedEnv) -> tuple[Any, XlaStep]:
@@ -477,7 +479,7 @@ class CompiledTrainer:
         self._seconds_per_update = (time.perf_counter() - start) / count
         if self._log is not None:
             self._log.record(
-                {name: a.reshape(-1, a.shape[-1]) for name, a in outputs.actions.items()},
+                {name: a.reshape(-1, *a.shape[2:]) for name, a in outputs.actions.items()},
                 timestep,
             )
         results = [

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fnrl.envs import EpisodeTracker, SpaceConverter, first_timestep, next_timestep
-from fnrl.specs import ArraySpec, DiscreteSpec
+from fnrl.specs import ArraySpec, BoxSpec, DiscreteSpec
 
 _B = 2
 _NO = np.zeros(_B, bool)
@@ -138,11 +138,34 @@ def test_converter_dict_and_tuple_spaces():
 def test_converter_rejects_unsupported_spaces_by_name():
     spaces = gymnasium.spaces
     with pytest.raises(ValueError, match="action space Box"):
-        SpaceConverter(spaces.Box(-1, 1, (2,)), spaces.Box(-1, 1, (1,)))
+        SpaceConverter(spaces.Box(-1, 1, (2,)), spaces.Box(-1, 1, (2, 2)))
     with pytest.raises(ValueError, match="action space MultiDiscrete"):
         SpaceConverter(spaces.Box(-1, 1, (2,)), spaces.MultiDiscrete([2, 2]))
     with pytest.raises(ValueError, match="observation space Text"):
         SpaceConverter(spaces.Text(5), spaces.Discrete(2))
+
+
+@pytest.mark.parametrize("xp", [np, jnp])
+def test_converter_clips_continuous_actions_on_the_way_to_the_env(xp):
+    """A rank-1 Box becomes a BoxSpec; a dict mixes it with discrete keys; only the env's copy of
+    an action is clipped, to each entry's own bounds."""
+    spaces = gymnasium.spaces
+    box = spaces.Box(np.array([-1.0, 0.0]), np.array([1.0, 2.0]), dtype=np.float64)
+    converter = SpaceConverter(
+        spaces.Box(-1, 1, (3,)), spaces.Dict({"torque": box, "gear": spaces.Discrete(3, start=1)})
+    )
+    assert converter.spec.actions == {
+        "torque": BoxSpec((2,), (-1.0, 0.0), (1.0, 2.0)),
+        "gear": DiscreteSpec(3),
+    }
+    sampled = np.array([[-3.0, 0.5], [0.25, 7.0]], np.float32)
+    sent = converter.action({"torque": xp.asarray(sampled), "gear": xp.asarray([0, 2])}, _B, xp)
+    np.testing.assert_array_equal(sent["torque"], [[-1.0, 0.5], [0.25, 2.0]])
+    assert sent["torque"].dtype == np.float32
+    np.testing.assert_array_equal(sent["gear"], [1, 3])
+    np.testing.assert_array_equal(sampled, [[-3.0, 0.5], [0.25, 7.0]])  # the caller's copy
+    with pytest.raises(ValueError, match=r"shape \(2, 2\)"):
+        converter.action({"torque": np.zeros((_B, 3)), "gear": np.zeros(_B, int)}, _B)
 
 
 def test_converter_checks_action_keys_and_shapes():

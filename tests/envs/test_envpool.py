@@ -1,5 +1,8 @@
 """envpool adapter: classic control and Atari, including what envpool's flags mean."""
 
+import warnings
+
+import jax
 import numpy as np
 import pytest
 
@@ -12,7 +15,8 @@ from fnrl.envs import (
     make_env,
     make_envpool_env,
 )
-from fnrl.specs import ArraySpec, DiscreteSpec
+from fnrl.parallel.rollout import check_rollout, supports_compiled_rollout
+from fnrl.specs import ArraySpec, BoxSpec, DiscreteSpec
 
 # envpool builds its classic-control Box spaces from float64 bounds; not fnrl's concern.
 pytestmark = pytest.mark.filterwarnings("ignore:.*precision lowered by casting:UserWarning")
@@ -92,9 +96,40 @@ def test_same_seed_same_observations_different_seed_different():
     np.testing.assert_array_equal(first[0, 1], observations(4)[0, 0])
 
 
-def test_continuous_envpool_task_is_rejected_by_space():
-    with pytest.raises(ValueError, match="action space Box"):
-        make_env("Pendulum-v1", 1, seed=0)
+def test_continuous_envpool_tasks_step_on_the_host_and_compiled_alike():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # envpool's float64 bounds warn in Gymnasium, not here
+        host, compiled = make_env("Pendulum-v1", 2, seed=0), make_env("Pendulum-v1", 2, seed=0)
+    try:
+        assert host.spec.actions == {"action": BoxSpec((1,), (-2.0,), (2.0,))}
+        assert host.xla_problem is None
+        actions = np.random.default_rng(0).normal(0.0, 3.0, (5, 2, 1)).astype(np.float32)
+        handle, step = compiled.xla()
+        timestep = compiled.reset()
+        host.reset()
+        for a in actions:
+            handle, timestep = jax.jit(step)(handle, timestep, {"action": a})
+            jax.tree.map(np.testing.assert_array_equal, host.step({"action": a}), timestep)
+    finally:
+        host.close()
+        compiled.close()
+
+
+def test_mujoco_tasks_step_on_the_host_and_say_why_not_compiled():
+    """envpool's MuJoCo tasks take float64 actions, which JAX lacks without x64."""
+    env = make_env("HalfCheetah-v4", 2, seed=0)
+    try:
+        assert env.spec.actions == {"action": BoxSpec((6,), (-1.0,) * 6, (1.0,) * 6)}
+        assert env.spec.observations["obs"].shape == (17,)
+        env.reset()
+        timestep = env.step({"action": np.full((2, 6), 5.0, np.float32)})  # clipped to 1
+        assert timestep.reward.shape == (2,) and np.isfinite(timestep.reward).all()
+        assert "takes float64 actions" in env.xla_problem
+        assert not supports_compiled_rollout(env)
+        with pytest.raises(ValueError, match="--rollout compiled: this envpool task takes float64"):
+            check_rollout("compiled", env)
+    finally:
+        env.close()
 
 
 @pytest.mark.parametrize("env_id", ["Pong-v5", "PongNoFrameskip-v4"])

@@ -2,10 +2,9 @@
 
 import gymnasium
 import numpy as np
-import pytest
 
 from fnrl.envs import GymnasiumEnv, make_env
-from fnrl.specs import ArraySpec, DiscreteSpec
+from fnrl.specs import ArraySpec, BoxSpec, DiscreteSpec
 
 _CHAIN_ID = "fnrl_test/Chain-v0"
 
@@ -107,9 +106,16 @@ def test_same_seed_same_observations_different_seed_different():
     np.testing.assert_array_equal(first[0, 1], observations(6)[0, 0])  # env i: seed + i
 
 
-def test_continuous_actions_are_rejected_by_space():
-    with pytest.raises(ValueError, match="action space Box"):
-        GymnasiumEnv("MountainCarContinuous-v0", 1, seed=0)
+def test_continuous_actions_reach_a_gymnasium_env_clipped_to_its_box():
+    env = GymnasiumEnv("MountainCarContinuous-v0", 2, seed=0)
+    try:
+        assert env.spec.actions == {"action": BoxSpec((1,), (-1.0,), (1.0,))}
+        env.reset()
+        # The env's reward charges 0.1 a^2 per step: a force of 5 is sent as 1.
+        timestep = env.step({"action": np.array([[5.0], [-0.5]], np.float32)})
+        np.testing.assert_allclose(timestep.reward, [-0.1, -0.025], rtol=1e-5)
+    finally:
+        env.close()
 
 
 def test_asynchronous_matches_synchronous():

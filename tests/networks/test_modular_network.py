@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from fnrl.distributions import Gaussian
 from fnrl.networks import LinearBody, LSTMCarry, ModularNetwork, NetworkOutput, count_params
-from fnrl.specs import ArraySpec, DiscreteSpec, EnvSpec
+from fnrl.specs import ArraySpec, BoxSpec, DiscreteSpec, EnvSpec
 
 
 def atari_spec(channels=1, num_actions=6):
@@ -490,3 +491,31 @@ def test_batch_statistics_hide_what_all_envs_share_and_running_ones_do_not():
             variables_mode, (), shifted, first, train=True, mutable=["batch_stats"]
         )
         assert np.allclose(out.value, moved.value, atol=1e-5) is invisible, mode
+
+
+def test_continuous_actions_get_a_gaussian_head_with_a_state_independent_log_std():
+    spec = EnvSpec(
+        observations={"obs": ArraySpec((4,), np.dtype(np.float32))},
+        actions={"move": DiscreteSpec(3), "torque": BoxSpec((2,), (-1.0, -1.0), (1.0, 1.0))},
+    )
+    network = ModularNetwork(spec, network_body="Linear", hidden_size=16, normalize=False)
+    variables = network.init(
+        jax.random.key(0), (), zeros_obs(spec, 1), jnp.ones((1,), bool), train=False
+    )
+    np.testing.assert_array_equal(variables["params"]["log_std_torque"], [0.0, 0.0])
+    (_, out), _ = network.apply(
+        variables, (), random_obs(spec, 5), jnp.zeros((5,), bool), train=True, mutable=[]
+    )
+    assert out.logits["move"].shape == (5, 3)
+    torque = out.logits["torque"]
+    assert isinstance(torque, Gaussian)
+    assert torque.mean.shape == torque.log_std.shape == (5, 2)
+    assert not np.allclose(torque.mean[0], torque.mean[1])  # the mean depends on the state
+    np.testing.assert_array_equal(torque.log_std, np.zeros((5, 2)))  # the log-std does not
+    assert count_params(variables["params"]["head_torque"]) == 16 * 2 + 2  # Dense(16 -> 2) mean
+
+
+def test_a_continuous_action_must_be_a_vector():
+    spec = VECTOR_SPEC._replace(actions={"torque": BoxSpec((2, 2), (0.0,) * 4, (1.0,) * 4)})
+    with pytest.raises(ValueError, match=r"continuous action 'torque' has shape \(2, 2\)"):
+        ModularNetwork(spec)

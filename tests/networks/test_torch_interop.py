@@ -21,7 +21,7 @@ from fnrl.networks import (
 )
 from fnrl.networks.modular import count_params
 from fnrl.networks.torch_interop import from_torch_state_dict, to_torch_state_dict, torch_layout
-from fnrl.specs import ArraySpec, DiscreteSpec, EnvSpec
+from fnrl.specs import ArraySpec, BoxSpec, DiscreteSpec, EnvSpec
 
 torch = pytest.importorskip("torch")
 ref = pytest.importorskip("torch_reference")
@@ -410,6 +410,22 @@ def test_round_trip_is_bit_exact_for_every_vision_network(vision):
     variables = make_variables(network)
     state_dict = to_torch_state_dict(variables, network)
     assert all(t.is_contiguous() for t in state_dict.values())
+    back = from_torch_state_dict(state_dict, network)
+    jax.tree.map(np.testing.assert_array_equal, back, variables)
+
+
+def test_a_gaussian_heads_log_std_round_trips_as_a_parameter_of_its_own():
+    spec = EnvSpec(
+        {"obs": ArraySpec((3,), np.dtype(np.float32))},
+        {"torque": BoxSpec((2,), (-1.0,) * 2, (1.0,) * 2)},
+    )
+    network = ModularNetwork(spec, network_body="Linear", hidden_size=8)
+    variables = make_variables(network)
+    state_dict = to_torch_state_dict(variables, network)
+    np.testing.assert_array_equal(
+        state_dict["log_std_torque"].numpy(), variables["params"]["log_std_torque"]
+    )
+    assert tuple(state_dict["head_torque.weight"].shape) == (2, 8)
     back = from_torch_state_dict(state_dict, network)
     jax.tree.map(np.testing.assert_array_equal, back, variables)
 

@@ -20,10 +20,11 @@ from fnrl.checkpoint import (
     load_checkpoint,
     load_params,
 )
-from fnrl.config import TrainConfig, make_config
+from fnrl.config import TrainConfig, agent_config_class, make_config
 from fnrl.envs import make_env
 from fnrl.parallel.local import train_local
 from fnrl.parallel.resume import ActionLog, ResumableEnv, ResumeWarning, timestep_fingerprint
+from fnrl.specs import is_continuous
 from fnrl.train import parse_args
 
 # An LSTM body (its carry must survive the resume) after a batch-normalized trunk (its running
@@ -116,11 +117,36 @@ def test_resume_with_zscore_norm_env_is_exact_and_checkpoints_hold_the_statistic
         )
 
 
+def test_a_continuous_ppo_run_resumes_exactly(tmp_path):
+    """Gaussian policies, float actions in the log, PPO's minibatch keys: all survive a resume."""
+    settings = dict(
+        agent="PPO",
+        env_id="Pendulum-v1",
+        nb_env=2,
+        exp_length=64,
+        epochs=2,
+        minibatches=2,
+        max_train_steps=1024,
+        nb_eval_env=0,
+        summary_frequency=1e-9,
+    )
+    config_class = agent_config_class(TrainConfig, "PPO")
+    reference = train_local(make_config(config_class, **settings, log_dir=str(tmp_path / "ref")))
+    first = train_local(
+        make_config(config_class, **{**settings, "max_train_steps": 512}, log_dir=str(tmp_path))
+    )
+    second = train_local(make_config(config_class, **settings, resume=str(first.run_dir)))
+    assert (second.start_env_steps, second.env_steps) == (512, 1024)
+    assert "log_std_action" in second.state.params["params"]
+    _assert_same_state(second.state, reference.state)
+    assert first.metrics + second.metrics == reference.metrics
+
+
 _KILL_DURING_SAVE = textwrap.dedent(
     """
     import json, os, signal, sys
     from fnrl import checkpoint
-    from fnrl.config import TrainConfig, make_config
+    from fnrl.config import TrainConfig, agent_config_class, make_config
     from fnrl.parallel.local import train_local
 
     write = checkpoint._write_synced
@@ -237,28 +263,35 @@ def test_cli_resume_errors_are_one_clear_line(tmp_path, stopped):
         ("CartPole-v1", 4),  # envpool classic control
         ("BreakoutNoFrameskip-v4", 4),  # envpool Atari: life losses, no-op resets, frame stack
         ("FrozenLake-v1", 4),  # Gymnasium, slippery (random transitions from the env's seed)
+        ("Pendulum-v1", 4),  # continuous actions, out of bounds half of the time
     ],
 )
 def test_replaying_the_action_log_restores_the_envs_exactly(env_id, frame_stack):
     rng = np.random.default_rng(0)
     env = ResumableEnv(make_env(env_id, 3, 7, frame_stack=frame_stack))
-    n = env.spec.actions["action"].num_values
+    spec = env.spec.actions["action"]
+
+    def random_action():
+        if is_continuous(spec):
+            return rng.normal(0.0, 4.0, (3, *spec.shape)).astype(np.float32)
+        return rng.integers(0, spec.num_values, 3).astype(np.int32)
+
     timestep, firsts = env.reset(), 0
     for _ in range(300):
-        timestep = env.step({"action": rng.integers(0, n, 3).astype(np.int32)})
+        timestep = env.step({"action": random_action()})
         firsts += int(timestep.first.sum())
     env.close()
     assert firsts > 0  # episodes (or lives) ended and the envs reset themselves
     log = ActionLog(env.spec.actions, 3, env.log.arrays())
-    assert len(log) == 300 and log.arrays()["action"].dtype == np.uint8
+    dtype = np.float32 if is_continuous(spec) else np.uint8
+    assert len(log) == 300 and log.arrays()["action"].dtype == dtype
     replay = ResumableEnv(make_env(env_id, 3, 7, frame_stack=frame_stack), log)
     replayed = replay.reset()
     try:
         assert timestep_fingerprint(replayed) == timestep_fingerprint(timestep)
         jax.tree.map(np.testing.assert_array_equal, replayed, timestep)
         # and the envs go on exactly as the originals would have
-        action = {"action": np.zeros(3, np.int32)}
-        assert replay.step(action).obs.keys() == timestep.obs.keys()
+        assert replay.step({"action": random_action()}).obs.keys() == timestep.obs.keys()
         assert len(replay.log) == 301
     finally:
         replay.close()

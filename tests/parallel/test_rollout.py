@@ -6,8 +6,15 @@ import numpy as np
 import optax
 import pytest
 
-from fnrl.agents import ActOutput, init_train_state, make_actor_critic, make_update
+from fnrl.agents import (
+    ActOutput,
+    init_train_state,
+    make_actor_critic,
+    make_update,
+    sample_actions,
+)
 from fnrl.config import ImpalaConfig, TrainConfig, make_config
+from fnrl.distributions import Gaussian
 from fnrl.envs import make_env
 from fnrl.networks import ModularNetwork
 from fnrl.parallel.impala import train_impala
@@ -21,21 +28,28 @@ from fnrl.parallel.rollout import (
     make_compiled_rollout,
     make_trainer,
 )
+from fnrl.specs import DiscreteSpec, is_continuous
 
 
-def _random_act(num_actions):
-    """A policy that samples uniform actions from its key and counts steps since ``first``.
+def _random_act(spec):
+    """A policy that samples random actions from its key and counts steps since ``first``.
 
-    Both rollouts derive the same per-step keys, so they send the same actions; the carry
-    shows where each path reset it.
+    Discrete actions are uniform; continuous ones Gaussian with a standard deviation of
+    ``2 * (high - low)``, so that most fall outside the bounds. Both rollouts derive the same
+    per-step keys, so they send the same actions; the carry shows where each path reset it.
     """
 
     def act(params, key, carry, obs, first):
         del params, obs
-        actions = {"action": jax.random.randint(key, first.shape, 0, num_actions)}
+        if is_continuous(spec):
+            scale = 2.0 * (np.asarray(spec.high) - np.asarray(spec.low))
+            shape = (*first.shape, *spec.shape)
+            policy = Gaussian(jnp.zeros(shape), jnp.broadcast_to(jnp.log(scale), shape))
+        else:
+            policy = jnp.zeros((*first.shape, spec.num_values), jnp.float32)
+        actions = sample_actions(key, {"action": policy})
         carry = jnp.where(first, 0, carry) + 1
-        logits = {"action": jnp.zeros((*first.shape, num_actions), jnp.float32)}
-        return actions, carry, ActOutput(logits, carry.astype(jnp.float32))
+        return actions, carry, ActOutput({"action": policy}, carry.astype(jnp.float32))
 
     return act
 
@@ -45,7 +59,7 @@ def _host_and_compiled(env_id, num_envs, length, segments, **env_options):
     results = []
     for compiled in (False, True):
         env = make_env(env_id, num_envs, seed=3, **env_options)
-        act = _random_act(env.spec.actions["action"].num_values)
+        act = _random_act(env.spec.actions["action"])
         timestep, carry = env.reset(), jnp.zeros(num_envs, jnp.int32)
         if compiled:
             handle, step = env.xla()
@@ -75,10 +89,11 @@ def _assert_trees_equal(a, b):
         ("CartPole-v1", dict(max_episode_steps=15)),  # terminations and truncations
         ("PongNoFrameskip-v4", dict(max_episode_steps=12, frame_stack=4)),  # frame stacks
         ("BreakoutNoFrameskip-v4", dict(frame_stack=2)),  # life losses within a game
+        ("Pendulum-v1", dict(max_episode_steps=25)),  # continuous actions
     ],
 )
 def test_compiled_rollout_gives_the_host_loops_trajectory(env_id, options):
-    length, segments = 30 if env_id == "CartPole-v1" else 60, 3
+    length, segments = 60 if "NoFrameskip" in env_id else 30, 3
     host, compiled = _host_and_compiled(env_id, 4, length, segments, **options)
     assert len(host) == len(compiled) == segments
     _assert_trees_equal(host, compiled)  # trajectories, last TimeSteps and carries
@@ -99,12 +114,27 @@ def test_compiled_rollout_gives_the_host_loops_trajectory(env_id, options):
         assert terminated.any()
 
 
+def test_continuous_actions_are_clipped_on_the_way_to_the_env_only():
+    """The trajectory keeps the sampled actions, outside the bounds; the env got them clipped:
+    replaying the clipped actions on fresh envs reproduces the trajectory's observations."""
+    (trajectory, _, _), *_ = _host_and_compiled("Pendulum-v1", 4, 30, 1)[1]
+    sampled = np.asarray(trajectory.actions["action"])
+    assert sampled.dtype == np.float32 and sampled.shape == (30, 4, 1)
+    assert (np.abs(sampled) > 2.0).mean() > 0.5  # Pendulum's torque is in [-2, 2]
+    env = make_env("Pendulum-v1", 4, seed=3)
+    env.reset()
+    for t in range(30):
+        obs = env.step({"action": np.clip(sampled[t], -2.0, 2.0)}).obs
+        np.testing.assert_array_equal(obs["obs"], trajectory.obs["obs"][t + 1])
+    env.close()
+
+
 def test_compiled_rollout_episode_statistics_equal_the_host_loops():
     env_id, num_envs, length = "CartPole-v1", 4, 40
     host_returns, compiled_returns = [], []
     for compiled in (False, True):
         env = make_env(env_id, num_envs, seed=0, max_episode_steps=25)
-        act = _random_act(2)
+        act = _random_act(DiscreteSpec(2))
         timestep, carry = env.reset(), jnp.zeros(num_envs, jnp.int32)
         key = jax.random.PRNGKey(7)
         if compiled:
@@ -206,7 +236,7 @@ def test_make_trainer_picks_compiled_for_envpool_and_host_otherwise():
     pong.close()
     gym_env = make_env("Taxi-v4", 2, seed=0)
     assert isinstance(make_trainer("auto", gym_env, agent.act, update, 5, timer), HostTrainer)
-    with pytest.raises(ValueError, match="--rollout compiled needs envpool envs"):
+    with pytest.raises(ValueError, match="--rollout compiled: it needs envpool envs"):
         make_trainer("compiled", gym_env, agent.act, update, 5, timer)
     gym_env.close()
 
@@ -217,6 +247,6 @@ def test_a_compiled_rollout_of_a_gymnasium_env_is_refused_before_anything_is_wri
 ):
     config = make_config(config_class, env_id="Taxi-v4", rollout="compiled", log_dir=str(tmp_path))
     train = train_local if config_class is TrainConfig else train_impala
-    with pytest.raises(ValueError, match="--rollout compiled needs envpool envs"):
+    with pytest.raises(ValueError, match="--rollout compiled: it needs envpool envs"):
         train(config)
     assert not list(tmp_path.iterdir())
