@@ -1,9 +1,10 @@
 """What every execution mode does around its loop: run directory, logs, checkpoints, budget,
 resume and the evaluation thread.
 
-Impure: owns files, the clock, the progress bar and the evaluation thread. A mode builds a
-``TrainingRun``, calls ``record`` after each learner update and ``finish`` at the end;
-``close`` always.
+Impure: owns files, the clock, the progress bar and the evaluation thread. A mode gets a
+``TrainingRun`` from :func:`fnrl.parallel.build.build_run` (a :class:`SilentRun`, which writes
+nothing, on a process that must not write), calls ``record`` after each learner update and
+``finish`` at the end; the builder calls ``close``.
 
 Resume is part of the run: when ``config.resume`` names a run directory, ``TrainingRun`` opens
 that directory instead of a new one, appends to its logs, and restores the counters of its
