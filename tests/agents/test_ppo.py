@@ -177,3 +177,33 @@ def test_ppo_solves_cartpole_from_the_command_line(tmp_path):
         result.run_dir, [result.last_checkpoint], episodes=20, nb_env=10
     )
     assert evaluation["return"]["mean"] >= 475, evaluation["return"]
+
+
+# RL Baselines3 Zoo's tuned PPO for Pendulum-v1 (hyperparams/ppo.yml): 4 envs x 1024 steps,
+# gamma 0.9, GAE 0.95, 10 epochs of minibatches of 64, no entropy bonus, Adam 1e-3, clip 0.2;
+# SB3's defaults where the Zoo is silent: value coefficient 0.5, no value clipping, gradients
+# clipped to 0.5. The Zoo explores with gSDE; fnrl's Gaussian has a state-independent log-std
+# and normalizes observations with running statistics instead.
+PENDULUM_PPO = [
+    "--agent", "PPO", "--env-id", "Pendulum-v1", "--nb-env", "4", "--exp-length", "1024",
+    "--discount", "0.9", "--tau", "0.95", "--epochs", "10", "--minibatches", "64",
+    "--entropy-coef", "0", "-lr", "1e-3", "--policy-clipping", "0.2", "--value-coef", "0.5",
+    "--clip-value", "false", "--max-grad-norm", "0.5", "--zscore-norm-env", "true",
+]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_ppo_with_a_gaussian_policy_swings_up_pendulum(tmp_path):
+    """The Zoo's PPO scores -172.2 ± 104.2 (greedy) on Pendulum-v1 after 100k steps
+    (benchmark.md); the test asks for its mean minus one std, -276.4, at the same budget.
+
+    Measured (greedy, 20 episodes): -241.4 on seed 0 (about 25 s on 2 CPU cores); seed 2 scores
+    -205.7 and seed 1 -875.1: without gSDE's state-dependent exploration some seeds have not
+    found the swing-up by 100k steps.
+    """
+    _, config = parse_args([*PENDULUM_PPO, "-mts", "100000", "--log-dir", str(tmp_path)])
+    result = train_local(config, show_progress=False)
+    (evaluation,) = evaluate_checkpoints(
+        result.run_dir, [result.last_checkpoint], episodes=20, nb_env=10
+    )
+    assert evaluation["return"]["mean"] >= -276.4, evaluation["return"]
