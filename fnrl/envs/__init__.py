@@ -9,6 +9,7 @@ any Gymnasium id.
 from __future__ import annotations
 
 import difflib
+import importlib
 
 import envpool as _envpool
 import gymnasium as _gymnasium
@@ -44,6 +45,7 @@ __all__ = [
     "SpaceConverter",
     "atari_task_id",
     "first_timestep",
+    "import_env_module",
     "is_envpool_task",
     "make_atari_env",
     "make_env",
@@ -74,7 +76,8 @@ def make_env(
     DeepMind preprocessing (:func:`make_atari_env`); (2) other envpool tasks, e.g.
     ``"CartPole-v1"`` -> envpool (:func:`make_envpool_env`); (3) any other id in
     ``gymnasium.envs.registry`` -> :class:`GymnasiumEnv`; otherwise ``ValueError`` with close
-    matches. Unsupported spaces (continuous actions, ...) raise ``ValueError`` naming the space.
+    matches. Gymnasium's ``"module:Id"`` form imports ``module`` first (it registers ``Id``;
+    :func:`import_env_module`). Unsupported spaces raise ``ValueError`` naming the space.
 
     Args:
       env_id: the environment id.
@@ -95,6 +98,7 @@ def make_env(
       A :class:`BatchedEnv`.
     """
     _check_positive(num_envs=num_envs, max_episode_steps=max_episode_steps)
+    env_id = import_env_module(env_id)
     if atari_task_id(env_id) is not None:
         return make_atari_env(
             env_id,
@@ -142,6 +146,7 @@ def observation_kind(env_id: str) -> str:
     Raises:
       ValueError: an unknown id (the message of :func:`make_env`, with close matches).
     """
+    env_id = import_env_module(env_id)
     if atari_task_id(env_id) is not None:
         return "image"
     if is_envpool_task(env_id):
@@ -155,6 +160,26 @@ def observation_kind(env_id: str) -> str:
     else:
         raise _unknown_env_id(env_id)
     return "image" if any(len(s.shape or ()) == 3 for s in _leaf_spaces(space)) else "vector"
+
+
+def import_env_module(env_id: str) -> str:
+    """For Gymnasium's ``"module:Id"`` form, imports ``module`` (which registers ``Id``) and
+    returns ``Id``; any other id is returned as it is.
+
+    Raises:
+      ValueError: the module cannot be imported (the message names it and the import error).
+    """
+    if ":" not in env_id:
+        return env_id
+    module, name = env_id.split(":", 1)
+    try:
+        importlib.import_module(module)
+    except ImportError as error:
+        raise ValueError(
+            f"--env-id {env_id!r}: cannot import the module {module!r} that registers "
+            f"{name!r} ({error}); is it on PYTHONPATH?"
+        ) from error
+    return name
 
 
 def _leaf_spaces(space: _gymnasium.Space) -> list[_gymnasium.Space]:

@@ -107,17 +107,33 @@ def _convert_leaf(space: gymnasium.Space, spec: ArraySpec, batch: Any, xp: Any) 
     return xp.asarray(batch, spec.dtype)
 
 
-def _action_spec(space: gymnasium.Space) -> ActionSpec:
-    """Spec of one action entry: Discrete(n) -> ``DiscreteSpec(n)``, a rank-1 Box -> ``BoxSpec``."""
+def _action_specs(key: str, space: gymnasium.Space) -> dict[str, ActionSpec]:
+    """The fnrl action keys of one env action entry ``key``.
+
+    Discrete(n) -> ``{key: DiscreteSpec(n)}``; a rank-1 Box -> ``{key: BoxSpec}``;
+    MultiDiscrete(nvec) -> one discrete head per component, ``{f"{key}_{i}": DiscreteSpec(n_i)}``.
+    """
     if isinstance(space, gymnasium.spaces.Discrete):
-        return DiscreteSpec(int(space.n))
+        return {key: DiscreteSpec(int(space.n))}
     if isinstance(space, gymnasium.spaces.Box) and len(space.shape) == 1:
         bounds = (tuple(float(x) for x in space.low), tuple(float(x) for x in space.high))
-        return BoxSpec(tuple(space.shape), *bounds)
+        return {key: BoxSpec(tuple(space.shape), *bounds)}
+    if isinstance(space, gymnasium.spaces.MultiDiscrete) and len(space.nvec.shape) == 1:
+        return {f"{key}_{i}": DiscreteSpec(int(n)) for i, n in enumerate(space.nvec)}
     raise ValueError(
-        f"Unsupported action space {space!r}: fnrl's agents take Discrete and rank-1 Box "
-        "actions, alone or inside one Dict."
+        f"Unsupported action space {space!r}: fnrl's agents take Discrete, MultiDiscrete and "
+        "rank-1 Box actions, alone or inside one Dict."
     )
+
+
+def _env_action(space: gymnasium.Space, values: list[Any], xp: Any) -> Any:
+    """One env action entry from the checked fnrl actions of its keys (see ``_action_specs``)."""
+    if isinstance(space, gymnasium.spaces.MultiDiscrete):
+        return xp.stack(values, axis=-1) + space.start.astype(np.int32)[None]
+    (value,) = values
+    if isinstance(space, gymnasium.spaces.Discrete):
+        return value + np.int32(space.start)
+    return value
 
 
 class SpaceConverter:
@@ -128,8 +144,10 @@ class SpaceConverter:
     Box -> its shape (uint8 kept for rank-3 images, float32 otherwise), Discrete(n) -> one-hot
     float32 ``[n]`` (adept's choice, so tabular envs feed the same vector trunks), MultiBinary ->
     float32. Actions: Discrete(n) -> ``{"action": DiscreteSpec(n)}``, a rank-1 Box ->
-    ``{"action": BoxSpec}``; a Dict of them -> one key each. Anything else (MultiDiscrete,
-    images of actions, nested containers) raises ``ValueError`` naming the space.
+    ``{"action": BoxSpec}``, a rank-1 MultiDiscrete -> one discrete key per component
+    (``"action_0"``, ``"action_1"``, ...); a Dict of them -> the keys of each entry, named after
+    it. Anything else (actions of rank 2 and more, nested containers) raises ``ValueError``
+    naming the space.
 
     Attributes:
       spec: the per-env :class:`EnvSpec`.
@@ -160,7 +178,13 @@ class SpaceConverter:
         self._act_spaces = (
             dict(action_space.spaces) if self._dict_actions else {"action": action_space}
         )
-        actions = {key: _action_spec(space) for key, space in self._act_spaces.items()}
+        self._act_keys = {key: _action_specs(key, space) for key, space in self._act_spaces.items()}
+        actions = {name: spec for specs in self._act_keys.values() for name, spec in specs.items()}
+        if len(actions) != sum(map(len, self._act_keys.values())):
+            raise ValueError(
+                f"the action keys {[list(keys) for keys in self._act_keys.values()]} collide: "
+                "rename the Dict entries"
+            )
         self.spec = EnvSpec(observations=observations, actions=actions)
 
     def observation(self, batch: Any, xp: Any = np) -> Observation:
@@ -195,23 +219,29 @@ class SpaceConverter:
           xp: the array module of the result, ``numpy`` or ``jax.numpy``.
 
         Returns:
-          An int32 ``[B]`` array for a Discrete space or a ``[B, D]`` array of the Box's dtype,
-          or a dict of them for a Dict space.
+          An int32 ``[B]`` array for a Discrete space, ``[B, K]`` for a MultiDiscrete one (its
+          keys' actions stacked), float32 ``[B, D]`` for a Box, or a dict of them for a Dict.
         """
-        if set(actions) != set(self._act_spaces):
-            raise ValueError(f"Expected actions {sorted(self._act_spaces)}, got {sorted(actions)}.")
+        if set(actions) != set(self.spec.actions):
+            raise ValueError(
+                f"Expected actions {sorted(self.spec.actions)}, got {sorted(actions)}."
+            )
         converted = {}
-        for key, space in self._act_spaces.items():
-            spec, value = self.spec.actions[key], xp.asarray(actions[key])
+        for name, spec in self.spec.actions.items():
+            value = xp.asarray(actions[name])
             shape = (num_envs, *spec.shape)
             if value.shape != shape:
-                raise ValueError(f"Action {key!r} must have shape {shape}, got {value.shape}.")
+                raise ValueError(f"Action {name!r} must have shape {shape}, got {value.shape}.")
             if is_continuous(spec):
                 low, high = (np.asarray([bound], np.float32) for bound in (spec.low, spec.high))
-                converted[key] = xp.clip(value.astype(np.float32), low, high)
+                converted[name] = xp.clip(value.astype(np.float32), low, high)
             else:
-                converted[key] = value.astype(np.int32) + np.int32(space.start)
-        return converted if self._dict_actions else converted["action"]
+                converted[name] = value.astype(np.int32)
+        sent = {
+            key: _env_action(space, [converted[name] for name in self._act_keys[key]], xp)
+            for key, space in self._act_spaces.items()
+        }
+        return sent if self._dict_actions else sent["action"]
 
 
 def first_timestep(obs: Observation, num_envs: int) -> TimeStep:

@@ -140,7 +140,12 @@ def test_converter_rejects_unsupported_spaces_by_name():
     with pytest.raises(ValueError, match="action space Box"):
         SpaceConverter(spaces.Box(-1, 1, (2,)), spaces.Box(-1, 1, (2, 2)))
     with pytest.raises(ValueError, match="action space MultiDiscrete"):
-        SpaceConverter(spaces.Box(-1, 1, (2,)), spaces.MultiDiscrete([2, 2]))
+        SpaceConverter(spaces.Box(-1, 1, (2,)), spaces.MultiDiscrete([[2, 2], [3, 3]]))
+    with pytest.raises(ValueError, match="collide"):
+        SpaceConverter(
+            spaces.Box(-1, 1, (2,)),
+            spaces.Dict({"a": spaces.MultiDiscrete([2, 2]), "a_1": spaces.Discrete(2)}),
+        )
     with pytest.raises(ValueError, match="observation space Text"):
         SpaceConverter(spaces.Text(5), spaces.Discrete(2))
 
@@ -166,6 +171,24 @@ def test_converter_clips_continuous_actions_on_the_way_to_the_env(xp):
     np.testing.assert_array_equal(sampled, [[-3.0, 0.5], [0.25, 7.0]])  # the caller's copy
     with pytest.raises(ValueError, match=r"shape \(2, 2\)"):
         converter.action({"torque": np.zeros((_B, 3)), "gear": np.zeros(_B, int)}, _B)
+
+
+@pytest.mark.parametrize("xp", [np, jnp])
+def test_multi_discrete_actions_are_one_head_per_component(xp):
+    spaces = gymnasium.spaces
+    converter = SpaceConverter(spaces.Box(-1, 1, (3,)), spaces.MultiDiscrete([3, 5], start=[0, -2]))
+    assert converter.spec.actions == {"action_0": DiscreteSpec(3), "action_1": DiscreteSpec(5)}
+    sent = converter.action(
+        {"action_0": xp.asarray([2, 0]), "action_1": xp.asarray([0, 4])}, _B, xp
+    )
+    np.testing.assert_array_equal(sent, [[2, -2], [0, 2]])  # component i of env b, + start
+    nested = SpaceConverter(
+        spaces.Box(-1, 1, (3,)),
+        spaces.Dict({"keys": spaces.MultiDiscrete([2, 2]), "fire": spaces.Discrete(2)}),
+    )
+    assert set(nested.spec.actions) == {"keys_0", "keys_1", "fire"}
+    sent = nested.action({"keys_0": [1, 0], "keys_1": [0, 0], "fire": [1, 1]}, _B)
+    np.testing.assert_array_equal(sent["keys"], [[1, 0], [0, 0]])
 
 
 def test_converter_checks_action_keys_and_shapes():
