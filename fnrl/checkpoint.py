@@ -14,10 +14,14 @@ A checkpoint is a directory ``checkpoints/step_{N}/`` (N = environment steps) ho
 a flipped byte is a :class:`CheckpointError`, never a silently different run. Writes are
 atomic: the files go to a temporary directory, are fsynced, and the directory is renamed into
 place (then the parent is fsynced); pruning renames a checkpoint to a hidden name before it
-deletes it. A crash at any point of a save leaves every
-earlier checkpoint intact and at most a hidden temporary directory behind, which
-:func:`remove_incomplete` clears. A checkpoint that cannot be read or does not fit raises one
-:class:`CheckpointError` naming the path and the problem.
+deletes it. A crash at any point of a save leaves every earlier checkpoint intact and at most a
+hidden temporary directory behind, which :func:`remove_incomplete` clears. A checkpoint that
+cannot be read or does not fit raises one :class:`CheckpointError` naming the path and the
+problem.
+
+A state holding a NaN or an infinity (a diverged run) is never written: saving it raises
+:class:`NonFiniteState`, and so does every load of one found on disk (evaluate and render
+refuse it); :func:`latest_good_checkpoint` skips it.
 """
 
 from __future__ import annotations
@@ -47,6 +51,33 @@ _PREFIX = "step_"
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, corrupt, or does not fit the network being loaded into."""
+
+
+class NonFiniteState(CheckpointError):
+    """A state to save, or a saved one, holds a NaN or an infinity: the run had diverged."""
+
+
+def _nonfinite_entry(tree: Any) -> str | None:
+    """The path of the first floating-point array of ``tree`` that is not all finite, or None."""
+    for key_path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        array = np.asarray(leaf)
+        if np.issubdtype(array.dtype, np.inexact) and not np.isfinite(array).all():
+            return jax.tree_util.keystr(key_path)
+    return None
+
+
+def _check_finite(path: Path, what: str, tree: Any) -> None:
+    """Refuses a checkpoint whose ``what`` (the tree read from or written to ``path``) diverged.
+
+    Raises:
+        NonFiniteState: naming the checkpoint and the first non-finite entry.
+    """
+    entry = _nonfinite_entry(tree)
+    if entry is not None:
+        raise NonFiniteState(
+            f"checkpoint {path} holds non-finite values ({what}{entry} has a NaN or an "
+            "infinity): the run had diverged there"
+        )
 
 
 def _write_synced(path: Path, data: bytes) -> None:
@@ -95,15 +126,20 @@ def save_checkpoint(
 
     Returns:
         The path of the new checkpoint.
+
+    Raises:
+        NonFiniteState: ``state`` holds a NaN or an infinity; nothing is written.
     """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{_PREFIX}{env_steps}"
+    state = jax.device_get(state)
+    _check_finite(final, "state", state)
+    directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / f".{_PREFIX}{env_steps}.tmp{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    files = {STATE_FILE: flax.serialization.to_bytes(jax.device_get(state))}
+    files = {STATE_FILE: flax.serialization.to_bytes(state)}
     if carry is not None:
         files[CARRY_FILE] = flax.serialization.to_bytes(jax.device_get(carry))
     if env_actions is not None:
@@ -208,12 +244,14 @@ def load_checkpoint(path: str | os.PathLike, target: TrainState) -> tuple[TrainS
     Raises:
         CheckpointError: the checkpoint is missing or corrupt, or its arrays do not match
             ``target`` (naming the first mismatching entry).
+        NonFiniteState: it holds a NaN or an infinity.
     """
     path = Path(path)
     meta = read_meta(path)
     state_dict = _read_msgpack(path, STATE_FILE)
-    target = jax.device_get(target)
-    return _restore(path, "state", target, state_dict), meta
+    state = _restore(path, "state", jax.device_get(target), state_dict)
+    _check_finite(path, "state", state)
+    return state, meta
 
 
 def load_params(path: str | os.PathLike, target: Params) -> Params:
@@ -228,12 +266,15 @@ def load_params(path: str | os.PathLike, target: Params) -> Params:
 
     Raises:
         CheckpointError: as :func:`load_checkpoint`.
+        NonFiniteState: the params hold a NaN or an infinity.
     """
     path = Path(path)
     state_dict = _read_msgpack(path, STATE_FILE)
     if not isinstance(state_dict, dict) or "params" not in state_dict:
         raise CheckpointError(f"checkpoint {path} is corrupt: {STATE_FILE} holds no params")
-    return _restore(path, "params", jax.device_get(target), state_dict["params"])
+    params = _restore(path, "params", jax.device_get(target), state_dict["params"])
+    _check_finite(path, "params", params)
+    return params
 
 
 def load_carry(path: str | os.PathLike, target: Carry) -> Carry | None:
@@ -309,10 +350,11 @@ def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Checks a checkpoint without loading it, and returns its meta.
 
     ``meta.json`` must be readable and hold integer ``env_steps`` and ``updates``; every file it
-    has a checksum for must be present and match it.
+    has a checksum for must be present and match it, and the state must be finite.
 
     Raises:
-        CheckpointError: naming the first problem.
+        CheckpointError: naming the first problem (a :class:`NonFiniteState` for a NaN or an
+            infinity).
     """
     path = Path(path)
     meta = read_meta(path)
@@ -320,7 +362,9 @@ def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         if not isinstance(meta.get(name), int):
             raise CheckpointError(f"checkpoint {path} is corrupt: meta.json has no {name}")
     for name in meta.get("files", {}):
-        _read_verified(path, name)
+        if name != STATE_FILE:
+            _read_verified(path, name)
+    _check_finite(path, "state", _read_msgpack(path, STATE_FILE))
     return meta
 
 
@@ -328,6 +372,8 @@ def latest_good_checkpoint(
     directory: str | os.PathLike,
 ) -> tuple[Path | None, list[CheckpointError]]:
     """The newest checkpoint in ``directory`` that verifies, and why each newer one did not.
+
+    A checkpoint verifies when it is intact and its state finite (:func:`verify_checkpoint`).
 
     Returns:
         ``(path, errors)``: ``path`` is None when no checkpoint verifies (or there is none).

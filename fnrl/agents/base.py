@@ -224,6 +224,9 @@ def learner_key(state: TrainState) -> PRNGKey:
     return jax.random.fold_in(jax.random.fold_in(state.key, LEARNER_STREAM), state.step)
 
 
+FINITE = "finite"  # the update's metric: 1.0 when its new params and optimizer state are finite
+
+
 def make_update(
     agent: Agent, optimizer: optax.GradientTransformation, *, axis_name: str | None = None
 ) -> Callable:
@@ -235,7 +238,11 @@ def make_update(
     parameters and apply ``optimizer``. Every step's loss sees the non-trainable collections
     as they were before the learner step; the ones ``prepare`` and the last loss returned
     (batch-norm and observation statistics) are stored after it. Metrics are averaged over the
-    gradient steps and gain ``grad_norm``, the global norm of the gradient before clipping.
+    gradient steps and gain ``grad_norm``, the global norm of the gradient before clipping, and
+    ``FINITE``: 1.0 when every floating-point value of the new params and optimizer state is
+    finite, else 0.0, so that the shell never saves a diverged state. It is one fused reduction
+    in the same computation, read back with the other metrics; in a data-parallel update the
+    state is replicated, so every shard (and every process) computes the same value.
 
     Args:
         agent: the agent whose loss to minimize.
@@ -303,6 +310,12 @@ def make_update(
             last = jax.tree.map(lambda x: x[-1, -1], written)
         collections = pool({**collections, **last})
         params = {**params, **collections, "params": trainable}
+        finite = [
+            jnp.isfinite(x).all()
+            for x in jax.tree.leaves((params, opt_state))
+            if jnp.issubdtype(x.dtype, jnp.inexact)
+        ]
+        metrics = {**metrics, FINITE: jnp.all(jnp.stack(finite)).astype(jnp.float32)}
         return TrainState(params, opt_state, state.key, state.step + 1), metrics
 
     return update

@@ -27,8 +27,10 @@ import flax.linen as nn
 import jax
 from tqdm import tqdm
 
+from fnrl.agents.base import FINITE
 from fnrl.checkpoint import (
     CheckpointError,
+    NonFiniteState,
     latest_good_checkpoint,
     load_carry,
     load_checkpoint,
@@ -65,7 +67,23 @@ FIXED_ON_RESUME = (
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss or the gradient became NaN or infinite."""
+    """The loss, the gradient or the learner state became NaN or infinite."""
+
+
+def _host_metrics(metrics: Metrics) -> tuple[dict[str, float], bool]:
+    """An update's metrics as floats, without ``FINITE``, and whether the update diverged.
+
+    It diverged when a metric is NaN or infinite, or when ``FINITE`` (computed inside the
+    compiled update, see :func:`fnrl.agents.make_update`) says its new state is not finite.
+    """
+    metrics = {name: float(value) for name, value in jax.device_get(metrics).items()}
+    finite_state = metrics.pop(FINITE, 1.0) == 1.0
+    return metrics, not (finite_state and all(map(math.isfinite, metrics.values())))
+
+
+def _divergence(metrics: dict[str, float], update: int, step: int) -> str:
+    """What went non-finite at ``update`` (ending at ``step``), for the error and the log."""
+    return f"non-finite loss, gradient or learner state at update {update} (step {step}): {metrics}"
 
 
 @dataclass
@@ -389,7 +407,9 @@ class TrainingRun:
             carry: the acting envs' carry after the rollout, saved with checkpoints.
 
         Raises:
-            TrainingDiverged: a metric is NaN or infinite; the last good checkpoint is kept.
+            TrainingDiverged: a metric, or the new learner state, is NaN or infinite; nothing
+                of it is saved, and the error (also written to ``train_log.txt``) names the
+                newest finite checkpoint on disk.
             RuntimeError: the evaluation thread failed, or the run resumes but the mode did not
                 call :meth:`restore`.
         """
@@ -398,13 +418,9 @@ class TrainingRun:
                 f"{self.mode} mode does not restore checkpoints yet: --resume is not supported "
                 "in it (see fnrl.parallel.resume for what a mode does to support it)"
             )
-        metrics = {name: float(value) for name, value in jax.device_get(metrics).items()}
-        if not all(math.isfinite(value) for value in metrics.values()):
-            raise TrainingDiverged(
-                f"non-finite loss or gradient at update {self.updates + 1} "
-                f"(step {self.env_steps + env_steps}): {metrics}; "
-                f"last good checkpoint: {self.last_checkpoint or 'none'}"
-            )
+        metrics, diverged = _host_metrics(metrics)
+        if diverged:
+            raise self._diverged(_divergence(metrics, self.updates + 1, self.env_steps + env_steps))
         self.env_steps += env_steps
         self.updates += 1
         if not self.metrics:
@@ -434,8 +450,19 @@ class TrainingRun:
             epoch_len = self.config.epoch_len
             self._next_save = (self.env_steps // epoch_len + 1) * epoch_len
 
+    def _diverged(self, problem: str) -> TrainingDiverged:
+        """The error for ``problem``, naming the newest finite checkpoint; logs it first."""
+        last_good, _ = latest_good_checkpoint(self.run_dir / "checkpoints")
+        message = f"{problem}; last good checkpoint: {last_good or 'none was saved'}"
+        self.logger.line(f"DIVERGED: {message}")
+        return TrainingDiverged(message)
+
     def save(self, state: TrainState, carry: Carry = None) -> Path:
-        """Writes a checkpoint of ``state`` (and ``carry``, the env log) with the counters."""
+        """Writes a checkpoint of ``state`` (and ``carry``, the env log) with the counters.
+
+        Raises:
+            TrainingDiverged: ``state`` is not finite; nothing is written.
+        """
         mean_return = self.logger.mean_recent_return()
         meta = {
             "mode": self.mode,
@@ -452,14 +479,17 @@ class TrainingRun:
             meta["env_fingerprint"] = timestep_fingerprint(self._env.last)
         with self.timer.phase("checkpoint"):
             directory = self.run_dir / "checkpoints"
-            self.last_checkpoint = save_checkpoint(
-                directory,
-                state,
-                meta,
-                env_steps=self.env_steps,
-                carry=carry,
-                env_actions=env_actions,
-            )
+            try:
+                self.last_checkpoint = save_checkpoint(
+                    directory,
+                    state,
+                    meta,
+                    env_steps=self.env_steps,
+                    carry=carry,
+                    env_actions=env_actions,
+                )
+            except NonFiniteState as e:
+                raise self._diverged(f"refused to save: {e}") from e
             self._saved_step = self.env_steps
             prune_checkpoints(
                 directory, keep_last=self.config.nb_last_model, keep_best=self.config.nb_top_model
@@ -524,7 +554,9 @@ class SilentRun:
     run directory. This one keeps what its loop needs, the stop event, the phase timer and the
     counters, and writes nothing: no run directory, log, tensorboard event, checkpoint or
     progress bar, and it starts no evaluation thread. It stops at the budget or on ``stop`` as a
-    ``TrainingRun`` would; its counters start at 0 (the process has no checkpoint to read).
+    ``TrainingRun`` would; its counters start at 0 (the process has no checkpoint to read). It
+    raises :class:`TrainingDiverged` at the update where process 0's ``TrainingRun`` does: both
+    read the same replicated learner state's check.
     """
 
     def __init__(self, config: TrainConfig, *, stop: threading.Event | None = None) -> None:
@@ -586,8 +618,16 @@ class SilentRun:
         *,
         carry: Carry = None,
     ) -> None:
-        """Counts one learner update that consumed ``env_steps`` environment steps."""
-        del state, metrics, episodes, carry
+        """Counts one learner update that consumed ``env_steps`` environment steps.
+
+        Raises:
+            TrainingDiverged: a metric, or the new learner state, is NaN or infinite.
+        """
+        del state, episodes, carry
+        metrics, diverged = _host_metrics(metrics)
+        if diverged:
+            problem = _divergence(metrics, self.updates + 1, self.env_steps + env_steps)
+            raise TrainingDiverged(f"{problem}; process 0 names the last good checkpoint")
         self.env_steps += env_steps
         self.updates += 1
 

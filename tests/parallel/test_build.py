@@ -43,7 +43,7 @@ def test_a_process_that_does_not_write_leaves_no_file_and_prints_nothing(tmp_pat
         updates = 0
         while not run.finished:
             with run.timer.phase("learner"):
-                run.record(state, {"loss": np.nan}, 10, [Episode(1.0, 10)], carry=carry)
+                run.record(state, {"loss": 1.0}, 10, [Episode(1.0, 10)], carry=carry)
             updates += 1
         assert (updates, run.updates, run.env_steps) == (2, 2, 20)  # stops at the budget
         assert run.timer.seconds["learner"] > 0
