@@ -32,8 +32,9 @@ from fnrl.checkpoint import (
     save_checkpoint,
     verify_checkpoint,
 )
-from fnrl.config import ToweredConfig, TrainConfig, make_config
+from fnrl.config import ImpalaConfig, ToweredConfig, TrainConfig, make_config
 from fnrl.parallel import build
+from fnrl.parallel.impala import train_impala
 from fnrl.parallel.local import train_local
 from fnrl.parallel.run import SilentRun, TrainingDiverged
 from fnrl.parallel.towered import train_towered
@@ -131,6 +132,15 @@ def test_a_towered_run_stops_at_the_update_whose_params_went_nan(tmp_path, monke
     config = make_config(ToweredConfig, **_SETTINGS, log_dir=str(tmp_path))
     with pytest.raises(TrainingDiverged) as error:
         train_towered(config)
+    _assert_stopped_cleanly(tmp_path, error.value, update=2, last_good="step_20")
+
+
+@pytest.mark.slow  # 6 s; the same run shell as local mode's
+def test_an_impala_learner_stops_at_the_update_whose_params_went_nan(tmp_path, monkeypatch):
+    _diverging_optimizer(monkeypatch, update=2)
+    settings = dict(_SETTINGS, nb_actor=1, batch_size=1, log_dir=str(tmp_path))
+    with pytest.raises(TrainingDiverged) as error:
+        train_impala(make_config(ImpalaConfig, **settings))
     _assert_stopped_cleanly(tmp_path, error.value, update=2, last_good="step_20")
 
 

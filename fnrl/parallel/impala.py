@@ -343,7 +343,8 @@ def train_impala(
     Raises:
         ValueError: bad configuration, e.g. a learner batch that does not split over devices.
         ActorFailed: an actor thread raised; the final checkpoint was written first.
-        TrainingDiverged: the loss became NaN; the last good checkpoint stays on disk.
+        TrainingDiverged: the loss, the gradient or the new learner state became NaN or
+            infinite; it is not saved, and the error names the last finite checkpoint.
     """
     mesh = _checked_learner_mesh(config)
     actors: list[_Actor] = []

@@ -56,7 +56,8 @@ def train_local(
         show_progress: progress bar on/off; ``None`` shows it on a terminal only.
 
     Raises:
-        TrainingDiverged: the loss became NaN; the last good checkpoint stays on disk.
+        TrainingDiverged: the loss, the gradient or the new learner state became NaN or
+            infinite; it is not saved, and the error names the last finite checkpoint.
         CheckpointError: the checkpoint to resume from is corrupt or does not fit.
     """
     with build_run(

@@ -222,7 +222,9 @@ def train_towered(
         The run's result on process 0; None on the other processes, which write nothing.
 
     Raises:
-        TrainingDiverged: the loss became NaN; the last good checkpoint stays on disk.
+        TrainingDiverged: the loss, the gradient or the new learner state became NaN or
+            infinite; it is not saved, and every process stops at that update (the
+            check reads the replicated state, so all get the same answer).
         CheckpointError: the checkpoint to resume from is corrupt or does not fit.
     """
     initialize_distributed(config)
