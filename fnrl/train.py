@@ -301,12 +301,15 @@ def _run(mode: str, config: TrainConfig, stop: threading.Event) -> int:
     if result is None:  # a towered process other than 0: process 0 reports
         return 0
     returns = result.episode_returns[-20:]
-    mean = sum(returns) / len(returns) if returns else float("nan")
+    episodes = (
+        f"mean return of the last {len(returns)} episodes {sum(returns) / len(returns):.2f}"
+        if returns
+        else "no episode finished"
+    )
     print(
         f"{'stopped' if result.interrupted else 'finished'}: {result.env_steps} steps, "
         f"{result.frames} frames in {result.seconds:.1f}s ({result.frames_per_second:.0f} "
-        f"frames/s, bound by {result.bound}); mean return of the last {len(returns)} "
-        f"episodes {mean:.2f}; checkpoint {result.last_checkpoint}",
+        f"frames/s, bound by {result.bound}); {episodes}; checkpoint {result.last_checkpoint}",
         flush=True,
     )
     if config.profile:

@@ -129,3 +129,14 @@ def test_unknown_agent_ends_with_one_clear_line():
     assert (
         "unknown agent 'DQN'; choose one of: ActorCritic, ActorCriticVtrace, PPO" in result.stderr
     )
+
+
+def test_a_run_that_ends_before_any_episode_says_so(tmp_path):
+    """Pendulum's episodes last 200 steps: 64 per env end none (no 'nan' mean return)."""
+    result = _run(
+        "--env-id", "Pendulum-v1", "--agent", "PPO", "-mts", "128", "-n", "2",
+        "--exp-length", "64", "--log-dir", str(tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "finished: 128 steps" in result.stdout and "no episode finished" in result.stdout
+    assert "nan" not in result.stdout
