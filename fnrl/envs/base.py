@@ -186,6 +186,12 @@ class SpaceConverter:
                 "rename the Dict entries"
             )
         self.spec = EnvSpec(observations=observations, actions=actions)
+        # [1, D] float32 bounds of the continuous keys, made once: action() runs every step.
+        self._bounds = {
+            name: tuple(np.asarray([bound], np.float32) for bound in (spec.low, spec.high))
+            for name, spec in actions.items()
+            if is_continuous(spec)
+        }
 
     def observation(self, batch: Any, xp: Any = np) -> Observation:
         """Convert a batched observation (array, dict or tuple of ``[B, ...]``) to fnrl's dict.
@@ -233,8 +239,7 @@ class SpaceConverter:
             if value.shape != shape:
                 raise ValueError(f"Action {name!r} must have shape {shape}, got {value.shape}.")
             if is_continuous(spec):
-                low, high = (np.asarray([bound], np.float32) for bound in (spec.low, spec.high))
-                converted[name] = xp.clip(value.astype(np.float32), low, high)
+                converted[name] = xp.clip(value.astype(np.float32), *self._bounds[name])
             else:
                 converted[name] = value.astype(np.int32)
         sent = {
