@@ -295,11 +295,17 @@ def parse_args(argv: Sequence[str]) -> tuple[str, TrainConfig]:
     return mode, config.effective()
 
 
-def _run(mode: str, config: TrainConfig, stop: threading.Event) -> int:
+def _stop_code(signals: list[int]) -> int:
+    """The exit code of a stopped run: 128 + the signal that stopped it (130 for a peer's)."""
+    return 128 + (signals[0] if signals else signal.SIGINT)
+
+
+def _run(mode: str, config: TrainConfig, stop: threading.Event, signals: list[int]) -> int:
+    """Trains in ``mode``; 0 when the budget is spent, :func:`_stop_code` when stopped."""
     module, function = MODES[mode].runner.split(":")
     result = getattr(importlib.import_module(module), function)(config, stop=stop)
     if result is None:  # a towered process other than 0: process 0 reports
-        return 0
+        return _stop_code(signals) if stop.is_set() else 0
     returns = result.episode_returns[-20:]
     episodes = (
         f"mean return of the last {len(returns)} episodes {sum(returns) / len(returns):.2f}"
@@ -316,24 +322,26 @@ def _run(mode: str, config: TrainConfig, stop: threading.Event) -> int:
         total = sum(result.phase_seconds.values())
         for phase, seconds in sorted(result.phase_seconds.items(), key=lambda kv: -kv[1]):
             print(f"  {phase:12s} {seconds:8.2f}s {100 * seconds / total:5.1f}%")
-    return 130 if result.interrupted else 0
+    return _stop_code(signals) if result.interrupted else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parses flags, trains, and turns errors into one readable line."""
     mode, config = parse_args(sys.argv[1:] if argv is None else argv)
     stop = threading.Event()
+    signals: list[int] = []  # those that asked this process to stop
 
     def request_stop(signum, frame):
         if stop.is_set():
             raise KeyboardInterrupt
         print("\nstopping at the next update and saving a checkpoint...", file=sys.stderr)
+        signals.append(signum)
         stop.set()
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
-        return _run(mode, config, stop)
+        return _run(mode, config, stop, signals)
     except (ValueError, OSError, RuntimeError) as e:
         print(f"fnrl.train: error: {e}", file=sys.stderr)
         _exit_now_if_peers_are_gone(1)

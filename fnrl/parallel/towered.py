@@ -16,11 +16,14 @@ Impure shell: owns devices, environments, the distributed runtime and the clock.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import socket
+import sys
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn
 
 import jax
 import numpy as np
@@ -51,15 +54,70 @@ def initialize_distributed(config: ToweredConfig) -> None:
     if config.num_processes == 1 and slurm_tasks == 1:
         return
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # JAX's preemption service installs a SIGTERM handler that only records the signal for
+    # ``multihost_utils.reached_preemption_sync_point``, which fnrl does not call: SIGTERM would
+    # be swallowed. Without it the CLI's handler stops the run as on Ctrl-C.
+    jax.config.update("jax_enable_preemption_service", False)
+    timeouts = {
+        "heartbeat_timeout_seconds": config.heartbeat_timeout,
+        # Past this JAX aborts with a page of C++ logs; the watchdog below speaks first.
+        "initialization_timeout": 2 * config.heartbeat_timeout + 30,
+    }
     if config.num_processes > 1:
-        jax.distributed.initialize(
-            coordinator_address=config.coordinator_address,
-            num_processes=config.num_processes,
-            process_id=config.process_id,
-            heartbeat_timeout_seconds=config.heartbeat_timeout,
-        )
+        with _join_watchdog(config):
+            jax.distributed.initialize(
+                coordinator_address=config.coordinator_address,
+                num_processes=config.num_processes,
+                process_id=config.process_id,
+                **timeouts,
+            )
     else:  # SLURM: jax reads the coordinator, process count and index from the job
-        jax.distributed.initialize(heartbeat_timeout_seconds=config.heartbeat_timeout)
+        jax.distributed.initialize(**timeouts)
+
+
+def exit_now(message: str) -> NoReturn:
+    """Prints ``fnrl.train: error: MESSAGE`` and ends the process at once with code 1.
+
+    For a thread that finds the run cannot go on while the main thread is blocked in JAX's
+    runtime, which cannot be interrupted and would abort with C++ logs instead.
+    """
+    print(f"fnrl.train: error: {message}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(1)
+
+
+@contextlib.contextmanager
+def _join_watchdog(config: ToweredConfig) -> Iterator[None]:
+    """Ends the process with one line if the processes have not all joined within the timeout."""
+    joined = threading.Event()
+    seconds = config.heartbeat_timeout
+    where = f"within {seconds} s (process {config.process_id} of {config.num_processes})"
+
+    def watch() -> None:
+        if joined.wait(seconds):
+            return
+        if config.process_id == 0:
+            exit_now(f"not every process joined the coordinator at {address} {where}")
+        if _answers(config.coordinator_address):
+            exit_now(f"the coordinator at {address} answered, but not every process joined {where}")
+        exit_now(f"could not reach the coordinator at {address} {where}")
+
+    address = config.coordinator_address
+    threading.Thread(target=watch, name="join-watchdog", daemon=True).start()
+    try:
+        yield
+    finally:
+        joined.set()
+
+
+def _answers(address: str) -> bool:
+    """Whether something accepts TCP connections at ``HOST:PORT``."""
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def make_mesh(positions: list[int] | None) -> Mesh:

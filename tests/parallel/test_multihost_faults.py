@@ -1,0 +1,124 @@
+"""Signals and failures of the processes of a run: stop codes, a bad coordinator, a frozen peer.
+
+Multi-process runs are two ``python -m fnrl.train towered`` processes on 127.0.0.1.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fnrl.checkpoint import list_checkpoints
+
+_NO_BUDGET = ("-mts", "10000000")  # runs until stopped
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(mode: str, log_dir: Path, *flags: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "fnrl.train", mode, "--log-dir", str(log_dir), "-n", "4", *flags],
+        env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _start_towered(port: int, index: int, log_dir: Path, *flags: str) -> subprocess.Popen:
+    return _start(
+        "towered",
+        log_dir,
+        "--coordinator-address",
+        f"127.0.0.1:{port}",
+        "--num-processes",
+        "2",
+        "--process-id",
+        str(index),
+        *flags,
+    )
+
+
+def _wait_for_training(log_dir: Path, processes: list[subprocess.Popen]) -> None:
+    """Waits for the first checkpoint under ``log_dir``: every process is training."""
+    deadline = time.monotonic() + 120
+    while not list(log_dir.glob("*/*/checkpoints/step_*")):
+        assert time.monotonic() < deadline, "the run did not start training"
+        assert all(p.poll() is None for p in processes), [p.communicate() for p in processes]
+        time.sleep(0.2)
+
+
+def _latest_meta(log_dir: Path) -> dict:
+    (run_dir,) = log_dir.glob("*/*")
+    return json.loads((list_checkpoints(run_dir / "checkpoints")[-1] / "meta.json").read_text())
+
+
+def _end(processes: list[subprocess.Popen]) -> None:
+    """Kills what is left of ``processes`` (a stopped one too) and reaps them."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGCONT)
+            process.kill()
+        process.communicate()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_a_local_run_with_a_checkpoint_and_128_plus_its_number(
+    tmp_path, signum, code
+):
+    processes = [_start("local", tmp_path, *_NO_BUDGET)]
+    try:
+        _wait_for_training(tmp_path, processes)
+        processes[0].send_signal(signum)
+        out, err = processes[0].communicate(timeout=60)
+        assert processes[0].returncode == code, err[-3000:]
+        assert "stopped:" in out
+        assert 0 < _latest_meta(tmp_path)["env_steps"] < 10_000_000
+    finally:
+        _end(processes)
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_the_whole_run_with_a_checkpoint(tmp_path):
+    # JAX's preemption service would swallow SIGTERM; the signalled process exits 143 and its
+    # peer, stopped at the same update, 130.
+    port = _free_port()
+    flags = (*_NO_BUDGET, "--heartbeat-timeout", "10")
+    processes = [_start_towered(port, i, tmp_path / f"p{i}", *flags) for i in range(2)]
+    try:
+        _wait_for_training(tmp_path / "p0", processes)
+        processes[1].send_signal(signal.SIGTERM)
+        outputs = [p.communicate(timeout=60) for p in processes]
+        codes = [p.returncode for p in processes]
+        assert codes == [130, 143], [err[-2000:] for _, err in outputs]
+        assert "stopped:" in outputs[0][0]
+        assert 0 < _latest_meta(tmp_path / "p0")["env_steps"] < 10_000_000
+    finally:
+        _end(processes)
+
+
+def test_an_unreachable_coordinator_fails_within_the_heartbeat_timeout(tmp_path):
+    port = _free_port()  # nothing listens there
+    started = time.monotonic()
+    process = _start_towered(port, 1, tmp_path, "--heartbeat-timeout", "2")
+    try:
+        _, err = process.communicate(timeout=60)
+        assert time.monotonic() - started < 20  # JAX alone: 5 minutes, then an abort
+        assert process.returncode == 1, err[-3000:]
+        assert err.strip().splitlines() == [
+            f"fnrl.train: error: could not reach the coordinator at 127.0.0.1:{port} "
+            "within 2 s (process 1 of 2)"
+        ]
+    finally:
+        _end([process])
