@@ -633,7 +633,10 @@ class ToweredConfig(TrainConfig):
         "", "comma-separated positions in each host's device list to use; empty: all", "--devices"
     )
     coordinator_address: str = setting(
-        "", "HOST:PORT of process 0, to train with several processes", "--coordinator-address"
+        "",
+        "HOST:PORT of process 0, to train with several processes; every process must reach it "
+        "within --heartbeat-timeout",
+        "--coordinator-address",
     )
     num_processes: int = setting(
         1, "number of processes (hosts) training together", "--num-processes", at_least=1
@@ -643,7 +646,8 @@ class ToweredConfig(TrainConfig):
     )
     heartbeat_timeout: int = setting(
         100,
-        "seconds without news after which a process counts as dead",
+        "seconds a process waits to join the others at start-up, or for them at an update, "
+        "before it ends with an error (a peer frozen, dead or unreachable)",
         "--heartbeat-timeout",
         at_least=1,
     )

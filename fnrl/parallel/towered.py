@@ -22,6 +22,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
@@ -47,8 +48,10 @@ _REPLICATED = P()
 def initialize_distributed(config: ToweredConfig) -> None:
     """Joins the multi-process runtime when the flags or a SLURM job ask for several processes.
 
-    CPU devices exchange gradients over gloo; a process that stops sending heartbeats for
-    ``--heartbeat-timeout`` seconds makes the others fail instead of waiting forever.
+    CPU devices exchange gradients over gloo. A process that cannot join within
+    ``--heartbeat-timeout`` seconds ends with one line. JAX's runtime aborts every process with
+    a page of C++ logs once one stops sending heartbeats, with no hook to run first; it gets
+    twice the timeout, so that :class:`PeerWatchdog` names the fault and ends the process before.
     """
     slurm_tasks = int(os.environ.get("SLURM_NTASKS", "1"))
     if config.num_processes == 1 and slurm_tasks == 1:
@@ -59,7 +62,7 @@ def initialize_distributed(config: ToweredConfig) -> None:
     # be swallowed. Without it the CLI's handler stops the run as on Ctrl-C.
     jax.config.update("jax_enable_preemption_service", False)
     timeouts = {
-        "heartbeat_timeout_seconds": config.heartbeat_timeout,
+        "heartbeat_timeout_seconds": 2 * config.heartbeat_timeout,
         # Past this JAX aborts with a page of C++ logs; the watchdog below speaks first.
         "initialization_timeout": 2 * config.heartbeat_timeout + 30,
     }
@@ -108,6 +111,45 @@ def _join_watchdog(config: ToweredConfig) -> Iterator[None]:
         yield
     finally:
         joined.set()
+
+
+class PeerWatchdog:
+    """Ends the process with one line when a wait for the other processes outlasts a timeout.
+
+    A frozen or unreachable peer otherwise blocks this process in a collective until JAX's
+    runtime aborts it with C++ logs (after twice the timeout, see :func:`initialize_distributed`).
+    Only waits inside :meth:`waiting` count; with one process nothing is watched.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._since: float | None = None  # when the current wait began
+        self._where = f"process {jax.process_index()} of {jax.process_count()}"
+        self._closed = threading.Event()
+        if jax.process_count() > 1:
+            threading.Thread(target=self._watch, name="peer-watchdog", daemon=True).start()
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """A wait for the other processes: it may last at most ``seconds``."""
+        self._since = time.monotonic()
+        try:
+            yield
+        finally:
+            self._since = None
+
+    def close(self) -> None:
+        """Stops watching."""
+        self._closed.set()
+
+    def _watch(self) -> None:
+        while not self._closed.wait(min(1.0, self.seconds / 10)):
+            since = self._since
+            if since is not None and time.monotonic() - since > self.seconds:
+                exit_now(
+                    f"the other processes did not answer at an update within {self.seconds} s "
+                    f"(--heartbeat-timeout): one has stopped or is unreachable ({self._where})"
+                )
 
 
 def _answers(address: str) -> bool:
@@ -311,27 +353,31 @@ def train_towered(
         collect_segment = SegmentCollector(config.rollout, env, act, config.exp_length)
         update = make_towered_update(agent, parts.optimizer, mesh)
         any_process_stopping = make_stop_agreement(mesh)
-        timestep = env.reset()
-        while updates * steps_per_update < config.max_train_steps:
-            if any_process_stopping(run.stop):
-                run.stop.set()
-                break
-            rollout_key = jax.random.fold_in(host_state.key, updates)
-            rollout = collect_segment(
-                local_replica(state.params), rollout_key, timestep, carry, run.timer
-            )
-            timestep, carry = rollout.timestep, rollout.carry
-            with run.timer.phase("learner"):
-                state, metrics = update(state, rollout.trajectory)
-                metrics = to_local(metrics)
-            updates += 1
-            run.record(
-                to_local(state),
-                metrics,
-                steps_per_update,
-                rollout.episodes,
-                carry=jax.device_get(carry),
-            )
+        with contextlib.closing(PeerWatchdog(config.heartbeat_timeout)) as watchdog:
+            timestep = env.reset()
+            while updates * steps_per_update < config.max_train_steps:
+                with watchdog.waiting():
+                    stopping = any_process_stopping(run.stop)
+                if stopping:
+                    run.stop.set()
+                    break
+                rollout_key = jax.random.fold_in(host_state.key, updates)
+                rollout = collect_segment(
+                    local_replica(state.params), rollout_key, timestep, carry, run.timer
+                )
+                timestep, carry = rollout.timestep, rollout.carry
+                with run.timer.phase("learner"):
+                    state, metrics = update(state, rollout.trajectory)
+                    with watchdog.waiting():
+                        metrics = to_local(metrics)
+                updates += 1
+                run.record(
+                    to_local(state),
+                    metrics,
+                    steps_per_update,
+                    rollout.episodes,
+                    carry=jax.device_get(carry),
+                )
         host_state = to_local(state)
         digest = params_digest(host_state.params)
         print(f"process {jax.process_index()}: params digest {digest}", flush=True)

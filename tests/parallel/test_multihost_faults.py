@@ -122,3 +122,28 @@ def test_an_unreachable_coordinator_fails_within_the_heartbeat_timeout(tmp_path)
         ]
     finally:
         _end([process])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("frozen", [0, 1])
+def test_a_frozen_peer_ends_the_other_process_with_one_line_within_the_timeout(tmp_path, frozen):
+    # JAX's runtime would abort it after the heartbeat timeout with a C++ check-failure trace.
+    port = _free_port()
+    flags = (*_NO_BUDGET, "--heartbeat-timeout", "5")
+    processes = [_start_towered(port, i, tmp_path / f"p{i}", *flags) for i in range(2)]
+    try:
+        _wait_for_training(tmp_path / "p0", processes)
+        processes[frozen].send_signal(signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        survivor = processes[1 - frozen]
+        _, err = survivor.communicate(timeout=60)
+        assert time.monotonic() - stopped_at < 15
+        assert survivor.returncode == 1, err[-3000:]
+        assert err.strip().splitlines()[-1] == (
+            "fnrl.train: error: the other processes did not answer at an update within 5 s "
+            f"(--heartbeat-timeout): one has stopped or is unreachable "
+            f"(process {1 - frozen} of 2)"
+        )
+        assert "Check failure" not in err and "Traceback" not in err
+    finally:
+        _end(processes)
