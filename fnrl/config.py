@@ -7,9 +7,10 @@ the bare command finishes learning on a laptop CPU in minutes.
 
 adept's Atari settings do not suit low-dimensional control: an LSTM with batch norm over the
 env batch learns CartPole slowly (about 90 mean return after 1M steps).
-So the defaults depend on what the env observes (``fnrl.envs.observation_kind``): images keep
-adept's, vectors get :data:`VECTOR_PRESET`. :func:`make_config` applies them under the flags a
-user gives; the resulting config holds every effective value and is saved as ``config.json``.
+So the defaults depend on the kind of env (``fnrl.envs.env_kind``): images keep adept's,
+vectors get :data:`VECTOR_PRESET`, continuous actions :data:`CONTINUOUS_PRESET`.
+:func:`make_config` applies them under the flags a user gives; the resulting config holds every
+effective value and is saved as ``config.json``.
 
 Each field also declares the values it may take (:func:`setting`: a range, choices, a safe path
 component; floats must be finite), and every config checks them when it is made
@@ -399,17 +400,30 @@ VECTOR_PRESET: dict[str, Any] = {
     "max_train_steps": 500_000,
 }
 
-# The defaults of each observation kind (fnrl.envs.OBSERVATION_KINDS), under the flags given.
-# Images (Atari) keep adept's defaults, the field defaults of TrainConfig.
-PRESETS: dict[str, dict[str, Any]] = {"image": {}, "vector": VECTOR_PRESET}
+# Continuous actions (a Gaussian head) on vector observations: the vector preset without the
+# entropy bonus, which on a Gaussian only widens it (the Zoo and CleanRL use none for
+# continuous control).
+CONTINUOUS_PRESET: dict[str, Any] = {**VECTOR_PRESET, "entropy_coef": 0.0}
 
-# What -h says about each kind: the envs that observe it, and where its defaults come from.
+# The defaults of each kind of env (fnrl.envs.ENV_KINDS), under the flags given.
+# Images (Atari) keep adept's defaults, the field defaults of TrainConfig.
+PRESETS: dict[str, dict[str, Any]] = {
+    "image": {},
+    "vector": VECTOR_PRESET,
+    "continuous": CONTINUOUS_PRESET,
+}
+
+# What -h says about each kind: the envs of that kind, and where its defaults come from.
 PRESET_SOURCES: dict[str, tuple[str, str]] = {
-    "image": ("Atari and other rank-3 screens", "adept's Atari settings"),
+    "image": ("Images (Atari and other rank-3 screens)", "adept's Atari settings"),
     "vector": (
-        "classic control, Box2D, toy text and other vectors",
+        "Vectors with discrete actions (classic control, Box2D, toy text)",
         "A2C as RL Baselines3 Zoo runs it on classic control (observations normalized with "
         "running statistics), with layer norm as measured (see fnrl.config.VECTOR_PRESET)",
+    ),
+    "continuous": (
+        "Continuous actions (MuJoCo, Pendulum and other Box actions)",
+        "the vector preset without an entropy bonus (see fnrl.config.CONTINUOUS_PRESET)",
     ),
 }
 
@@ -419,27 +433,31 @@ OLD_RUN_VALUES: dict[str, Any] = {"zscore_norm_env": False}
 
 
 def preset(kind: str, agent: str | None = None) -> dict[str, Any]:
-    """The defaults of envs that observe ``kind``, applied under the flags a user gives.
+    """The defaults of envs of ``kind``, applied under the flags a user gives.
 
     Args:
-        kind: an observation kind, as :func:`fnrl.envs.observation_kind` returns.
+        kind: a kind of env, as :func:`fnrl.envs.env_kind` returns.
         agent: a registered agent whose own preset for ``kind`` goes over the shared one;
             None for the shared one alone.
 
     Returns:
         Field name -> default; empty for images, which keep adept's defaults (unless the
-        agent's preset says otherwise).
+        agent's preset says otherwise). With an agent, only the fields its runs have: a shared
+        agent setting (``entropy_coef``) is left out for an agent without it.
 
     Raises:
         ValueError: an unknown kind or agent.
     """
     if kind not in PRESETS:
-        raise ValueError(f"unknown observation kind {kind!r}; choose one of: {', '.join(PRESETS)}")
+        raise ValueError(f"unknown kind of env {kind!r}; choose one of: {', '.join(PRESETS)}")
     if agent is None:
         return dict(PRESETS[kind])
     from fnrl.agents import get_agent  # the agents import this module
 
-    return {**PRESETS[kind], **get_agent(agent).presets.get(kind, {})}
+    plugin = get_agent(agent)
+    fields = {f.name for cls in (TrainConfig, plugin.settings) for f in dataclasses.fields(cls)}
+    shared = {name: value for name, value in PRESETS[kind].items() if name in fields}
+    return {**shared, **plugin.presets.get(kind, {})}
 
 
 _AGENT_CONFIGS: dict[tuple[type, str], tuple[Any, type]] = {}
@@ -523,9 +541,9 @@ def make_config(config_class: type[TrainConfig] = TrainConfig, /, **settings: An
 
     The class is ``config_class`` with the settings of the agent named by ``settings["agent"]``
     (or the mode's default agent) added (:func:`agent_config_class`). The preset is the one of
-    what the env observes (:func:`preset` of :func:`fnrl.envs.observation_kind`), with the
-    agent's own preset for that kind over it: images keep adept's defaults, vectors get
-    :data:`VECTOR_PRESET`. The config returned holds every effective value.
+    env's kind (:func:`preset` of :func:`fnrl.envs.env_kind`), with the agent's own preset for
+    that kind over it: images keep adept's defaults, vectors get :data:`VECTOR_PRESET`,
+    continuous actions :data:`CONTINUOUS_PRESET`. The config returned holds every effective value.
 
     Args:
         config_class: ``TrainConfig`` or a mode's subclass of it.
@@ -537,14 +555,14 @@ def make_config(config_class: type[TrainConfig] = TrainConfig, /, **settings: An
         TypeError: an unknown field name.
     """
     # Imported here: fnrl.envs loads the simulators, which `--help` does not need.
-    from fnrl.envs import observation_kind
+    from fnrl.envs import env_kind
 
     base = getattr(config_class, "mode_config", config_class)
     agent = settings.get("agent", base.agent)
     check_settings(base, {"agent": agent})  # it decides which settings exist
     run_class = agent_config_class(base, agent)
     check_settings(run_class, settings)  # before the env id is used and an env made for its kind
-    kind = observation_kind(settings.get("env_id", run_class.env_id))
+    kind = env_kind(settings.get("env_id", run_class.env_id))
     return run_class(**{**preset(kind, agent), **settings})
 
 

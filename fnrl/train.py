@@ -162,14 +162,14 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_class: type[TrainC
 
 
 def _presets(config_class: type[TrainConfig]) -> dict[str, dict]:
-    """Observation kind -> the defaults a run of ``config_class``'s agent gets for it."""
+    """Kind of env -> the defaults a run of ``config_class``'s agent gets for it."""
     return {kind: preset(kind, config_class.agent) for kind in PRESETS}
 
 
 def _defaults_text(name: str, default: object, presets: dict[str, dict]) -> str:
-    """A field's default, and the value of each observation kind's preset that changes it."""
+    """A field's default, and the value of each kind of env's preset that changes it."""
     changes = [
-        f"{kind} observations: {defaults[name]}"
+        f"{kind} envs: {defaults[name]}"
         for kind, defaults in presets.items()
         if name in defaults and defaults[name] != default
     ]
@@ -180,8 +180,11 @@ def presets_epilog(config_class: type[TrainConfig] = TrainConfig) -> str:
     """What ``-h`` says about the defaults of each kind of env, for ``config_class``'s agent."""
     agent = config_class.agent
     kinds = " ".join(
-        f"{kind.capitalize()} observations ({PRESET_SOURCES[kind][0]}): "
-        + (", ".join(f"{long_flag(k)} {v}" for k, v in defaults.items()) or "the defaults listed")
+        f"{PRESET_SOURCES[kind][0]}: "
+        + (
+            ", ".join(f"{long_flag(k, config_class)} {v}" for k, v in defaults.items())
+            or "the defaults listed"
+        )
         + f", from {PRESET_SOURCES[kind][1]}"
         + (f" and {agent}'s own" if get_agent(agent).presets.get(kind) else "")
         + "."
@@ -189,7 +192,7 @@ def presets_epilog(config_class: type[TrainConfig] = TrainConfig) -> str:
     )
     agents = ", ".join(AGENTS)
     return (
-        f"Defaults depend on what the env observes; flags you give override them. {kinds} "
+        f"Defaults depend on the kind of env; flags you give override them. {kinds} "
         f"Agents: {agents}; `--agent NAME -h` lists an agent's own flags."
     )
 

@@ -1,4 +1,5 @@
-"""Defaults by what the env observes: adept's for images, the vector preset for vectors."""
+"""Defaults by kind of env: adept's for images, the vector preset for vectors, the continuous
+preset for continuous actions."""
 
 import dataclasses
 import json
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from fnrl.config import (
+    CONTINUOUS_PRESET,
     PRESETS,
     VECTOR_PRESET,
     ImpalaConfig,
@@ -19,7 +21,7 @@ from fnrl.config import (
     preset,
     with_agent_settings,
 )
-from fnrl.envs import OBSERVATION_KINDS, observation_kind
+from fnrl.envs import ENV_KINDS, env_kind
 from fnrl.evaluate import load_run_config
 from fnrl.parallel.local import train_local
 from fnrl.train import parse_args
@@ -28,9 +30,9 @@ from fnrl.train import parse_args
 class _ConstantEnv(gymnasium.Env):
     """A one-step env with the observation space it is given, to test the Gymnasium lookup."""
 
-    def __init__(self, observation_space: gymnasium.Space):
+    def __init__(self, observation_space: gymnasium.Space, action_space=None):
         self.observation_space = observation_space
-        self.action_space = gymnasium.spaces.Discrete(2)
+        self.action_space = action_space or gymnasium.spaces.Discrete(2)
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
@@ -42,13 +44,20 @@ class _ConstantEnv(gymnasium.Env):
 
 _SCREEN = gymnasium.spaces.Box(0, 255, (8, 8, 3), np.uint8)
 _VECTOR = gymnasium.spaces.Box(-1.0, 1.0, (3,), np.float32)
+_MIXED_ACTIONS = gymnasium.spaces.Dict({"button": gymnasium.spaces.Discrete(2), "stick": _VECTOR})
 _TEST_ENVS = {
-    "fnrl-test/Screen-v0": gymnasium.spaces.Dict({"screen": _SCREEN, "pos": _VECTOR}),
-    "fnrl-test/Vectors-v0": gymnasium.spaces.Tuple((_VECTOR, gymnasium.spaces.Discrete(4))),
+    "fnrl-test/Screen-v0": {
+        "observation_space": gymnasium.spaces.Dict({"screen": _SCREEN, "pos": _VECTOR})
+    },
+    "fnrl-test/Vectors-v0": {
+        "observation_space": gymnasium.spaces.Tuple((_VECTOR, gymnasium.spaces.Discrete(4)))
+    },
+    "fnrl-test/ScreenStick-v0": {"observation_space": _SCREEN, "action_space": _VECTOR},
+    "fnrl-test/MixedActions-v0": {"observation_space": _VECTOR, "action_space": _MIXED_ACTIONS},
 }
-for _id, _space in _TEST_ENVS.items():
+for _id, _spaces in _TEST_ENVS.items():
     if _id not in gymnasium.envs.registry:
-        gymnasium.register(_id, entry_point=_ConstantEnv, kwargs={"observation_space": _space})
+        gymnasium.register(_id, entry_point=_ConstantEnv, kwargs=_spaces)
 
 
 @pytest.mark.parametrize(
@@ -64,11 +73,15 @@ for _id, _space in _TEST_ENVS.items():
         ("LunarLander-v3", "vector"),
         ("FrozenLake-v1", "vector"),  # Gymnasium: Discrete observations, one-hot vectors
         ("fnrl-test/Vectors-v0", "vector"),  # Gymnasium: a Tuple of a Box and a Discrete
+        ("Pendulum-v1", "continuous"),  # Gymnasium
+        ("HalfCheetah-v4", "continuous"),  # envpool MuJoCo
+        ("fnrl-test/MixedActions-v0", "continuous"),  # a Box among the action entries
+        ("fnrl-test/ScreenStick-v0", "image"),  # a screen decides, whatever the actions
     ],
 )
-def test_observation_kind_of_each_backend(env_id, kind):
-    assert observation_kind(env_id) == kind
-    assert kind in OBSERVATION_KINDS
+def test_env_kind_of_each_backend(env_id, kind):
+    assert env_kind(env_id) == kind
+    assert kind in ENV_KINDS
 
 
 def test_unknown_env_id_is_a_clear_error():
@@ -77,14 +90,16 @@ def test_unknown_env_id_is_a_clear_error():
 
 
 def test_every_kind_has_a_preset_of_valid_fields():
-    assert set(PRESETS) == set(OBSERVATION_KINDS)
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    for kind in OBSERVATION_KINDS:
+    assert set(PRESETS) == set(ENV_KINDS)
+    run_class = type(make_config())  # with the default agent's settings
+    fields = {f.name for f in dataclasses.fields(run_class)}
+    for kind in ENV_KINDS:
         assert set(preset(kind)) <= fields, kind
-        TrainConfig(**preset(kind))  # valid
+        run_class(**preset(kind))  # valid
     assert preset("image") == {}
     assert preset("vector") == VECTOR_PRESET
-    with pytest.raises(ValueError, match="unknown observation kind 'grid'"):
+    assert preset("continuous") == {**VECTOR_PRESET, "entropy_coef": 0.0} == CONTINUOUS_PRESET
+    with pytest.raises(ValueError, match="unknown kind of env 'grid'"):
         preset("grid")
 
 
@@ -143,12 +158,14 @@ def test_help_says_which_defaults_apply_to_which_envs():
         timeout=60,
     ).stdout
     text = " ".join(out.split())  # argparse wraps lines
-    assert "Image observations (Atari" in text and "adept's Atari settings" in text
-    assert "Vector observations (classic control" in text and "RL Baselines3 Zoo" in text
+    assert "Images (Atari" in text and "adept's Atari settings" in text
+    assert "Vectors with discrete actions (classic control" in text and "Baselines3 Zoo" in text
     assert "--nb-env 16, --exp-length 5, --network-body Linear, --normalize True" in text
+    assert "Continuous actions (MuJoCo" in text and "--entropy-coef 0.0" in text
     for name, value in VECTOR_PRESET.items():  # each flag's help, where the default differs
         if value != TrainConfig.__dataclass_fields__[name].default:
-            assert f"vector observations: {value})" in text, name
+            assert f"vector envs: {value};" in text, name
+    assert "(default: 0.01; continuous envs: 0.0)" in text
 
 
 @pytest.fixture(scope="module")

@@ -31,8 +31,9 @@ class AgentPlugin(NamedTuple):
         settings: a frozen dataclass of the agent's own fields, each made with
             :func:`fnrl.config.setting`; its ``__post_init__``, if any, validates them.
         defaults: run (or settings) field -> the agent's default, where it differs.
-        presets: observation kind (``"image"``, ``"vector"``) -> field -> default for envs of
-            that kind, over the shared ``fnrl.config.PRESETS`` and under the flags given.
+        presets: kind of env (``"image"``, ``"vector"``, ``"continuous"``) -> field -> default
+            for envs of that kind, over the shared ``fnrl.config.PRESETS`` and under the flags
+            given.
         help: one line for ``-h``.
     """
 

@@ -37,11 +37,11 @@ from fnrl.envs.gymnasium import GymnasiumEnv
 __all__ = [
     "ATARI_6_ENVS",
     "ATARI_ENVS",
+    "ENV_KINDS",
     "BatchedEnv",
     "EnvpoolEnv",
     "EpisodeTracker",
     "GymnasiumEnv",
-    "OBSERVATION_KINDS",
     "SpaceConverter",
     "atari_task_id",
     "first_timestep",
@@ -49,9 +49,9 @@ __all__ = [
     "is_envpool_task",
     "make_atari_env",
     "make_env",
+    "env_kind",
     "make_envpool_env",
     "next_timestep",
-    "observation_kind",
 ]
 
 # adept's --max-episode-length default, in agent steps.
@@ -123,25 +123,27 @@ def make_env(
     raise _unknown_env_id(env_id)
 
 
-# What an env observes, as far as the defaults of a run go (fnrl.config.PRESETS): "image" if
-# some observation is a rank-3 array, which goes through the vision trunk; "vector" otherwise.
-OBSERVATION_KINDS: tuple[str, ...] = ("image", "vector")
+# What kind of env an id names, as far as the defaults of a run go (fnrl.config.PRESETS):
+# "image" if some observation is a rank-3 array, which goes through the vision trunk;
+# "continuous" for other envs with a continuous (Box) action; "vector" for the rest.
+ENV_KINDS: tuple[str, ...] = ("image", "vector", "continuous")
 
 
-def observation_kind(env_id: str) -> str:
-    """Whether ``env_id`` observes images or vectors, for choosing a run's defaults.
+def env_kind(env_id: str) -> str:
+    """Whether ``env_id`` observes images, or vectors with discrete or continuous actions.
 
     "image" if any observation entry is a rank-3 array (a screen, which
-    :class:`~fnrl.networks.ModularNetwork` sends through the vision trunk), "vector" otherwise
-    (rank-1 arrays and Discrete spaces, which become one-hot vectors). Atari ids are images
-    without any lookup; envpool tasks are read from ``envpool.make_spec`` without making a pool;
-    other Gymnasium ids make one env to read its observation space and close it.
+    :class:`~fnrl.networks.ModularNetwork` sends through the vision trunk), whatever the
+    actions; otherwise "continuous" if any action entry is a Box (a Gaussian head), "vector"
+    if not (rank-1 arrays and Discrete spaces observed, which become one-hot vectors). Atari
+    ids are images without any lookup; envpool tasks are read from ``envpool.make_spec``
+    without making a pool; other Gymnasium ids make one env to read its spaces and close it.
 
     Args:
       env_id: the environment id, as for :func:`make_env`.
 
     Returns:
-      One of :data:`OBSERVATION_KINDS`.
+      One of :data:`ENV_KINDS`.
 
     Raises:
       ValueError: an unknown id (the message of :func:`make_env`, with close matches).
@@ -150,16 +152,20 @@ def observation_kind(env_id: str) -> str:
     if atari_task_id(env_id) is not None:
         return "image"
     if is_envpool_task(env_id):
-        space, _ = gymnasium_spaces(_envpool.make_spec(env_id))
+        observations, actions = gymnasium_spaces(_envpool.make_spec(env_id))
     elif env_id in _gymnasium.envs.registry:
         env = _gymnasium.make(env_id)
         try:
-            space = env.observation_space
+            observations, actions = env.observation_space, env.action_space
         finally:
             env.close()
     else:
         raise _unknown_env_id(env_id)
-    return "image" if any(len(s.shape or ()) == 3 for s in _leaf_spaces(space)) else "vector"
+    if any(len(s.shape or ()) == 3 for s in _leaf_spaces(observations)):
+        return "image"
+    if any(isinstance(s, _gymnasium.spaces.Box) for s in _leaf_spaces(actions)):
+        return "continuous"
+    return "vector"
 
 
 def import_env_module(env_id: str) -> str:

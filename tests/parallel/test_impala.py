@@ -15,6 +15,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from flax.traverse_util import flatten_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from fnrl.checkpoint import list_checkpoints
@@ -152,6 +153,19 @@ def test_recurrent_carry_is_stacked_with_its_rollout(tmp_path):
     result = train_impala(config, show_progress=False)
     on_policy = [m for m in result.metrics if m["policy_lag_max"] == 0]
     assert on_policy and all(m["importance"] == pytest.approx(1.0, abs=1e-5) for m in on_policy)
+
+
+@pytest.mark.parametrize("rollout", ["compiled", "host"])
+def test_a_gaussian_policy_is_learned_on_policy_from_its_actors_rollouts(tmp_path, rollout):
+    # Pendulum's torque: the actors store each Gaussian that acted, so the learner's first
+    # batch (its own params) has every importance ratio exactly 1 on either rollout.
+    config = _config(tmp_path, env_id="Pendulum-v1", max_train_steps=100, rollout=rollout)
+    result = train_impala(config, show_progress=False)
+    names = {path[-1] for path in flatten_dict(result.state.params["params"])}
+    assert result.updates == 3 and "log_std_action" in names
+    on_policy = [m for m in result.metrics if m["policy_lag_max"] == 0]
+    assert on_policy and all(m["importance"] == pytest.approx(1.0, abs=1e-5) for m in on_policy)
+    assert all(np.isfinite(m["total_loss"]) for m in result.metrics)
 
 
 def test_each_actor_has_its_own_env_seeds_and_key(tmp_path, monkeypatch):

@@ -166,9 +166,14 @@ def test_bad_devices_flag_gives_one_clear_error(tmp_path):
     assert "--devices 0,5: process 0 has only 2 devices" in result.stderr
 
 
-def test_compiled_and_host_rollouts_train_the_same_params_on_two_devices(tmp_path):
+@pytest.mark.parametrize(
+    "env_flags",
+    [(), ("--env-id", "Pendulum-v1", "--agent", "PPO", "--exp-length", "50")],
+    ids=["A2C-CartPole", "PPO-Gaussian-Pendulum"],
+)
+def test_compiled_and_host_rollouts_train_the_same_params_on_two_devices(tmp_path, env_flags):
     # Each run's act samples per device with fold_in(key, position) in both rollouts.
-    flags = ("-n", "4", "-mts", "400", "--nb-eval-env", "0")
+    flags = ("-n", "4", "-mts", "400", "--nb-eval-env", "0", *env_flags)
     digests = {}
     for rollout in ("compiled", "host"):
         result = _train(

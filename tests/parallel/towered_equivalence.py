@@ -1,6 +1,7 @@
 """Run with 2 CPU devices: one towered update equals one update on the concatenated batch.
 
-For A2C and for PPO (two epochs of whole-shard minibatches). The Linear body's network
+For A2C and for PPO (two epochs of whole-shard minibatches), with a categorical and with a
+Gaussian policy. The Linear body's network
 normalizes its observations (``zscore_norm_env``): the running statistics must pool to those of
 the whole batch.
 
@@ -16,29 +17,46 @@ import jax
 import numpy as np
 
 from fnrl.agents import init_train_state, make_actor_critic, make_ppo, make_update
+from fnrl.distributions import Gaussian
 from fnrl.networks import OBS_STATS, ModularNetwork
 from fnrl.optimizers import make_rmsprop
 from fnrl.parallel.towered import make_mesh, make_towered_update, to_global, to_local
-from fnrl.specs import ArraySpec, DiscreteSpec, EnvSpec
+from fnrl.specs import ArraySpec, BoxSpec, DiscreteSpec, EnvSpec
 from fnrl.types import Trajectory
 
 T, B = 6, 8
-SPEC = EnvSpec({"obs": ArraySpec((4,), np.float32)}, {"action": DiscreteSpec(2)})
+OBS = {"obs": ArraySpec((4,), np.float32)}
+SPECS = {
+    "discrete": EnvSpec(OBS, {"action": DiscreteSpec(2)}),
+    "continuous": EnvSpec(OBS, {"action": BoxSpec((2,), (-1.0, -1.0), (1.0, 1.0))}),
+}
 
 
-def trajectory(rng, carry):
+def actions_and_policies(rng, kind):
+    """Actions [T, B] and the behaviour policy's logits, or actions [T, B, 2] and a Gaussian
+    that took them (some outside the bounds: the stored actions are never clipped)."""
+    if kind == "discrete":
+        return rng.integers(0, 2, (T, B)).astype(np.int32), np.zeros((T, B, 2), np.float32)
+    mean = rng.normal(size=(T, B, 2)).astype(np.float32)
+    log_std = np.full((T, B, 2), -0.5, np.float32)
+    actions = mean + np.exp(log_std) * rng.normal(size=(T, B, 2)).astype(np.float32)
+    return actions, Gaussian(mean, log_std)
+
+
+def trajectory(rng, carry, kind):
     first = rng.random((T + 1, B)) < 0.3  # uneven numbers of reset steps per device
     first[0] = True
     done = np.concatenate([first[2:], rng.random((1, B)) < 0.3])
     terminated = done & (rng.random((T, B)) < 0.5)
+    actions, policies = actions_and_policies(rng, kind)
     return Trajectory(
         obs={"obs": rng.normal(size=(T + 1, B, 4)).astype(np.float32)},
         first=first,
-        actions={"action": rng.integers(0, 2, (T, B)).astype(np.int32)},
+        actions={"action": actions},
         rewards=rng.normal(size=(T, B)).astype(np.float32),
         terminated=terminated,
         truncated=done & ~terminated,
-        behaviour_logits={"action": np.zeros((T, B, 2), np.float32)},
+        behaviour_logits={"action": policies},
         initial_carry=carry,
     )
 
@@ -53,22 +71,25 @@ def main() -> int:
         "A2C": make_actor_critic,
         "PPO": partial(make_ppo, epochs=2, minibatches=1, normalize_advantage=False),
     }
-    for body, (name, make_agent) in itertools.product(("Linear", "LSTM"), agents.items()):
+    for body, (name, make_agent), kind in itertools.product(
+        ("Linear", "LSTM"), agents.items(), SPECS
+    ):
+        spec = SPECS[kind]
         network = ModularNetwork(
-            spec=SPEC,
+            spec=spec,
             network_body=body,
             normalize=False,
             hidden_size=32,
             zscore_norm_env=body == "Linear",
         )
-        agent = make_agent(network, SPEC)
+        agent = make_agent(network, spec)
         optimizer = make_rmsprop(7e-4, max_grad_norm=0.5)
         state = init_train_state(agent, optimizer, jax.random.PRNGKey(0))
         rng = np.random.default_rng(1)
         carry = jax.tree.map(
             lambda x, rng=rng: rng.normal(size=x.shape).astype(np.float32), agent.initial_carry(B)
         )
-        traj = trajectory(rng, carry)
+        traj = trajectory(rng, carry, kind)
         valid = ~traj.first[1:]
         # Uneven sample counts per device: a plain mean of the two gradients would be wrong.
         assert valid[:, : B // 2].sum() != valid[:, B // 2 :].sum()
@@ -93,7 +114,7 @@ def main() -> int:
             jax.tree.leaves((towered_state.params, towered_metrics)),
             strict=True,
         ):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=f"{name} {body}")
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=f"{name} {body} {kind}")
             worst = max(worst, float(np.max(np.abs(np.asarray(a) - np.asarray(b)))))
     print(f"max abs difference {worst:.3g}")
     return 0
