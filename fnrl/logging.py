@@ -5,9 +5,8 @@ Impure: writes files and reads the clock. Layout of a run::
     {log_dir}/{env_id}/{run_id}/
         config.json        every setting of the run (sorted keys, indent 4)
         train_log.txt      one line per summary
-        events.out.tfevents.*   one file per start of the run (a resume adds one, which starts
-                                with the event that makes tensorboard drop the steps the
-                                earlier starts logged after the resume point)
+        events.out.tfevents.*   one file per start of the run (a resume adds one; tensorboard
+                                merges them and drops the steps a resume repeats)
         checkpoints/step_{N}/
         eval/              results of ``python -m fnrl.evaluate``
 """
@@ -18,8 +17,6 @@ import fcntl
 import json
 import math
 import os
-import socket
-import struct
 import threading
 import time
 from collections import deque
@@ -27,9 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tensorboardX.proto.event_pb2 import Event, SessionLog
-from tensorboardX.proto.summary_pb2 import Summary
-from tensorboardX.record_writer import masked_crc32c
+from tensorboardX import SummaryWriter
 
 # Tensorboard names of the learner metrics, adept's where adept had one.
 _METRIC_TAGS = {
@@ -96,84 +91,15 @@ class RunDirectoryLock:
             self._fd = -1
 
 
-class LogWriteError(OSError):
-    """A file of the run's logs could not be written (a full disk...); the message names it."""
-
-
-def _write_error(path: Path, error: OSError) -> LogWriteError:
-    reason = f"[Errno {error.errno}] {error.strerror}" if error.errno else str(error)
-    return LogWriteError(f"cannot write {path}: {reason}")
-
-
 def write_config(run_dir: Path, config: Mapping[str, Any]) -> None:
-    """Writes ``config.json`` (sorted keys, indent 4) atomically: temp file, fsync, rename.
-
-    Raises:
-        LogWriteError: the file could not be written (naming it and the OS error).
-    """
+    """Writes ``config.json`` (sorted keys, indent 4) atomically: temp file, fsync, rename."""
     path = Path(run_dir) / "config.json"
     tmp = path.with_name(f".config.json.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w") as f:
-            f.write(json.dumps(config, sort_keys=True, indent=4))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise _write_error(path, e) from e
-
-
-class EventFile:
-    """A tensorboard event file, written by the calling thread (the TFRecord format).
-
-    tensorboardX's ``SummaryWriter`` hands its events to a writer thread through a bounded
-    queue: when a write fails (a full disk) that thread dies and the next ``put`` blocks
-    forever. Here each event is written in the call, which raises the ``OSError`` of a failed
-    write, so no call can block on a dead writer.
-
-    The file is named as tensorboard expects, ``events.out.tfevents.{seconds}.{host}``, with a
-    ``.N`` suffix when a file of that second exists (names sort in the order of creation, the
-    order in which tensorboard reads them). It starts with the file version event; with
-    ``purge_step``, then with a session start at that step, on which tensorboard drops the
-    steps at or after it that earlier files hold.
-    """
-
-    def __init__(self, directory: Path, *, purge_step: int | None = None) -> None:
-        name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}"
-        for attempt in range(1000):
-            self.path = Path(directory) / (name if attempt == 0 else f"{name}.{attempt}")
-            try:
-                self._file = open(self.path, "xb")  # noqa: SIM115 (closed by close())
-            except FileExistsError:
-                continue
-            break
-        else:
-            raise FileExistsError(f"no free event file name {name}.N in {directory}")
-        self.write(Event(wall_time=time.time(), file_version="brain.Event:2"))
-        if purge_step is not None:
-            start = SessionLog(status=SessionLog.START)
-            self.write(Event(wall_time=time.time(), step=purge_step, session_log=start))
-
-    def scalar(self, tag: str, value: float, step: int) -> None:
-        """Appends the scalar ``value`` of ``tag`` at ``step``."""
-        summary = Summary(value=[Summary.Value(tag=tag, simple_value=value)])
-        self.write(Event(wall_time=time.time(), step=step, summary=summary))
-
-    def write(self, event: Event) -> None:
-        """Appends one event: length, its checksum, the serialized event, its checksum."""
-        data = event.SerializeToString()
-        header = struct.pack("<Q", len(data))
-        crcs = struct.pack("<I", masked_crc32c(header)), struct.pack("<I", masked_crc32c(data))
-        self._file.write(header + crcs[0] + data + crcs[1])
-
-    def flush(self) -> None:
-        """Hands the buffered events to the OS."""
-        self._file.flush()
-
-    def close(self) -> None:
-        """Flushes and closes the file (closed even when the flush fails)."""
-        self._file.close()
+    with open(tmp, "w") as f:
+        f.write(json.dumps(config, sort_keys=True, indent=4))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 class RunLogger:
@@ -181,87 +107,33 @@ class RunLogger:
 
     Scalars are keyed by environment steps (adept's x axis). Episode returns are written as they
     come; learner metrics at most once every ``summary_frequency`` seconds (adept's
-    ``--summary-frequency``), plus whenever ``force`` is given; the event file is flushed as
-    often. A resumed run opens a logger on the same directory with ``resume_step``: the text log
-    is appended to and a new event file is added.
-
-    Every write happens in the call, under the logger's lock. The first one that fails raises
-    :class:`LogWriteError` (naming the file and the OS error), which is then ``failure``; from
-    then on the logger writes nothing, and its other calls return at once.
-
-    Args:
-        run_dir: the run directory.
-        config: every setting of the run, for ``config.json``.
-        summary_frequency: seconds between two summaries of the learner metrics.
-        resume_step: the step a resumed run continues from; tensorboard then drops what an
-            earlier start of the run logged after it.
-
-    Raises:
-        LogWriteError: ``config.json``, the text log or the event file cannot be written.
+    ``--summary-frequency``), plus whenever ``force`` is given. A resumed run opens a logger
+    on the same directory: the text log is appended to and a new event file is added.
     """
 
-    def __init__(
-        self,
-        run_dir: Path,
-        config: Mapping[str, Any],
-        summary_frequency: float,
-        *,
-        resume_step: int | None = None,
-    ) -> None:
+    def __init__(self, run_dir: Path, config: Mapping[str, Any], summary_frequency: float):
         self.run_dir = Path(run_dir)
         write_config(self.run_dir, config)
         self._lock = threading.RLock()
-        self._text_path = self.run_dir / "train_log.txt"
-        try:
-            self._text = open(self._text_path, "a", buffering=1)  # noqa: SIM115
-        except OSError as e:
-            raise _write_error(self._text_path, e) from e
-        purge_step = None if resume_step is None else resume_step + 1
-        try:
-            self._events = EventFile(self.run_dir, purge_step=purge_step)
-        except OSError as e:
-            self._text.close()
-            raise _write_error(Path(e.filename or self.run_dir), e) from e
+        self._text = open(self.run_dir / "train_log.txt", "a", buffering=1)  # noqa: SIM115
+        self._writer = SummaryWriter(str(self.run_dir), flush_secs=summary_frequency)
         self._summary_frequency = summary_frequency
         self._last_summary = -math.inf
-        self._last_flush = time.monotonic()
-        self.failure: LogWriteError | None = None
         self.recent_returns: deque[float] = deque(maxlen=100)
-
-    def _failed(self, path: Path, error: OSError) -> LogWriteError:
-        self.failure = _write_error(path, error)
-        return self.failure
-
-    def _scalar(self, tag: str, value: float, step: int) -> None:
-        try:
-            self._events.scalar(tag, value, step)
-            if time.monotonic() - self._last_flush >= self._summary_frequency:
-                self._events.flush()
-                self._last_flush = time.monotonic()
-        except OSError as e:
-            raise self._failed(self._events.path, e) from e
-
-    def _line(self, text: str) -> None:
-        try:
-            self._text.write(text + "\n")
-        except OSError as e:
-            raise self._failed(self._text_path, e) from e
 
     def episode(self, step: int, returns: float, length: int) -> None:
         """Logs a finished whole game (unclipped return, length in agent steps)."""
         with self._lock:
             self.recent_returns.append(returns)
-            if self.failure is None:
-                self._scalar("reward/train", returns, step)
-                self._scalar("episode/length", length, step)
+            self._writer.add_scalar("reward/train", returns, step)
+            self._writer.add_scalar("episode/length", length, step)
 
     def eval_episode(self, step: int, returns: float, length: int) -> None:
         """Logs a game of the evaluation thread, played with the params of training ``step``."""
         with self._lock:
-            if self.failure is None:
-                self._scalar("reward/eval", returns, step)
-                self._scalar("episode/eval_length", length, step)
-                self._line(f"EVAL: STEP: {step} REWARD: {returns:.2f} LENGTH: {length}")
+            self._writer.add_scalar("reward/eval", returns, step)
+            self._writer.add_scalar("episode/eval_length", length, step)
+            self._text.write(f"EVAL: STEP: {step} REWARD: {returns:.2f} LENGTH: {length}\n")
 
     def mean_recent_return(self, count: int = 100) -> float:
         """Mean return of the last ``count`` episodes (at most 100), nan before the first."""
@@ -279,13 +151,12 @@ class RunLogger:
         if not force and now - self._last_summary < self._summary_frequency:
             return False
         with self._lock:
-            if self.failure is not None:
-                return False
             self._last_summary = now
             for name, value in metrics.items():
-                self._scalar(_METRIC_TAGS.get(name, f"metric/{name}"), float(value), step)
+                tag = _METRIC_TAGS.get(name, f"metric/{name}")
+                self._writer.add_scalar(tag, float(value), step)
             reward = self.mean_recent_return()
-            self._line(
+            self.line(
                 f"STEP: {step} REWARD: {reward:.2f} "
                 + " ".join(f"{name.upper()}: {float(value):.4g}" for name, value in metrics.items())
             )
@@ -294,24 +165,10 @@ class RunLogger:
     def line(self, text: str) -> None:
         """Appends one line to ``train_log.txt``."""
         with self._lock:
-            if self.failure is None:
-                self._line(text)
+            self._text.write(text + "\n")
 
     def close(self) -> None:
-        """Flushes and closes the event file and the text log.
-
-        Both are closed even when a flush fails, which raises only if no write failed before.
-        """
+        """Flushes and closes the event file and the text log."""
         with self._lock:
-            earlier = self.failure
-            for path, close in [
-                (self._events.path, self._events.close),
-                (self._text_path, self._text.close),
-            ]:
-                try:
-                    close()
-                except OSError as e:
-                    if self.failure is None:
-                        self._failed(path, e).__cause__ = e
-            if self.failure is not earlier:
-                raise self.failure
+            self._writer.close()
+            self._text.close()
