@@ -4,49 +4,17 @@ Multi-process runs are two ``python -m fnrl.train towered`` processes on 127.0.0
 """
 
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from process_helpers import free_port, start_towered_process, start_train
 
 from fnrl.checkpoint import list_checkpoints
 
 _NO_BUDGET = ("-mts", "10000000")  # runs until stopped
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(mode: str, log_dir: Path, *flags: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "fnrl.train", mode, "--log-dir", str(log_dir), "-n", "4", *flags],
-        env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _start_towered(port: int, index: int, log_dir: Path, *flags: str) -> subprocess.Popen:
-    return _start(
-        "towered",
-        log_dir,
-        "--coordinator-address",
-        f"127.0.0.1:{port}",
-        "--num-processes",
-        "2",
-        "--process-id",
-        str(index),
-        *flags,
-    )
 
 
 def _wait_for_training(log_dir: Path, processes: list[subprocess.Popen]) -> None:
@@ -77,7 +45,7 @@ def _end(processes: list[subprocess.Popen]) -> None:
 def test_a_signal_stops_a_local_run_with_a_checkpoint_and_128_plus_its_number(
     tmp_path, signum, code
 ):
-    processes = [_start("local", tmp_path, *_NO_BUDGET)]
+    processes = [start_train("local", tmp_path, *_NO_BUDGET)]
     try:
         _wait_for_training(tmp_path, processes)
         processes[0].send_signal(signum)
@@ -93,9 +61,9 @@ def test_a_signal_stops_a_local_run_with_a_checkpoint_and_128_plus_its_number(
 def test_sigterm_to_one_process_stops_the_whole_run_with_a_checkpoint(tmp_path):
     # JAX's preemption service would swallow SIGTERM; the signalled process exits 143 and its
     # peer, stopped at the same update, 130.
-    port = _free_port()
+    port = free_port()
     flags = (*_NO_BUDGET, "--heartbeat-timeout", "10")
-    processes = [_start_towered(port, i, tmp_path / f"p{i}", *flags) for i in range(2)]
+    processes = [start_towered_process(port, i, tmp_path / f"p{i}", *flags) for i in range(2)]
     try:
         _wait_for_training(tmp_path / "p0", processes)
         processes[1].send_signal(signal.SIGTERM)
@@ -109,9 +77,9 @@ def test_sigterm_to_one_process_stops_the_whole_run_with_a_checkpoint(tmp_path):
 
 
 def test_an_unreachable_coordinator_fails_within_the_heartbeat_timeout(tmp_path):
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     started = time.monotonic()
-    process = _start_towered(port, 1, tmp_path, "--heartbeat-timeout", "2")
+    process = start_towered_process(port, 1, tmp_path, "--heartbeat-timeout", "2")
     try:
         _, err = process.communicate(timeout=60)
         assert time.monotonic() - started < 20  # JAX alone: 5 minutes, then an abort
@@ -128,9 +96,9 @@ def test_an_unreachable_coordinator_fails_within_the_heartbeat_timeout(tmp_path)
 @pytest.mark.parametrize("frozen", [0, 1])
 def test_a_frozen_peer_ends_the_other_process_with_one_line_within_the_timeout(tmp_path, frozen):
     # JAX's runtime would abort it after the heartbeat timeout with a C++ check-failure trace.
-    port = _free_port()
+    port = free_port()
     flags = (*_NO_BUDGET, "--heartbeat-timeout", "5")
-    processes = [_start_towered(port, i, tmp_path / f"p{i}", *flags) for i in range(2)]
+    processes = [start_towered_process(port, i, tmp_path / f"p{i}", *flags) for i in range(2)]
     try:
         _wait_for_training(tmp_path / "p0", processes)
         processes[frozen].send_signal(signal.SIGSTOP)

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from process_helpers import free_port, start_towered_process
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from fnrl.agents import make_actor_critic
@@ -41,12 +41,6 @@ def _train(*flags: str, devices: int = 1, timeout: float = 300) -> subprocess.Co
         text=True,
         timeout=timeout,
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _meta(log_dir: Path) -> dict:
@@ -196,36 +190,10 @@ def test_towered_on_two_devices_learns_cartpole(tmp_path):
     assert np.mean(returns[-20:]) >= 475, np.mean(returns[-20:])
 
 
-def _start_process(port: int, index: int, log_dir: Path, *flags: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "fnrl.train",
-            "towered",
-            "--coordinator-address",
-            f"127.0.0.1:{port}",
-            "--num-processes",
-            "2",
-            "--process-id",
-            str(index),
-            "--log-dir",
-            str(log_dir),
-            "-n",
-            "4",
-            *flags,
-        ],
-        env=_env(1),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def test_two_processes_train_together_and_only_process_0_writes(tmp_path):
-    port = _free_port()
+    port = free_port()
     logs = [tmp_path / "process0", tmp_path / "process1"]
-    processes = [_start_process(port, i, logs[i], "-mts", "2000") for i in range(2)]
+    processes = [start_towered_process(port, i, logs[i], "-mts", "2000") for i in range(2)]
     outputs = [p.communicate(timeout=300) for p in processes]
     for process, (_, err) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, err[-3000:]
@@ -237,9 +205,9 @@ def test_two_processes_train_together_and_only_process_0_writes(tmp_path):
 
     # Both resume from process 0's checkpoint, which process 1 receives, and train on together.
     (run_dir,) = logs[0].glob("*/*")
-    port = _free_port()
+    port = free_port()
     flags = ("--resume", str(run_dir), "-mts", "3000")
-    processes = [_start_process(port, i, logs[i], *flags) for i in range(2)]
+    processes = [start_towered_process(port, i, logs[i], *flags) for i in range(2)]
     outputs = [p.communicate(timeout=300) for p in processes]
     for process, (_, err) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, err[-3000:]
@@ -251,9 +219,9 @@ def test_two_processes_train_together_and_only_process_0_writes(tmp_path):
 
 
 def test_killing_one_process_makes_the_other_exit_with_an_error(tmp_path):
-    port = _free_port()
+    port = free_port()
     flags = ("-mts", "10000000", "--heartbeat-timeout", "5")
-    processes = [_start_process(port, i, tmp_path / f"p{i}", *flags) for i in range(2)]
+    processes = [start_towered_process(port, i, tmp_path / f"p{i}", *flags) for i in range(2)]
     try:
         deadline = time.monotonic() + 120
         while not list(tmp_path.glob("p0/*/*/checkpoints/step_*")):  # training has started
