@@ -541,7 +541,7 @@ def make_config(config_class: type[TrainConfig] = TrainConfig, /, **settings: An
 
     The class is ``config_class`` with the settings of the agent named by ``settings["agent"]``
     (or the mode's default agent) added (:func:`agent_config_class`). The preset is the one of
-    env's kind (:func:`preset` of :func:`fnrl.envs.env_kind`), with the agent's own preset for
+    the env's kind (:func:`preset` of :func:`fnrl.envs.env_kind`), with the agent's own preset for
     that kind over it: images keep adept's defaults, vectors get :data:`VECTOR_PRESET`,
     continuous actions :data:`CONTINUOUS_PRESET`. The config returned holds every effective value.
 

@@ -44,12 +44,12 @@ __all__ = [
     "GymnasiumEnv",
     "SpaceConverter",
     "atari_task_id",
+    "env_kind",
     "first_timestep",
     "import_env_module",
     "is_envpool_task",
     "make_atari_env",
     "make_env",
-    "env_kind",
     "make_envpool_env",
     "next_timestep",
 ]

@@ -93,7 +93,7 @@ def exit_now(message: str) -> NoReturn:
 def _join_watchdog(config: ToweredConfig) -> Iterator[None]:
     """Ends the process with one line if the processes have not all joined within the timeout."""
     joined = threading.Event()
-    seconds = config.heartbeat_timeout
+    seconds, address = config.heartbeat_timeout, config.coordinator_address
     where = f"within {seconds} s (process {config.process_id} of {config.num_processes})"
 
     def watch() -> None:
@@ -101,11 +101,10 @@ def _join_watchdog(config: ToweredConfig) -> Iterator[None]:
             return
         if config.process_id == 0:
             exit_now(f"not every process joined the coordinator at {address} {where}")
-        if _answers(config.coordinator_address):
+        if _answers(address):
             exit_now(f"the coordinator at {address} answered, but not every process joined {where}")
         exit_now(f"could not reach the coordinator at {address} {where}")
 
-    address = config.coordinator_address
     threading.Thread(target=watch, name="join-watchdog", daemon=True).start()
     try:
         yield
