@@ -236,6 +236,19 @@ PPO = AgentPlugin(
     },
     # CleanRL's ppo.py on classic control: 4 envs of 128-step rollouts, raw observations (with
     # running normalization PPO's greedy CartPole return at 150k steps drops from 500 to 193).
-    presets={"vector": {"nb_env": 4, "exp_length": 128, "zscore_norm_env": False}},
+    presets={
+        "vector": {"nb_env": 4, "exp_length": 128, "zscore_norm_env": False},
+        # CleanRL's ppo_continuous_action.py on MuJoCo: 2048 steps per rollout (4 envs x 512
+        # here, 1 x 2048 there), 10 epochs of 32 minibatches, Adam 3e-4, value coefficient 0.5,
+        # no entropy bonus; running observation normalization from the continuous preset.
+        "continuous": {
+            "nb_env": 4,
+            "exp_length": 512,
+            "epochs": 10,
+            "minibatches": 32,
+            "learning_rate": 3e-4,
+            "value_coef": 0.5,
+        },
+    },
     help="PPO (Schulman et al. 2017): clipped surrogate, epochs of shuffled minibatches",
 )
