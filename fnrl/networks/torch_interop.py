@@ -22,6 +22,14 @@ wrappers, so the torch twin has no place for them. ``to_torch_state_dict`` leave
 ``from_torch_state_dict`` returns the other collections; keep the statistics beside the
 ``state_dict`` and add them back (``{**variables, "obs_stats": obs_stats}``).
 
+adept's own key names: ``to_adept_state_dict`` and ``from_adept_state_dict`` write and read
+the ``state_dict`` of adept's 2018 ``ModularNetwork`` itself (what adept saves as
+``model_<step>.pth``), with one pathway per observation in ``trunk.pathways.<name>``, the body in
+``body``, the action and critic heads in ``head.heads.<name>`` and the ResNet stages in
+``_resnet``, plus the constant mask buffer ``b`` of each self-attention; ``adept_layout`` lists
+the renaming. adept's ``ResNet50`` built the pre-activation network, so its checkpoints load
+into fnrl's ``ResNet50V2`` (``fnrl_network_name`` maps adept's network names to fnrl's).
+
 Conversions are transposes, so fnrl → torch → fnrl is bit-exact. The ``torch`` optional extra
 (``pip install 'fnrl[torch]'``) provides PyTorch; this module imports it only when called, and
 the rest of fnrl never does.
@@ -31,6 +39,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -38,10 +47,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fnrl.networks import registry
 from fnrl.networks._layers import BatchNorm
 from fnrl.networks.bodies import LSTMCell
 from fnrl.networks.modular import ModularNetwork
+from fnrl.networks.modules import MultiHeadSelfAttention
 from fnrl.networks.zscore import OBS_STATS
+from fnrl.specs import is_continuous
 from fnrl.types import Params
 
 _INSTALL_HINT = "fnrl.networks.torch_interop needs PyTorch: pip install 'fnrl[torch]'"
@@ -64,6 +76,13 @@ class TorchTensor(NamedTuple):
     key: str  # torch state_dict key, e.g. "trunk_screen.conv1.weight"
     to_torch: Callable[[np.ndarray], np.ndarray]  # flax layout -> torch layout
     from_torch: Callable[[np.ndarray], np.ndarray]  # torch layout -> flax layout
+
+
+def _to_numpy(tensor: Any) -> np.ndarray:
+    """A torch tensor (on any device) or an array as a numpy array."""
+    if hasattr(tensor, "detach"):
+        tensor = tensor.detach().cpu().numpy()
+    return np.asarray(tensor)
 
 
 def _identity(x: np.ndarray) -> np.ndarray:
@@ -115,17 +134,22 @@ def _example_inputs(network: ModularNetwork) -> tuple[tuple, dict]:
     return (network.initial_carry(1), obs, jnp.ones((1,), bool)), {"train": False}
 
 
-def _trace(network: nn.Module, args: tuple, kwargs: dict) -> tuple[Any, dict]:
-    """Shapes of ``network.init`` and the class of every submodule by path, without computing."""
+def _trace(network: nn.Module, args: tuple, kwargs: dict) -> tuple[Any, dict, dict]:
+    """Shapes of ``network.init``, the class of every submodule by path, and the (length,
+    causal) of every self-attention by path, without computing."""
     classes: dict[tuple[str, ...], type] = {}
+    attention: dict[tuple[str, ...], tuple[int, bool]] = {}
 
     def record(next_fun, call_args, call_kwargs, context):
-        classes[context.module.path] = type(context.module)
+        module = context.module
+        classes[module.path] = type(module)
+        if isinstance(module, MultiHeadSelfAttention) and context.method_name == "__call__":
+            attention[module.path] = (int(call_args[0].shape[-2]), bool(module.causal))
         return next_fun(*call_args, **call_kwargs)
 
     with nn.intercept_methods(record):
         shapes = jax.eval_shape(lambda: network.init(jax.random.key(0), *args, **kwargs))
-    return shapes, classes
+    return shapes, classes, attention
 
 
 def _entry(collection: str, path: tuple[str, ...], classes: dict) -> TorchTensor:
@@ -172,23 +196,30 @@ def _flatten(tree: Mapping, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...
     return flat
 
 
-def _layout_of(network: nn.Module, args: tuple, kwargs: dict):
-    shapes, classes = _trace(network, args, kwargs)
+class _Layout(NamedTuple):
+    entries: tuple[TorchTensor, ...]  # in flax collection and path order
+    templates: dict[str, Any]  # torch key -> jax.ShapeDtypeStruct of the flax array
+    classes: dict[tuple[str, ...], type]  # module path -> module class
+    attention: dict[tuple[str, ...], tuple[int, bool]]  # attention path -> (length, causal)
+
+
+def _layout_of(network: nn.Module, args: tuple, kwargs: dict) -> _Layout:
+    shapes, classes, attention = _trace(network, args, kwargs)
     entries, templates = [], {}
     for collection in sorted(set(shapes) - {OBS_STATS}):  # observation preprocessing
         for path, shape in _flatten(shapes[collection]).items():
             entry = _entry(collection, path, classes)
             entries.append(entry)
             templates[entry.key] = shape
-    return tuple(entries), templates
+    return _Layout(tuple(entries), templates, classes, attention)
 
 
 @functools.lru_cache(maxsize=32)
-def _modular_layout(network: ModularNetwork):
+def _modular_layout(network: ModularNetwork) -> _Layout:
     return _layout_of(network, *_example_inputs(network))
 
 
-def _layout(network: nn.Module, args: tuple, kwargs: dict):
+def _layout(network: nn.Module, args: tuple, kwargs: dict) -> _Layout:
     if not args and not kwargs:
         if not isinstance(network, ModularNetwork):
             raise ValueError(
@@ -211,7 +242,7 @@ def torch_layout(network: nn.Module, *example_args: Any, **example_kwargs: Any) 
     Returns:
         A tuple of ``TorchTensor``, in flax collection and path order.
     """
-    return _layout(network, example_args, example_kwargs)[0]
+    return _layout(network, example_args, example_kwargs).entries
 
 
 def to_torch_state_dict(
@@ -234,7 +265,7 @@ def to_torch_state_dict(
         ImportError: PyTorch is not installed.
     """
     torch = _torch()
-    entries, templates = _layout(network, example_args, example_kwargs)
+    entries, templates, *_ = _layout(network, example_args, example_kwargs)
     flat = {name: _flatten(tree) for name, tree in params.items() if isinstance(tree, Mapping)}
     state_dict = {}
     for entry in entries:
@@ -276,7 +307,7 @@ def from_torch_state_dict(
         ValueError: keys are missing or unexpected (the message lists them), or a tensor has
             the wrong shape (the message names it and both shapes).
     """
-    entries, templates = _layout(network, example_args, example_kwargs)
+    entries, templates, *_ = _layout(network, example_args, example_kwargs)
     expected = {entry.key for entry in entries}
     missing = sorted(expected - set(state_dict))
     unexpected = sorted(set(state_dict) - expected)
@@ -287,10 +318,7 @@ def from_torch_state_dict(
         )
     variables: dict[str, Any] = {}
     for entry in entries:
-        tensor = state_dict[entry.key]
-        if hasattr(tensor, "detach"):
-            tensor = tensor.detach().cpu().numpy()
-        value = entry.from_torch(np.asarray(tensor))
+        value = entry.from_torch(_to_numpy(state_dict[entry.key]))
         template = templates[entry.key]
         if value.shape != template.shape:
             raise ValueError(
@@ -302,3 +330,271 @@ def from_torch_state_dict(
             node = node.setdefault(name, {})
         node[entry.path[-1]] = jnp.asarray(value.astype(template.dtype, copy=False))
     return variables
+
+
+# adept's layout ------------------------------------------------------------------------------
+
+# adept's registries (``adept/networks/__init__.py``, 2018) -> the fnrl network of the same
+# weights and computation. adept's ``ResNet50`` built ``resnet50v2()``, the pre-activation
+# network, so its checkpoints load into fnrl's ``ResNet50V2``; fnrl's ``ResNet50`` is the
+# post-activation network, which adept did not have.
+ADEPT_VISION_NETWORKS: Mapping[str, str] = MappingProxyType(
+    {
+        "FourConv": "FourConv",
+        "FourConvLarger": "FourConvLarger",
+        "FourConvSpatialAttention": "FourConvSpatialAttention",
+        "Mnih2013": "Mnih2013",
+        "Nature": "Nature",
+        "ResNet18": "ResNet18",
+        "ResNet18V2": "ResNet18V2",
+        "ResNet34": "ResNet34",
+        "ResNet34V2": "ResNet34V2",
+        "ResNet50": "ResNet50V2",
+        "ResNet50V2": "ResNet50V2",
+        "ResNet101": "ResNet101",
+        "ResNet101V2": "ResNet101V2",
+        "ResNet152": "ResNet152",
+        "ResNet152V2": "ResNet152V2",
+    }
+)
+ADEPT_DISCRETE_NETWORKS: Mapping[str, str] = MappingProxyType({"Identity": "Identity"})
+ADEPT_NETWORK_BODIES: Mapping[str, str] = MappingProxyType(
+    {name: name for name in ("Linear", "LSTM", "Mnih2013Linear", "Mnih2013LSTM")}
+)
+
+
+def fnrl_network_name(adept_name: str, kind: str = "vision") -> str:
+    """The fnrl registry name of adept's network ``adept_name`` (``"ResNet50"`` → ``"ResNet50V2"``).
+
+    Args:
+        adept_name: a name from adept's ``--network-vision``, ``--network-discrete`` or
+            ``--network-body`` choices.
+        kind: ``"vision"``, ``"discrete"`` or ``"body"``.
+
+    Raises:
+        ValueError: adept had no such network (the message lists adept's names).
+    """
+    tables = {
+        "vision": ADEPT_VISION_NETWORKS,
+        "discrete": ADEPT_DISCRETE_NETWORKS,
+        "body": ADEPT_NETWORK_BODIES,
+    }
+    if kind not in tables:
+        raise ValueError(f"kind must be one of {sorted(tables)}, got {kind!r}")
+    try:
+        return tables[kind][adept_name]
+    except KeyError:
+        raise ValueError(
+            f"adept had no {kind} network {adept_name!r}; its names: {', '.join(tables[kind])}"
+        ) from None
+
+
+class _AdeptLayout(NamedTuple):
+    keys: dict[str, str]  # fnrl torch key -> adept key
+    shapes: dict[str, tuple[int, ...]]  # adept key -> torch shape
+    masks: dict[str, np.ndarray]  # adept key -> the constant attention mask adept stores
+
+
+def _adept_names(
+    given: Mapping[str, str] | None, fnrl_keys: Any, defaults: dict[str, str], what: str
+) -> dict[str, str]:
+    names = {key: key for key in fnrl_keys} | defaults | dict(given or {})
+    for key, name in names.items():
+        if key not in fnrl_keys:
+            raise ValueError(f"{what}_names names {key!r}, which is not one of {sorted(fnrl_keys)}")
+        if not isinstance(name, str) or not name or "." in name:
+            raise ValueError(
+                f"adept {what} name {name!r} for {key!r} must be a non-empty str without '.'"
+            )
+    return names
+
+
+@functools.lru_cache(maxsize=32)
+def _adept_layout(
+    network: ModularNetwork, obs_names: tuple | None, action_names: tuple | None
+) -> _AdeptLayout:
+    if not isinstance(network, ModularNetwork):
+        raise ValueError(
+            f"adept's layout is that of adept's ModularNetwork; got a {type(network).__name__}"
+        )
+    layout = _modular_layout(network)
+    spec = network.spec
+    resnet_v1_50 = registry.VISION_NETWORKS["ResNet50"]
+    if any(layout.classes.get((f"trunk_{key}",)) is resnet_v1_50 for key in spec.observations):
+        raise ValueError(
+            "fnrl's ResNet50 is the post-activation network, which adept did not have: adept's "
+            "ResNet50 built the pre-activation one. Use vision_network='ResNet50V2', which "
+            "loads adept's ResNet50 and ResNet50V2 checkpoints"
+        )
+    single = len(spec.observations) == 1 and set(spec.observations) <= {"screen", "obs"}
+    obs = _adept_names(
+        dict(obs_names) if obs_names else None,
+        spec.observations,
+        {key: "Box" for key in spec.observations} if single else {},
+        "observation",
+    )
+    action_defaults = {}
+    if set(spec.actions) == {"action"}:
+        action_defaults["action"] = "Box" if is_continuous(spec.actions["action"]) else "Discrete"
+    actions = _adept_names(
+        dict(action_names) if action_names else None, spec.actions, action_defaults, "action"
+    )
+    resnets = tuple(
+        registry.VISION_NETWORKS[ADEPT_VISION_NETWORKS[name]]
+        for name in ADEPT_VISION_NETWORKS
+        if name.startswith("ResNet")
+    )
+    prefixes = {f"trunk_{key}": f"trunk.pathways.{name}" for key, name in obs.items()}
+    prefixes |= {f"head_{key}": f"head.heads.{name}" for key, name in actions.items()}
+    prefixes["critic"] = "head.heads.critic"
+
+    def rename(key: str) -> str:
+        first, _, rest = key.partition(".")
+        cls = layout.classes.get((first,))
+        if cls is not None and issubclass(cls, resnets) and rest.startswith("resnet."):
+            rest = "_" + rest  # adept's BaseResNet keeps its stages as ``_resnet``
+        first = prefixes.get(first, first)
+        return f"{first}.{rest}" if rest else first
+
+    keys, shapes = {}, {}
+    for entry in layout.entries:
+        keys[entry.key] = rename(entry.key)
+        zeros = np.broadcast_to(np.float32(0), layout.templates[entry.key].shape)
+        shapes[keys[entry.key]] = entry.to_torch(zeros).shape
+    masks = {}
+    for path, (length, causal) in layout.attention.items():
+        ones = np.ones((length, length), np.float32)
+        masks[rename(".".join((*path, "b")))] = (np.tril(ones) if causal else ones)[None, None]
+    adept_keys = [*keys.values(), *masks]
+    if len(set(adept_keys)) != len(adept_keys):
+        clashes = sorted({key for key in adept_keys if adept_keys.count(key) > 1})
+        raise ValueError(
+            f"adept key(s) {clashes} name more than one array; pass observation_names / "
+            "action_names that keep the names apart"
+        )
+    return _AdeptLayout(keys, shapes, masks)
+
+
+def _frozen(names: Mapping[str, str] | None) -> tuple | None:
+    return None if names is None else tuple(sorted(names.items()))
+
+
+def adept_layout(
+    network: ModularNetwork,
+    *,
+    observation_names: Mapping[str, str] | None = None,
+    action_names: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The adept ``state_dict`` key of every key of ``network``'s fnrl ``state_dict``.
+
+    adept's 2018 ``ModularNetwork`` (``adept/networks/_base.py``) keeps one pathway per
+    observation in ``trunk.pathways.<name>``, the body in ``body`` and the sorted linear heads,
+    the critic's too, in ``head.heads.<name>``; its ResNets keep their stages in ``_resnet``.
+    fnrl's layout says ``trunk_<key>``, ``body``, ``head_<key>``, ``critic`` and ``resnet``;
+    inside the modules the names agree. adept names a single observation or action space
+    after its gym class: fnrl's ``"screen"`` / ``"obs"`` observation is ``Box`` and its
+    ``"action"`` is ``Discrete`` (``Box`` when continuous); Dict entries keep their names.
+    Each self-attention also stores adept's constant mask buffer ``<module>.b``
+    ``[1, 1, N, N]``, which this mapping leaves out (``to_adept_state_dict`` writes it).
+
+    Args:
+        network: the fnrl network.
+        observation_names: fnrl observation key → adept name, overriding the defaults (e.g.
+            ``{"obs": "Discrete"}`` for a one-hot Discrete observation).
+        action_names: fnrl action key → adept name, likewise.
+
+    Returns:
+        ``{fnrl key: adept key}`` for every array of ``to_torch_state_dict``.
+
+    Raises:
+        ValueError: ``network`` uses fnrl's (post-activation) ``ResNet50``, which adept did
+            not have; or the names are not keys of the spec, contain ``'.'`` or collide.
+    """
+    layout = _adept_layout(network, _frozen(observation_names), _frozen(action_names))
+    return dict(layout.keys)
+
+
+def to_adept_state_dict(
+    params: Params,
+    network: ModularNetwork,
+    *,
+    observation_names: Mapping[str, str] | None = None,
+    action_names: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The ``state_dict`` of adept's own network holding ``params`` (see ``adept_layout``).
+
+    It loads with ``load_state_dict(..., strict=True)`` into adept's ``ModularNetwork`` built
+    with the same trunk, body and heads, the attention masks included.
+
+    Args:
+        params: flax variables of ``network``.
+        network: the fnrl network they belong to.
+        observation_names, action_names: see ``adept_layout``.
+
+    Returns:
+        ``{adept key: torch.Tensor}``.
+
+    Raises:
+        ValueError: as ``adept_layout`` and ``to_torch_state_dict``.
+        ImportError: PyTorch is not installed.
+    """
+    layout = _adept_layout(network, _frozen(observation_names), _frozen(action_names))
+    torch = _torch()
+    state_dict = to_torch_state_dict(params, network)
+    adept = {layout.keys[key]: tensor for key, tensor in state_dict.items()}
+    adept.update({key: torch.from_numpy(mask.copy()) for key, mask in layout.masks.items()})
+    return adept
+
+
+def from_adept_state_dict(
+    state_dict: Mapping[str, Any],
+    network: ModularNetwork,
+    *,
+    observation_names: Mapping[str, str] | None = None,
+    action_names: Mapping[str, str] | None = None,
+) -> Params:
+    """Flax variables for ``network`` from a ``state_dict`` of adept's own network.
+
+    Every key must be there and no other (the attention masks ``*.attention.b`` included,
+    which must hold the mask fnrl's attention applies); an adept ``ResNet50`` checkpoint loads
+    into ``vision_network="ResNet50V2"`` (``fnrl_network_name``).
+
+    Args:
+        state_dict: ``{key: torch.Tensor or array}``, e.g. ``torch.load("model_<step>.pth")``.
+        network: the fnrl network to load into.
+        observation_names, action_names: see ``adept_layout``.
+
+    Returns:
+        ``{"params": ..., "batch_stats": ...}`` as ``from_torch_state_dict`` returns.
+
+    Raises:
+        ValueError: keys are missing or unexpected (the message lists them in adept's names), a
+            tensor has the wrong shape or a mask the wrong values (the message names the key).
+    """
+    layout = _adept_layout(network, _frozen(observation_names), _frozen(action_names))
+    expected = {*layout.keys.values(), *layout.masks}
+    missing = sorted(expected - set(state_dict))
+    unexpected = sorted(set(state_dict) - expected)
+    if missing or unexpected:
+        raise ValueError(
+            f"the adept state_dict does not fit the {network.vision_network} + "
+            f"{network.network_body} network: missing keys {missing}, unexpected keys "
+            f"{unexpected}"
+        )
+    for key, mask in layout.masks.items():
+        value = _to_numpy(state_dict[key])
+        if value.shape != mask.shape or not np.array_equal(value, mask):
+            kind = "lower-triangular (causal)" if mask[0, 0, 0, -1] == 0 else "all-ones"
+            raise ValueError(
+                f"state_dict[{key!r}] (shape {value.shape}) is not the {kind} attention mask "
+                f"of shape {mask.shape} that the network applies"
+            )
+    for key, shape in layout.shapes.items():
+        if tuple(state_dict[key].shape) != tuple(shape):
+            raise ValueError(
+                f"state_dict[{key!r}] has shape {tuple(state_dict[key].shape)}, the network "
+                f"expects {tuple(shape)}"
+            )
+    return from_torch_state_dict(
+        {fnrl_key: state_dict[key] for fnrl_key, key in layout.keys.items()}, network
+    )
