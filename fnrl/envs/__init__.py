@@ -3,13 +3,14 @@
 IMPURE: simulators, threads and subprocesses live here; the pure code only sees
 :class:`~fnrl.types.TimeStep` and :class:`~fnrl.specs.EnvSpec`. :func:`make_env` picks the backend
 from the id: Atari on envpool with adept's preprocessing, envpool's other discrete tasks, then
-any Gymnasium id.
+any Gymnasium id, then any id registered with the old ``gym`` package where it is installed.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+from collections.abc import Callable
 
 import envpool as _envpool
 import gymnasium as _gymnasium
@@ -32,6 +33,13 @@ from fnrl.envs.envpool import (
     make_atari_env,
     make_envpool_env,
 )
+from fnrl.envs.gym_legacy import (
+    GymLegacyEnv,
+    _gym_registry,
+    from_gym_space,
+    is_gym_id,
+    make_gym_env,
+)
 from fnrl.envs.gymnasium import GymnasiumEnv
 
 __all__ = [
@@ -41,16 +49,20 @@ __all__ = [
     "BatchedEnv",
     "EnvpoolEnv",
     "EpisodeTracker",
+    "GymLegacyEnv",
     "GymnasiumEnv",
     "SpaceConverter",
     "atari_task_id",
     "env_kind",
     "first_timestep",
+    "from_gym_space",
     "import_env_module",
     "is_envpool_task",
+    "is_gym_id",
     "make_atari_env",
     "make_env",
     "make_envpool_env",
+    "make_gym_env",
     "next_timestep",
 ]
 
@@ -75,9 +87,11 @@ def make_env(
     Routing: (1) Atari ids (``"PongNoFrameskip-v4"``, ``"Pong-v5"``) -> envpool with adept's
     DeepMind preprocessing (:func:`make_atari_env`); (2) other envpool tasks, e.g.
     ``"CartPole-v1"`` -> envpool (:func:`make_envpool_env`); (3) any other id in
-    ``gymnasium.envs.registry`` -> :class:`GymnasiumEnv`; otherwise ``ValueError`` with close
-    matches. Gymnasium's ``"module:Id"`` form imports ``module`` first (it registers ``Id``;
-    :func:`import_env_module`). Unsupported spaces raise ``ValueError`` naming the space.
+    ``gymnasium.envs.registry`` -> :class:`GymnasiumEnv`; (4) an id registered with the old
+    ``gym`` package, if installed -> :class:`GymnasiumEnv` of :func:`make_gym_env`'s adapted
+    envs; otherwise ``ValueError`` with close matches. The ``"module:Id"`` form imports
+    ``module`` first (it registers ``Id``, with Gymnasium or gym; :func:`import_env_module`).
+    Unsupported spaces raise ``ValueError`` naming the space.
 
     Args:
       env_id: the environment id.
@@ -118,9 +132,10 @@ def make_env(
     )
     if is_envpool_task(env_id):
         return make_envpool_env(env_id, num_envs, seed, **options)
-    if env_id in _gymnasium.envs.registry:
-        return GymnasiumEnv(env_id, num_envs, seed, **options)
-    raise _unknown_env_id(env_id)
+    make = _host_env_maker(env_id)
+    if make is None:
+        raise _unknown_env_id(env_id)
+    return GymnasiumEnv(env_id, num_envs, seed, make=make, **options)
 
 
 # What kind of env an id names, as far as the defaults of a run go (fnrl.config.PRESETS):
@@ -137,7 +152,7 @@ def env_kind(env_id: str) -> str:
     actions; otherwise "continuous" if any action entry is a Box (a Gaussian head), "vector"
     if not (rank-1 arrays and Discrete spaces observed, which become one-hot vectors). Atari
     ids are images without any lookup; envpool tasks are read from ``envpool.make_spec``
-    without making a pool; other Gymnasium ids make one env to read its spaces and close it.
+    without making a pool; Gymnasium and gym ids make one env to read its spaces and close it.
 
     Args:
       env_id: the environment id, as for :func:`make_env`.
@@ -153,14 +168,15 @@ def env_kind(env_id: str) -> str:
         return "image"
     if is_envpool_task(env_id):
         observations, actions = gymnasium_spaces(_envpool.make_spec(env_id))
-    elif env_id in _gymnasium.envs.registry:
-        env = _gymnasium.make(env_id)
+    else:
+        make = _host_env_maker(env_id)
+        if make is None:
+            raise _unknown_env_id(env_id)
+        env = make(env_id)
         try:
             observations, actions = env.observation_space, env.action_space
         finally:
             env.close()
-    else:
-        raise _unknown_env_id(env_id)
     if any(len(s.shape or ()) == 3 for s in _leaf_spaces(observations)):
         return "image"
     if any(isinstance(s, _gymnasium.spaces.Box) for s in _leaf_spaces(actions)):
@@ -169,8 +185,8 @@ def env_kind(env_id: str) -> str:
 
 
 def import_env_module(env_id: str) -> str:
-    """For Gymnasium's ``"module:Id"`` form, imports ``module`` (which registers ``Id``) and
-    returns ``Id``; any other id is returned as it is.
+    """For the ``"module:Id"`` form (Gymnasium's and gym's), imports ``module`` (which registers
+    ``Id``) and returns ``Id``; any other id is returned as it is.
 
     Raises:
       ValueError: the module cannot be imported (the message names it and the import error).
@@ -188,6 +204,15 @@ def import_env_module(env_id: str) -> str:
     return name
 
 
+def _host_env_maker(env_id: str) -> Callable[..., _gymnasium.Env] | None:
+    """What makes one env of a Gymnasium or gym id for :class:`GymnasiumEnv`, else ``None``."""
+    if env_id in _gymnasium.envs.registry:
+        return _gymnasium.make
+    if is_gym_id(env_id):
+        return make_gym_env
+    return None
+
+
 def _leaf_spaces(space: _gymnasium.Space) -> list[_gymnasium.Space]:
     """The spaces inside ``space``'s Dict and Tuple containers, or ``[space]``."""
     if isinstance(space, _gymnasium.spaces.Dict):
@@ -199,10 +224,14 @@ def _leaf_spaces(space: _gymnasium.Space) -> list[_gymnasium.Space]:
 
 def _unknown_env_id(env_id: str) -> ValueError:
     """The error for an id no backend knows, naming close matches."""
-    known = [*ATARI_ENVS, *_envpool.list_all_envs(), *_gymnasium.envs.registry]
-    matches = difflib.get_close_matches(env_id, known, n=5)
+    gym_ids = list(_gym_registry())
+    # gym registers most of Gymnasium's ids too: each is suggested once.
+    known = dict.fromkeys([*ATARI_ENVS, *_envpool.list_all_envs(), *_gymnasium.envs.registry])
+    known.update(dict.fromkeys(gym_ids))
+    matches = difflib.get_close_matches(env_id, list(known), n=5)
     hint = f" Did you mean {', '.join(map(repr, matches))}?" if matches else ""
+    registries = "Gymnasium or gym" if gym_ids else "Gymnasium"
     return ValueError(
         f"Unknown env id {env_id!r}: not an Atari id (e.g. 'PongNoFrameskip-v4', 'Pong-v5'), "
-        f"not in envpool.list_all_envs() and not registered in Gymnasium.{hint}"
+        f"not in envpool.list_all_envs() and not registered in {registries}.{hint}"
     )

@@ -1,5 +1,7 @@
 """Gymnasium adapter: any registered Gymnasium env id, vectorised with next-step autoreset.
 
+Old gym ids take the same path, each env wrapped by :mod:`fnrl.envs.gym_legacy`.
+
 IMPURE host code. adept ran its envs in subprocesses; here the default is
 ``gymnasium.vector.SyncVectorEnv`` in the calling thread, because the envs this path serves
 (toy text, classic control, user envs without an envpool port) step in microseconds, where the
@@ -15,7 +17,7 @@ installed package).
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import gymnasium
 import numpy as np
@@ -24,9 +26,9 @@ from fnrl.envs.base import EpisodeTracker, SpaceConverter, _check_positive, _env
 from fnrl.types import TimeStep
 
 
-def _render_modes(env_id: str) -> list[str]:
+def _render_modes(env_id: str, make: Callable[..., gymnasium.Env]) -> list[str]:
     """The render modes an env id declares in its class's ``metadata``."""
-    env = gymnasium.make(env_id, disable_env_checker=True)
+    env = make(env_id, disable_env_checker=True)
     try:
         return list(env.metadata.get("render_modes", []))
     finally:
@@ -58,11 +60,12 @@ class GymnasiumEnv:
         clip_rewards: bool = False,
         asynchronous: bool = False,
         render: bool = False,
+        make: Callable[..., gymnasium.Env] = gymnasium.make,
     ) -> None:
         """Make the vector env.
 
         Args:
-          env_id: an id in ``gymnasium.envs.registry``.
+          env_id: an id that ``make`` knows: by default one in ``gymnasium.envs.registry``.
           num_envs: B.
           seed: the run's seed.
           max_episode_steps: steps before truncation; ``None`` keeps the registered default.
@@ -70,6 +73,9 @@ class GymnasiumEnv:
           asynchronous: step the envs in subprocesses (``AsyncVectorEnv``) instead of in this
             thread (see the module docstring).
           render: make the envs with ``render_mode="rgb_array"`` (:meth:`render`).
+          make: makes one env from ``env_id`` and the keywords ``max_episode_steps``,
+            ``render_mode`` and ``disable_env_checker``, as :func:`gymnasium.make` does (and
+            :func:`~fnrl.envs.gym_legacy.make_gym_env` for ids registered with old gym).
 
         Raises:
           ValueError: ``render`` for an env without an ``rgb_array`` render mode.
@@ -78,14 +84,14 @@ class GymnasiumEnv:
         self._seeds = _env_seeds(seed, num_envs)
         kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
         if render:
-            modes = _render_modes(env_id)
+            modes = _render_modes(env_id, make)
             if "rgb_array" not in modes:
                 raise ValueError(
                     f"cannot render {env_id}: it has no 'rgb_array' render mode (it has {modes})"
                 )
             kwargs["render_mode"] = "rgb_array"
         self._env_id = env_id
-        env_fns = [functools.partial(gymnasium.make, env_id, **kwargs)] * num_envs
+        env_fns = [functools.partial(make, env_id, **kwargs)] * num_envs
         autoreset = gymnasium.vector.AutoresetMode.NEXT_STEP
         if asynchronous:
             self._envs = gymnasium.vector.AsyncVectorEnv(
