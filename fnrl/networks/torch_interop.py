@@ -495,7 +495,9 @@ def adept_layout(
     after its gym class: fnrl's ``"screen"`` / ``"obs"`` observation is ``Box`` and its
     ``"action"`` is ``Discrete`` (``Box`` when continuous); Dict entries keep their names.
     Each self-attention also stores adept's constant mask buffer ``<module>.b``
-    ``[1, 1, N, N]``, which this mapping leaves out (``to_adept_state_dict`` writes it).
+    ``[1, 1, N, N]``, which this mapping leaves out (``to_adept_state_dict`` writes it). Only
+    names change: with several observations, the body's first layer takes the pathways'
+    features in fnrl's order (sorted keys).
 
     Args:
         network: the fnrl network.

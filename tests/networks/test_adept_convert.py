@@ -1,0 +1,125 @@
+"""``python -m fnrl.networks.adept_convert``: an adept run directory becomes an fnrl run that
+``fnrl.evaluate`` plays, with adept's weights bit for bit."""
+
+import json
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from fnrl.checkpoint import load_params, read_meta
+from fnrl.config import make_config
+from fnrl.networks.adept_convert import fnrl_settings
+from fnrl.networks.torch_interop import from_adept_state_dict, to_adept_state_dict
+from fnrl.parallel.build import make_agent, make_network, make_training_env
+
+torch = pytest.importorskip("torch")
+layout_tests = pytest.importorskip("test_adept_layout")
+
+# An adept 2018 ``args.json`` (its flag names; -mts and --epoch-len as floats, as adept parsed
+# them), for CartPole so that the test needs no Atari ROM.
+ADEPT_ARGS = {
+    "agent": "ActorCritic",
+    "debug": False,
+    "discount": 0.99,
+    "entropy_weight": 0.01,
+    "env_id": "CartPole-v1",
+    "epoch_len": 40.0,
+    "exp_length": 5,
+    "learning_rate": 0.0007,
+    "log_dir": "/tmp/adept_logs/",
+    "max_train_steps": 10000.0,
+    "nb_env": 4,
+    "network_body": "Linear",
+    "network_discrete": "Identity",
+    "network_vision": "FourConv",
+    "normalize": True,
+    "seed": 3,
+    "tag": "",
+}
+STEPS = (40, 80)
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def adept_run(tmp_path_factory):
+    """adept's layout: ``args.json`` and ``<step>/{model,optimizer}_<step>.pth``."""
+    directory = tmp_path_factory.mktemp("adept") / "CartPole-v1" / "Local_ActorCritic_Linear_0"
+    directory.mkdir(parents=True)
+    (directory / "args.json").write_text(json.dumps(ADEPT_ARGS, sort_keys=True, indent=4))
+    config = make_config(**fnrl_settings(ADEPT_ARGS))
+    env = make_training_env(config, 1, 0)
+    spec = env.spec
+    env.close()
+    network = make_network(config, spec)
+    variables = layout_tests.make_variables(network)
+    shapes = {k: tuple(v.shape) for k, v in to_adept_state_dict(variables, network).items()}
+    models = {}
+    for step in STEPS:
+        (directory / str(step)).mkdir()
+        models[step] = layout_tests.random_state_dict(shapes, seed=step)
+        torch.save(models[step], directory / str(step) / f"model_{step}.pth")
+        torch.save(
+            {"state": {}, "param_groups": []}, directory / str(step) / f"optimizer_{step}.pth"
+        )
+    return directory, models, config, spec
+
+
+def test_adept_run_converts_and_evaluates_with_adepts_weights(adept_run, tmp_path):
+    adept_dir, models, config, spec = adept_run
+    out = tmp_path / "fnrl_run"
+    result = run("fnrl.networks.adept_convert", str(adept_dir), str(out))
+    assert result.returncode == 0, result.stderr
+    assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["step_40", "step_80"]
+
+    stored = json.loads((out / "config.json").read_text())
+    assert stored["vision_network"] == "FourConv" and stored["network_body"] == "Linear"
+    assert stored["normalization"] == "batch" and stored["zscore_norm_env"] is False
+    assert stored["max_train_steps"] == 10000 and stored["seed"] == 3 and stored["nb_env"] == 4
+
+    network = make_network(config, spec)
+    target = jax.eval_shape(make_agent(config, spec).init, jax.random.PRNGKey(0))
+    for step in STEPS:
+        path = out / "checkpoints" / f"step_{step}"
+        meta = read_meta(path)
+        assert meta["env_steps"] == step and meta["updates"] == step // (4 * 5)
+        expected = from_adept_state_dict(models[step], network)
+        jax.tree.map(np.testing.assert_array_equal, load_params(path, target), expected)
+
+    result = run("fnrl.evaluate", str(out), "--all-checkpoints", "--episodes", "2", "--nb-env", "2")
+    assert result.returncode == 0, result.stderr
+    results = json.loads((out / "eval" / "results.json").read_text())
+    assert [r["checkpoint"] for r in results["checkpoints"]] == ["step_40", "step_80"]
+
+
+def test_a_model_that_does_not_fit_names_the_key_and_writes_nothing(adept_run, tmp_path):
+    adept_dir, models, _, _ = adept_run
+    broken = tmp_path / "adept"
+    (broken / "40").mkdir(parents=True)
+    (broken / "args.json").write_text((adept_dir / "args.json").read_text())
+    state_dict = dict(models[40])
+    del state_dict["head.heads.critic.weight"]
+    torch.save(state_dict, broken / "40" / "model_40.pth")
+    out = tmp_path / "out"
+    result = run("fnrl.networks.adept_convert", str(broken), str(out))
+    assert result.returncode == 1
+    assert "model_40.pth" in result.stderr and "head.heads.critic.weight" in result.stderr
+    assert not out.exists()
+
+
+def test_adept_settings_map_to_fnrl_names():
+    settings = fnrl_settings(
+        {**ADEPT_ARGS, "network_vision": "ResNet50", "network_body": "LSTM", "agent": "Unknown"}
+    )
+    assert settings["vision_network"] == "ResNet50V2"
+    assert settings["network_body"] == "LSTM"
+    assert "agent" not in settings and "log_dir" not in settings and "tag" not in settings
+    later = fnrl_settings({"net3d": "Nature", "net1d": "Identity", "netbody": "Mnih2013LSTM"})
+    assert (later["vision_network"], later["network_body"]) == ("Nature", "Mnih2013LSTM")
+    with pytest.raises(ValueError, match="adept had no vision network 'IMPALA'"):
+        fnrl_settings({"network_vision": "IMPALA"})
