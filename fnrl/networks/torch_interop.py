@@ -334,7 +334,7 @@ def from_torch_state_dict(
 
 # adept's layout ------------------------------------------------------------------------------
 
-# adept's registries (``adept/networks/__init__.py``, 2018) -> the fnrl network of the same
+# adept's 2018 network names (vision, discrete, body) -> the fnrl network of the same
 # weights and computation. adept's ``ResNet50`` built ``resnet50v2()``, the pre-activation
 # network, so its checkpoints load into fnrl's ``ResNet50V2``; fnrl's ``ResNet50`` is the
 # post-activation network, which adept did not have.
