@@ -57,6 +57,10 @@ class NonFiniteState(CheckpointError):
     """A state to save, or a saved one, holds a NaN or an infinity: the run had diverged."""
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk...); the message names its path."""
+
+
 def _nonfinite_entry(tree: Any) -> str | None:
     """The path of the first floating-point array of ``tree`` that is not all finite, or None."""
     for key_path, leaf in jax.tree_util.tree_leaves_with_path(tree):
@@ -129,36 +133,49 @@ def save_checkpoint(
 
     Raises:
         NonFiniteState: ``state`` holds a NaN or an infinity; nothing is written.
+        CheckpointWriteError: a file could not be written (naming the checkpoint and the OS
+            error); the partial save is removed and every earlier checkpoint stays.
     """
     directory = Path(directory)
     final = directory / f"{_PREFIX}{env_steps}"
     state = jax.device_get(state)
     _check_finite(final, "state", state)
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".{_PREFIX}{env_steps}.tmp{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
     files = {STATE_FILE: flax.serialization.to_bytes(state)}
     if carry is not None:
         files[CARRY_FILE] = flax.serialization.to_bytes(jax.device_get(carry))
     if env_actions is not None:
         files[ACTIONS_FILE] = _npz_bytes(env_actions)
+    checksums = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    files[META_FILE] = json.dumps(
+        {**meta, "env_steps": env_steps, "files": checksums}, allow_nan=True
+    ).encode()
+    tmp = directory / f".{_PREFIX}{env_steps}.tmp{os.getpid()}"
+    try:
+        _write_atomically(directory, tmp, final, files)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)  # gives the space back
+        reason = f"[Errno {e.errno}] {e.strerror}" if e.errno else str(e)
+        raise CheckpointWriteError(f"cannot write checkpoint {final}: {reason}") from e
+    return final
+
+
+def _write_atomically(directory: Path, tmp: Path, final: Path, files: dict[str, bytes]) -> None:
+    """Writes ``files`` into ``tmp``, then renames it to ``final`` (see the module docstring)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
     for name, data in files.items():
         _write_synced(tmp / name, data)
-    checksums = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
-    meta = {**meta, "env_steps": env_steps, "files": checksums}
-    _write_synced(tmp / META_FILE, json.dumps(meta, allow_nan=True).encode())
     _fsync_dir(tmp)
     old = None
     if final.exists():
-        old = directory / f".{_PREFIX}{env_steps}.old{os.getpid()}"
+        old = directory / f".{final.name}.old{os.getpid()}"
         os.replace(final, old)
     os.replace(tmp, final)
     _fsync_dir(directory)
     if old is not None:
         shutil.rmtree(old)
-    return final
 
 
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from fnrl.agents.base import FINITE
 from fnrl.checkpoint import (
     CheckpointError,
+    CheckpointWriteError,
     NonFiniteState,
     latest_good_checkpoint,
     load_carry,
@@ -42,7 +43,7 @@ from fnrl.checkpoint import (
 )
 from fnrl.config import TrainConfig, long_flag
 from fnrl.envs import BatchedEnv
-from fnrl.logging import RunDirectoryLock, RunLogger, make_run_dir, run_id
+from fnrl.logging import LogWriteError, RunDirectoryLock, RunLogger, make_run_dir, run_id
 from fnrl.networks import count_params
 from fnrl.parallel.evaluation import EVAL_THREAD_SEED_OFFSET, EvaluationThread, make_eval_policy
 from fnrl.parallel.resume import ActionLog, ResumableEnv, ResumeWarning, timestep_fingerprint
@@ -224,14 +225,19 @@ class TrainingRun:
         # Held for the run's life: a second writer (e.g. a resume of a live run, whose start-up
         # clean-up would delete the live run's save in flight) is refused.
         self._lock = RunDirectoryLock(self.run_dir)
-        if config.resume:
-            try:
+        try:
+            if config.resume:
                 self.resumed_from, meta, skipped = _open_resumed(self.run_dir, config, mode)
-            except BaseException:
-                self._lock.release()
-                raise
+            self.logger = RunLogger(
+                self.run_dir,
+                config.to_dict(),
+                config.summary_frequency,
+                resume_step=int(meta["env_steps"]) if self.resumed_from else None,
+            )
+        except BaseException:
+            self._lock.release()
+            raise
         self._resume_meta = meta
-        self.logger = RunLogger(self.run_dir, config.to_dict(), config.summary_frequency)
         self.env_steps = int(meta.get("env_steps", 0))
         self.updates = int(meta.get("updates", 0))
         self.start_env_steps, self.start_updates = self.env_steps, self.updates
@@ -410,6 +416,11 @@ class TrainingRun:
             TrainingDiverged: a metric, or the new learner state, is NaN or infinite; nothing
                 of it is saved, and the error (also written to ``train_log.txt``) names the
                 newest finite checkpoint on disk.
+            LogWriteError: the tensorboard events or the text log could not be written (by
+                this thread or the evaluation thread); the run saved a final checkpoint first,
+                and the error names the file, the OS error and that checkpoint (or why it could
+                not be saved).
+            CheckpointWriteError: a checkpoint could not be written (naming it).
             RuntimeError: the evaluation thread failed, or the run resumes but the mode did not
                 call :meth:`restore`.
         """
@@ -426,6 +437,25 @@ class TrainingRun:
         if not self.metrics:
             self._warmup_seconds = time.perf_counter() - self._start
         self.metrics.append(metrics)
+        try:
+            self._report(state, metrics, env_steps, episodes)
+        except (LogWriteError, RuntimeError) as e:
+            if self.logger.failure is None:
+                raise
+            raise self._saved_after(self.logger.failure, state, carry) from e
+        if self.env_steps >= self._next_save:
+            self.save(state, carry)
+            epoch_len = self.config.epoch_len
+            self._next_save = (self.env_steps // epoch_len + 1) * epoch_len
+
+    def _report(
+        self,
+        state: TrainState,
+        metrics: dict[str, float],
+        env_steps: int,
+        episodes: Iterable[Episode],
+    ) -> None:
+        """Logs an update's episodes and metrics, and hands its params to the evaluation."""
         for episode in episodes:
             self.episode_returns.append(episode.returns)
             self.logger.episode(self.env_steps, episode.returns, episode.length)
@@ -445,10 +475,18 @@ class TrainingRun:
             self._evaluation.check()
             if self._evaluation.wants_params:
                 self._evaluation.publish(state.params, self.env_steps)
-        if self.env_steps >= self._next_save:
-            self.save(state, carry)
-            epoch_len = self.config.epoch_len
-            self._next_save = (self.env_steps // epoch_len + 1) * epoch_len
+
+    def _saved_after(
+        self, failure: LogWriteError, state: TrainState, carry: Carry
+    ) -> LogWriteError:
+        """``failure`` with the outcome of the final checkpoint the run attempts after it."""
+        try:
+            checkpoint = self.save(state, carry)
+        except CheckpointWriteError as e:
+            return LogWriteError(f"{failure}; the final checkpoint failed too: {e}")
+        return LogWriteError(
+            f"{failure}; the run stopped at step {self.env_steps}, saved {checkpoint}"
+        )
 
     def _diverged(self, problem: str) -> TrainingDiverged:
         """The error for ``problem``, naming the newest finite checkpoint; logs it first."""
@@ -524,11 +562,15 @@ class TrainingRun:
     def close(self) -> None:
         """Stops the evaluation thread, logs the totals and timings and closes the files.
 
-        Call it in ``finally``. Re-raises the evaluation thread's exception, if it failed.
+        Call it in ``finally``. Re-raises the evaluation thread's exception, if it failed, unless
+        it is the logger's failure (already raised by :meth:`record`).
         """
         try:
             if self._evaluation is not None:
                 self._evaluation.close()
+        except RuntimeError as e:
+            if self.logger.failure is None or e.__cause__ is not self.logger.failure:
+                raise
         finally:
             self._progress.close()
             seconds = time.perf_counter() - self._start
@@ -543,8 +585,10 @@ class TrainingRun:
                 f"updates {self.updates} seconds {seconds:.1f} bound-by {self.timer.bound()} "
                 "phases " + " ".join(f"{k}={v:.2f}s" for k, v in self.timer.seconds.items())
             )
-            self.logger.close()
-            self._lock.release()
+            try:
+                self.logger.close()
+            finally:
+                self._lock.release()
 
 
 class SilentRun:

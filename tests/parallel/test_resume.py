@@ -44,9 +44,12 @@ LOSSES = ("macro_loss/total_loss", "loss/policy_loss", "loss/value_loss", "loss/
 
 
 def _logged(run_dir, tag):
-    """step -> value of a scalar over all event files of a run (tensorboard's merge)."""
+    """step -> value of a scalar logged once per update, over all event files of a run
+    (tensorboard's merge), which holds no repeated or backwards step."""
     events = EventAccumulator(str(run_dir))
     events.Reload()
+    steps = [e.step for e in events.Scalars(tag)]
+    assert steps == sorted(set(steps)), f"{tag}: repeated or backwards steps {steps}"
     return {e.step: e.value for e in events.Scalars(tag)}
 
 
