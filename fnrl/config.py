@@ -268,6 +268,13 @@ class TrainConfig:
         "--summary-frequency",
         above=0.0,
     )
+    stop_timeout: float = setting(
+        60.0,
+        "seconds a run asked to stop (Ctrl-C, SIGTERM) may take to reach its next update and "
+        "save; past them it ends without that save, keeping its checkpoints (an env that hangs)",
+        "--stop-timeout",
+        above=0.0,
+    )
     tag: str = setting("", "prefix of the run directory name", "-t", "--tag", path_component=True)
     log_dir: str = setting("/tmp/fnrl_logs", "root of the run directories", "--log-dir")
     skip_rate: int = setting(4, "Atari frame skip", "--skip-rate", at_least=1)

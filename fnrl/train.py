@@ -333,6 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode, config = parse_args(sys.argv[1:] if argv is None else argv)
     stop = threading.Event()
     signals: list[int] = []  # those that asked this process to stop
+    timed_out = threading.Event()
+    overdue = threading.Timer(config.stop_timeout, _interrupt_main_thread, (signals, timed_out))
+    overdue.daemon = True
 
     def request_stop(signum, frame):
         if stop.is_set():
@@ -340,6 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nstopping at the next update and saving a checkpoint...", file=sys.stderr)
         signals.append(signum)
         stop.set()
+        overdue.start()
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
@@ -350,9 +354,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         _exit_now_if_peers_are_gone(1)
         return 1
     except KeyboardInterrupt:
-        print("fnrl.train: interrupted", file=sys.stderr)
-        _exit_now_if_peers_are_gone(130)
-        return 130
+        if timed_out.is_set():
+            print(
+                "fnrl.train: stopped without a final checkpoint: the run did not reach its next "
+                f"update within --stop-timeout {config.stop_timeout:g} s of the stop request "
+                "(an env hangs?); its earlier checkpoints are kept",
+                file=sys.stderr,
+            )
+        else:
+            print("fnrl.train: interrupted", file=sys.stderr)
+        code = _stop_code(signals)
+        _exit_now_if_peers_are_gone(code)
+        return code
+    finally:
+        overdue.cancel()
+
+
+def _interrupt_main_thread(signals: list[int], timed_out: threading.Event) -> None:
+    """Sets ``timed_out`` and delivers the stop signal again to the main thread, whose handler
+    then raises ``KeyboardInterrupt`` wherever it is (a blocking call returns EINTR first)."""
+    timed_out.set()
+    signal.pthread_kill(threading.main_thread().ident, signals[0])
 
 
 def _exit_now_if_peers_are_gone(code: int) -> None:

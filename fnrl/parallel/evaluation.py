@@ -10,6 +10,7 @@ statistics (``train=False``), and returns are whole games in real (unclipped) ga
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,7 @@ EVALUATE_SEED_OFFSET = 2_000_000
 
 # The evaluation thread's share of one core when --eval-step-rate is 0: about 2 percent.
 _BUSY_FRACTION = 0.02
+_JOIN_SECONDS = 10.0  # for the thread to finish its env step once asked to stop
 
 
 def make_eval_policy(network: nn.Module, *, greedy: bool = True) -> Callable:
@@ -198,15 +200,25 @@ class EvaluationThread:
             raise RuntimeError(f"the evaluation thread failed: {self.error!r}") from self.error
 
     def close(self) -> None:
-        """Stops and joins the thread, closes its envs, and re-raises its exception."""
+        """Stops and joins the thread, closes its envs, and re-raises its exception.
+
+        A thread still running after ``_JOIN_SECONDS`` (its env hangs in a step) is left to end
+        with the process, its envs open, with a line on stderr.
+        """
         if self._closed:
             return
         self._closed = True
         self._stop.set()
         with self._published:
             self._published.notify_all()
+        self._thread.join(_JOIN_SECONDS)
         if self._thread.is_alive():
-            self._thread.join()
+            print(
+                f"warning: the evaluation thread did not stop within {_JOIN_SECONDS:g} s (its env "
+                "hangs?); it is left to end with the process",
+                file=sys.stderr,
+            )
+            return
         self._env.close()
         self.check()
 

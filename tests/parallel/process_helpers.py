@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+HERE = Path(__file__).parent  # its env modules (hanging_envs) import from here
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now."""
@@ -14,11 +16,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_train(mode: str, log_dir: Path, *flags: str) -> subprocess.Popen:
-    """A training process of ``mode`` with 4 envs on one CPU device, its output piped."""
+def start_train(
+    mode: str, log_dir: Path, *flags: str, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """A training process of ``mode`` with 4 envs on one CPU device, its output piped; the env
+    modules of this directory import (``--env-id hanging_envs:Hangs-v0``); ``env`` adds to its
+    environment."""
     return subprocess.Popen(
         [sys.executable, "-m", "fnrl.train", mode, "--log-dir", str(log_dir), "-n", "4", *flags],
-        env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"},
+        env={
+            **os.environ,
+            "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+            "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+            **(env or {}),
+        },
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

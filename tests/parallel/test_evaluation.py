@@ -13,6 +13,7 @@ from fnrl.checkpoint import list_checkpoints
 from fnrl.config import TrainConfig
 from fnrl.evaluate import evaluate_checkpoints
 from fnrl.networks import ModularNetwork
+from fnrl.parallel import evaluation
 from fnrl.parallel.evaluation import (
     EVAL_THREAD_SEED_OFFSET,
     EvaluationThread,
@@ -177,6 +178,28 @@ def test_evaluation_thread_stops_promptly_while_waiting_for_params():
     thread.close()
     assert time.monotonic() - start < 2.0 and env.closed
     assert not any(t.name == "fnrl-evaluation" for t in threading.enumerate())
+
+
+def test_an_evaluation_thread_whose_env_hangs_is_left_behind_within_a_bound(monkeypatch, capsys):
+    entered, release = threading.Event(), threading.Event()
+
+    class HangingEnv(CountdownEnv):
+        def step(self, actions):
+            entered.set()
+            release.wait()  # hangs until the test ends
+            return super().step(actions)
+
+    monkeypatch.setattr(evaluation, "_JOIN_SECONDS", 0.5)
+    env = HangingEnv([[5]])
+    thread = EvaluationThread(env, _policy, (), FakeLogger(), key=jax.random.PRNGKey(0))
+    thread.start()
+    thread.publish({"w": jnp.zeros(())}, 10)
+    assert entered.wait(10)
+    start = time.monotonic()
+    thread.close()
+    assert 0.5 <= time.monotonic() - start < 2.0 and not env.closed
+    assert "evaluation thread did not stop within 0.5 s" in capsys.readouterr().err
+    release.set()
 
 
 @pytest.mark.parametrize("step_rate, busy", [(0.0, 0.02), (50.0, None)])

@@ -1,4 +1,5 @@
-"""Signals and failures of the processes of a run: stop codes, a bad coordinator, a frozen peer.
+"""Signals and failures of the processes of a run: stop codes, an env that hangs, a bad
+coordinator, a frozen peer.
 
 Multi-process runs are two ``python -m fnrl.train towered`` processes on 127.0.0.1.
 """
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from hanging_envs import HANG_AFTER
 from process_helpers import free_port, start_towered_process, start_train
 
 from fnrl.checkpoint import list_checkpoints
@@ -55,6 +57,34 @@ def test_a_signal_stops_a_local_run_with_a_checkpoint_and_128_plus_its_number(
         assert 0 < _latest_meta(tmp_path)["env_steps"] < 10_000_000
     finally:
         _end(processes)
+
+
+@pytest.mark.slow  # 15 s
+def test_a_run_whose_env_hangs_ends_within_the_stop_timeout_keeping_its_checkpoints(tmp_path):
+    marker = tmp_path / "hanging"
+    process = start_train(
+        "local", tmp_path, "--env-id", "hanging_envs:Hangs-v0", "--exp-length", "5",
+        "--stop-timeout", "2", "--epoch-len", "100", "--nb-eval-env", "0", *_NO_BUDGET,
+        env={"FNRL_TEST_HANG_MARKER": str(marker)},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+            time.sleep(0.2)
+        stopped = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+        assert time.monotonic() - stopped < 10
+        assert process.returncode == 130, err[-3000:]
+        assert err.strip().splitlines()[-1] == (
+            "fnrl.train: stopped without a final checkpoint: the run did not reach its next "
+            "update within --stop-timeout 2 s of the stop request (an env hangs?); its earlier "
+            "checkpoints are kept"
+        )
+        assert 0 < _latest_meta(tmp_path)["env_steps"] <= HANG_AFTER
+    finally:
+        _end([process])
 
 
 @pytest.mark.slow
