@@ -5,6 +5,7 @@ Pure functions live in ``fnrl.losses``, ``fnrl.distributions``, ``fnrl.agents`` 
 ``fnrl.parallel`` and the command lines (``python -m fnrl.train``).
 """
 
+import fnrl._startup  # noqa: F401 (first: Ctrl-C while the rest imports ends quietly)
 from fnrl import agents, distributions, losses, networks, specs, types
 from fnrl.agents import Agent, make_actor_critic, make_update
 from fnrl.config import TrainConfig, make_config

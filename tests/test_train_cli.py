@@ -1,5 +1,6 @@
 """The command line, run as users run it: through a subprocess."""
 
+import signal
 import subprocess
 import sys
 
@@ -140,3 +141,22 @@ def test_a_run_that_ends_before_any_episode_says_so(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "finished: 128 steps" in result.stdout and "no episode finished" in result.stdout
     assert "nan" not in result.stdout
+
+
+@pytest.mark.parametrize("command", ["fnrl.train", "fnrl.evaluate"])
+def test_ctrl_c_while_the_command_imports_ends_in_one_line(command):
+    """``-X importtime`` reports each module as its import ends: the signal comes right after
+    JAX's, while fnrl's own modules still import."""
+    process = subprocess.Popen(
+        [sys.executable, "-X", "importtime", "-m", command, "-h"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for line in process.stderr:
+        if line.split("|")[-1].strip() == "jax":
+            process.send_signal(signal.SIGINT)
+            break
+    _, err = process.communicate(timeout=60)
+    lines = [line for line in err.splitlines() if not line.startswith("import time:")]
+    assert (process.returncode, lines) == (130, ["fnrl: interrupted while starting"])
