@@ -241,10 +241,15 @@ def _stored_run(run_dir: str) -> tuple[str, dict]:
 
 
 def _resumed_config(mode: str, run_dir: str, stored: dict, given: dict) -> TrainConfig:
-    """The stored config with the flags given on the command line over it (with a warning)."""
+    """The stored config with the flags given on the command line over it (with a warning);
+    refused if a flag changes what the checkpoints were trained with (the envs, the network...).
+    """
+    from fnrl.parallel.run import check_fixed_on_resume
+
     config = stored_config(
         run_dir, stored, MODES[mode].config_class, **{**given, "resume": run_dir}
     )
+    check_fixed_on_resume(stored, config)
     for name, value in given.items():
         if name != "resume" and name in stored and stored[name] != value:
             print(

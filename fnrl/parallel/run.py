@@ -19,9 +19,10 @@ import math
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -62,9 +63,26 @@ FIXED_ON_RESUME = (
     "discrete_network",
     "network_body",
     "normalize",
+    "normalization",
+    "optimizer",
     "nb_head",
     "zscore_norm_env",
 )
+
+
+def check_fixed_on_resume(stored: Mapping[str, Any], config: TrainConfig) -> None:
+    """Refuses ``config`` for a resume of a run that trained with ``stored`` if it changes a
+    field of :data:`FIXED_ON_RESUME`.
+
+    Raises:
+        ValueError: naming the first such field, its stored value and the new one.
+    """
+    for name in FIXED_ON_RESUME:
+        if name in stored and stored[name] != getattr(config, name):
+            raise ValueError(
+                f"{long_flag(name)} cannot change when resuming: the run used {stored[name]!r}, "
+                f"got {getattr(config, name)!r}"
+            )
 
 
 class TrainingDiverged(RuntimeError):
@@ -166,13 +184,7 @@ def _open_resumed(run_dir: Path, config: TrainConfig, mode: str) -> tuple[Path, 
             f"--resume {config.resume}: the run was trained in {stored_mode} mode; resume it "
             f"with `python -m fnrl.train {stored_mode} --resume {config.resume}`"
         )
-    stored = meta.get("config", {})
-    for name in FIXED_ON_RESUME:
-        if name in stored and stored[name] != getattr(config, name):
-            raise ValueError(
-                f"{long_flag(name)} cannot change when resuming: the run used {stored[name]!r}, "
-                f"got {getattr(config, name)!r}"
-            )
+    check_fixed_on_resume(meta.get("config", {}), config)
     skipped = [f"{e}; resuming from the older {checkpoint.name}" for e in errors]
     return checkpoint, meta, skipped
 

@@ -261,6 +261,24 @@ def test_cli_resume_errors_are_one_clear_line(tmp_path, stopped):
 
 
 @pytest.mark.parametrize(
+    "flag, value, stored",
+    [("--normalization", "layer", "'batch'"), ("--optimizer", "adam", "'rmsprop'")],
+)
+def test_cli_resume_refuses_a_changed_network_or_optimizer_in_one_line(
+    tmp_path, stopped, flag, value, stored
+):
+    """They change the shapes of the saved state: refused before anything loads, with no
+    warning that the flag overrides the stored value."""
+    run_dir = _copy(stopped, tmp_path)
+    done = _cli("--resume", str(run_dir), flag, value)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"fnrl.train: error: {flag} cannot change when resuming: the run used "
+        f"{stored}, got {value!r} (see -h)"
+    ]
+
+
+@pytest.mark.parametrize(
     "env_id, frame_stack",
     [
         ("CartPole-v1", 4),  # envpool classic control
