@@ -56,8 +56,9 @@ def actor_critic_objective(
         entropy_coef: the entropy bonus weight.
 
     Returns:
-        The scalar objective and name -> scalar metrics (the three losses, the objective, the
-        mean value and the mean advantage).
+        The scalar objective and name -> scalar metrics (the three losses, the entropy loss
+        weighted by ``entropy_coef`` as adept logs it, the objective, the mean value and the
+        mean advantage).
     """
     names = sorted(trajectory.actions)
     policy_t = jax.tree.map(lambda x: x[:-1], outputs.logits)  # the steps actions were taken in
@@ -72,7 +73,8 @@ def actor_critic_objective(
         "total_loss": total,
         "policy_loss": policy_loss,
         "value_loss": value_loss,
-        "entropy_loss": entropy_loss,
+        # Weighted, as adept logs it: the three logged losses sum to the total.
+        "entropy_loss": entropy_coef * entropy_loss,
         "value": losses.masked_mean(outputs.value[:-1], valid_t),
         "advantage": losses.masked_mean(advantages_t, valid_t),
     }

@@ -181,7 +181,8 @@ def make_ppo(
             "total_loss": total,
             "policy_loss": policy_loss,
             "value_loss": value_loss,
-            "entropy_loss": entropy_loss,
+            # Weighted by its coefficient, as adept logs it (the value loss is logged unweighted).
+            "entropy_loss": entropy_coef * entropy_loss,
             "value": losses.masked_mean(outputs.value, batch.valid),
             "advantage": losses.masked_mean(batch.advantage, batch.valid),
             # Schulman's unbiased low-variance estimator of KL(π_old || π).
