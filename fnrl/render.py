@@ -139,11 +139,27 @@ def render_episodes(
         write(frame(timestep))
 
 
+def _video_error(path: Path, error: OSError, *, encoding: bool = False) -> OSError:
+    """One line for a video that cannot be written: the path and the first line of the reason
+    (imageio's follows it with ffmpeg's report); ``encoding``: ffmpeg was writing it."""
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+    if encoding:
+        reason = f"the encoder (ffmpeg) stopped, a full disk? ({reason})"
+    return OSError(f"cannot write the video {path}: {reason}")
+
+
 class _VideoWriter:
-    """Streams frames to an MP4 (H.264) or GIF file."""
+    """Streams frames to an MP4 (H.264) or GIF file.
+
+    Raises:
+        OSError: from ``write`` or ``close``, in one line (:func:`_video_error`), when the file
+            cannot be written (a full disk...).
+    """
 
     def __init__(self, path: Path, fps: float) -> None:
         import imageio.v2 as imageio
+
+        self._path = path
 
         suffix = path.suffix.lower()
         if suffix == ".mp4":
@@ -154,6 +170,7 @@ class _VideoWriter:
                 codec="libx264",
                 pixelformat="yuv420p",
                 macro_block_size=1,
+                ffmpeg_log_level="quiet",  # its failures come back as one OSError
             )
             self._even = True  # yuv420p needs even width and height
         elif suffix == ".gif":
@@ -172,11 +189,17 @@ class _VideoWriter:
             # The first MP4 frame starts ffmpeg with fork + exec, which JAX warns about; the
             # child execs at once and never runs JAX code.
             warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
-            self._writer.append_data(frame)
+            try:
+                self._writer.append_data(frame)
+            except OSError as e:
+                raise _video_error(self._path, e, encoding=True) from e
         self.frames += 1
 
     def close(self) -> None:
-        self._writer.close()
+        try:
+            self._writer.close()
+        except OSError as e:
+            raise _video_error(self._path, e, encoding=True) from e
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -251,6 +274,12 @@ def render(
     out = Path(out)
     if out.suffix.lower() not in (".mp4", ".gif"):
         raise ValueError(f"--out must end in .mp4 or .gif, got {out.name!r}")
+    try:  # before anything loads: a path that cannot be written fails at once, naming it
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "ab"):
+            pass
+    except OSError as e:
+        raise _video_error(out, e) from e
     config = load_run_config(run_dir)
     path = find_checkpoint(run_dir, checkpoint)
     seed = config.seed + EVALUATE_SEED_OFFSET if seed is None else seed
@@ -262,7 +291,6 @@ def render(
         network = make_network(config, env.spec)
         params = load_params(path, jax.eval_shape(agent.init, jax.random.PRNGKey(0)))
         policy = jax.jit(make_eval_policy(network, greedy=greedy))
-        out.parent.mkdir(parents=True, exist_ok=True)
         writer = _VideoWriter(out, fps or real_time_fps)
         try:
             return render_episodes(

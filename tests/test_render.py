@@ -133,3 +133,20 @@ def test_cli_bad_output_name_ends_with_one_clear_line(tmp_path):
     assert result.stderr.strip() == (
         "fnrl.render: error: --out must end in .mp4 or .gif, got 'video.avi'"
     )
+
+
+@pytest.mark.parametrize("target", ["under-a-file", "full-disk"])
+def test_a_video_that_cannot_be_written_ends_with_one_line_naming_it(tmp_path, capfd, target):
+    """A directory that cannot be made fails before anything loads; a full disk (``/dev/full``)
+    stops ffmpeg, whose report is cut to its first line."""
+    run_dir = untrained_run(tmp_path, network_body="Linear", normalize=False)
+    (tmp_path / "a-file").write_text("")
+    out = tmp_path / "a-file" / "video.mp4"
+    if target == "full-disk":
+        out = tmp_path / "full.mp4"
+        out.symlink_to("/dev/full")
+    assert render.main([str(run_dir), "--episodes", "1", "--out", str(out)]) == 1
+    (line,) = capfd.readouterr().err.strip().splitlines()  # ffmpeg's stderr included
+    assert line.startswith(f"fnrl.render: error: cannot write the video {out}: ")
+    if target == "full-disk":
+        assert "the encoder (ffmpeg) stopped, a full disk?" in line
