@@ -366,8 +366,9 @@ def remove_incomplete(directory: str | os.PathLike) -> None:
 def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Checks a checkpoint without loading it, and returns its meta.
 
-    ``meta.json`` must be readable and hold integer ``env_steps`` and ``updates``; every file it
-    has a checksum for must be present and match it, and the state must be finite.
+    ``meta.json`` must be readable and hold integer ``env_steps`` (the step its name says) and
+    ``updates``; every file it has a checksum for must be present and match it, and the state
+    must be finite.
 
     Raises:
         CheckpointError: naming the first problem (a :class:`NonFiniteState` for a NaN or an
@@ -378,6 +379,10 @@ def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     for name in ("env_steps", "updates"):
         if not isinstance(meta.get(name), int):
             raise CheckpointError(f"checkpoint {path} is corrupt: meta.json has no {name}")
+    if _step_of(path) not in (None, meta["env_steps"]):
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: meta.json says env_steps {meta['env_steps']}"
+        )
     for name in meta.get("files", {}):
         if name != STATE_FILE:
             _read_verified(path, name)

@@ -22,6 +22,7 @@ from fnrl.checkpoint import (
     prune_checkpoints,
     remove_incomplete,
     save_checkpoint,
+    verify_checkpoint,
 )
 from fnrl.config import make_config
 from fnrl.parallel.local import train_local
@@ -180,6 +181,10 @@ def test_corrupt_meta_and_action_log_give_clear_errors(tmp_path):
     (path / "env_actions.npz").write_bytes(b"not a zip file")
     with pytest.raises(CheckpointError, match=r"step_10 is corrupt: env_actions.npz does not"):
         load_env_actions(path)
+    meta = json.loads((path / "meta.json").read_text())
+    (path / "meta.json").write_text(json.dumps({**meta, "env_steps": 99, "updates": 1}))
+    with pytest.raises(CheckpointError, match=r"step_10 is corrupt: meta.json says env_steps 99"):
+        verify_checkpoint(path)
     (path / "meta.json").write_text("{broken")
     with pytest.raises(CheckpointError, match="cannot read checkpoint .*step_10"):
         load_checkpoint(path, _state(1))
