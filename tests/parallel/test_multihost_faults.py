@@ -43,11 +43,18 @@ def _end(processes: list[subprocess.Popen]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_stops_a_local_run_with_a_checkpoint_and_128_plus_its_number(
-    tmp_path, signum, code
+@pytest.mark.parametrize(
+    "mode, signum, code",
+    [
+        ("local", signal.SIGTERM, 143),
+        ("local", signal.SIGINT, 130),
+        ("impala", signal.SIGTERM, 143),
+    ],
+)
+def test_a_signal_stops_a_single_process_run_with_a_checkpoint_and_128_plus_its_number(
+    tmp_path, mode, signum, code
 ):
-    processes = [start_train("local", tmp_path, *_NO_BUDGET)]
+    processes = [start_train(mode, tmp_path, *_NO_BUDGET)]
     try:
         _wait_for_training(tmp_path, processes)
         processes[0].send_signal(signum)
