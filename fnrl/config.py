@@ -357,6 +357,13 @@ class TrainConfig:
         "--rollout",
         choices=ROLLOUTS,
     )
+    gpu_id: int = setting(
+        0,
+        "the device to train on, by its index in jax.local_devices() (adept's --gpu-id; here "
+        "any platform's devices, CPU ones too)",
+        "--gpu-id",
+        at_least=0,
+    )
     exact_resume: bool = setting(
         True,
         "record the actions sent to the envs and replay them on resume, so that a resumed run "
@@ -367,6 +374,10 @@ class TrainConfig:
 
     def __post_init__(self):
         check_settings(type(self), vars(self))
+
+    def device_positions(self) -> list[int] | None:
+        """The indices in ``jax.local_devices()`` of the devices the run uses; None for all."""
+        return [self.gpu_id]
 
     def effective(self) -> TrainConfig:
         """The config actually run: ``--debug`` and ``--profile`` rewrite a few fields."""
@@ -650,13 +661,44 @@ def long_flag(name: str, config_class: type[TrainConfig] = TrainConfig) -> str:
     return next(flag for flag in flags_of(name, config_class) if flag.startswith("--"))
 
 
+def _device_list(config: TrainConfig) -> list[int] | None:
+    """The device indices of a mode whose ``--gpu-id`` (or ``--devices``) lists several.
+
+    Returns:
+        The distinct indices given, in order; None when neither flag names any.
+
+    Raises:
+        ConfigError: a malformed list, or both flags given with different lists.
+    """
+    given = {name: getattr(config, name).strip() for name in ("gpu_id", "devices")}
+    given = {name: text for name, text in given.items() if text}
+    if not given:
+        return None
+    if len(set(given.values())) > 1:
+        problem = f"must equal --devices {_shown(config.devices)} when both are given, got "
+        raise field_error(type(config), "gpu_id", problem + _shown(config.gpu_id))
+    name, text = next(iter(given.items()))
+    try:
+        positions = [int(p) for p in text.split(",")]
+    except ValueError:
+        raise field_error(type(config), name, f"must be like '0,1', got {_shown(text)}") from None
+    if any(p < 0 for p in positions) or len(set(positions)) != len(positions):
+        problem = f"must list distinct positions >= 0, got {_shown(text)}"
+        raise field_error(type(config), name, problem)
+    return positions
+
+
 @dataclass(frozen=True)
 class ToweredConfig(TrainConfig):
     """Towered mode: data-parallel A2C over devices and hosts; ``--nb-env`` is per device."""
 
-    devices: str = setting(
-        "", "comma-separated positions in each host's device list to use; empty: all", "--devices"
+    gpu_id: str = setting(
+        "",
+        "comma-separated indices in each host's jax.local_devices() to train on, e.g. '0,1' "
+        "(adept's --gpu-id list, written with commas; any platform's devices); empty: all",
+        "--gpu-id",
     )
+    devices: str = setting("", "the same as --gpu-id", "--devices")
     coordinator_address: str = setting(
         "",
         "HOST:PORT of process 0, to train with several processes; every process must reach it "
@@ -676,6 +718,14 @@ class ToweredConfig(TrainConfig):
         "--heartbeat-timeout",
         at_least=1,
     )
+    num_grads_to_drop: int = setting(
+        0,
+        "adept's backup workers (Chen et al. 2016): drop the N slowest workers' gradients per "
+        "update. Only 0 is accepted: a towered update is one synchronous all-reduce inside the "
+        "compiled step, so no gradient is late and none can be dropped",
+        "--num-grads-to-drop",
+        at_least=0,
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -691,21 +741,17 @@ class ToweredConfig(TrainConfig):
         if self.num_processes > 1 and not self.coordinator_address:
             problem = 'must be HOST:PORT when --num-processes is more than 1, got ""'
             raise field_error(type(self), "coordinator_address", problem)
+        if self.num_grads_to_drop:
+            problem = (
+                f"must be 0, got {self.num_grads_to_drop}: towered updates average gradients "
+                "in one synchronous all-reduce, so no worker's gradient is late to be dropped"
+            )
+            raise field_error(type(self), "num_grads_to_drop", problem)
         self.device_positions()  # validates --devices
 
     def device_positions(self) -> list[int] | None:
         """The chosen positions in each host's local device list, or None for all."""
-        if not self.devices.strip():
-            return None
-        try:
-            positions = [int(p) for p in self.devices.split(",")]
-        except ValueError:
-            problem = f"must be like '0,1', got {_shown(self.devices)}"
-            raise field_error(type(self), "devices", problem) from None
-        if any(p < 0 for p in positions) or len(set(positions)) != len(positions):
-            problem = f"must list distinct positions >= 0, got {_shown(self.devices)}"
-            raise field_error(type(self), "devices", problem)
-        return positions
+        return _device_list(self)
 
 
 @dataclass(frozen=True)
@@ -719,6 +765,13 @@ class ImpalaConfig(TrainConfig):
 
     nb_env: int = setting(32, "environments per actor thread", "-n", "--nb-env", at_least=1)
     agent: str = setting("ActorCriticVtrace", "agent", "--agent", choices=_registered_agents)
+    vision_network: str = setting(
+        "Nature",
+        "trunk for image observations (IMPALA's default is adept's IMPALA one, Nature)",
+        "-vn",
+        "--vision-network",
+        choices=VISION_NETWORKS,
+    )
     nb_actor: int = setting(
         2,
         "actor threads, each stepping its own --nb-env envs with the latest params",
@@ -741,3 +794,79 @@ class ImpalaConfig(TrainConfig):
         "--max-queue-length",
         at_least=1,
     )
+    gpu_id: str = setting(
+        "",
+        "comma-separated indices in jax.local_devices(), e.g. '0,1' (adept's --gpu-id list, "
+        "written with commas; any platform's devices): the learner's update is sharded over "
+        "them and the actor threads act on them in turn (adept put its learner on the first "
+        "and the actors on the rest); empty: the learner on all, the actors on the first",
+        "--gpu-id",
+    )
+    devices: str = setting("", "the same as --gpu-id", "--devices")
+    max_dynamic_batch: int = setting(
+        0,
+        "when above 0, dynamic batching (adept's): each update takes the rollouts that are "
+        "ready, at least --min-dynamic-batch (and 1) and at most this many, instead of "
+        "--batch-size; the count is rounded down to one of a few compiled sizes (the powers of "
+        "2 between the two bounds, and the bounds) that split over the learner devices, so XLA "
+        "compiles once per size; 0 disables",
+        "--max-dynamic-batch",
+        at_least=0,
+    )
+    min_dynamic_batch: int = setting(
+        0,
+        "the fewest rollouts a dynamic batch waits for (adept's; 0 and 1 both mean one)",
+        "--min-dynamic-batch",
+        at_least=0,
+    )
+    host_training_info_interval: int = setting(
+        100,
+        "learner updates between the learner's info lines in train_log.txt (updates done, and "
+        "over the interval: rollouts per batch, policy lag, queue wait, learner time; adept's)",
+        "--host-training-info-interval",
+        at_least=1,
+    )
+    use_local_buffers: bool = setting(
+        False,
+        "adept: each actor acts with its own batch-norm statistics instead of the host's. Only "
+        "false is accepted: fnrl's actors are threads that act with the learner's published "
+        "params, batch-norm statistics included, and keep no buffers of their own",
+        "--use-local-buffers",
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.max_dynamic_batch and self.min_dynamic_batch > self.max_dynamic_batch:
+            problem = (
+                f"must be at most --max-dynamic-batch {self.max_dynamic_batch}, got "
+                f"{self.min_dynamic_batch}"
+            )
+            raise field_error(type(self), "min_dynamic_batch", problem)
+        if self.max_dynamic_batch and self.min_dynamic_batch > self.max_queue_length:
+            problem = (
+                f"must be at most --max-queue-length {self.max_queue_length} (the rollouts that "
+                f"can be waiting), got {self.min_dynamic_batch}"
+            )
+            raise field_error(type(self), "min_dynamic_batch", problem)
+        self.device_positions()  # validates --gpu-id
+        if self.use_local_buffers:
+            problem = (
+                "must be false, got True: fnrl's actors are threads acting with the learner's "
+                "published params and batch-norm statistics; they keep no local buffers"
+            )
+            raise field_error(type(self), "use_local_buffers", problem)
+
+    def device_positions(self) -> list[int] | None:
+        """The chosen indices in ``jax.local_devices()``, or None for all."""
+        return _device_list(self)
+
+    def dynamic_batch_sizes(self, devices: int = 1) -> tuple[int, ...]:
+        """The rollout counts a dynamic learner batch may have, ascending; () when disabled.
+
+        The bounds and the powers of 2 between them, those whose envs split over ``devices``.
+        """
+        if not self.max_dynamic_batch:
+            return ()
+        low, high = max(1, self.min_dynamic_batch), self.max_dynamic_batch
+        sizes = {low, high, *(2**k for k in range(high.bit_length()) if low <= 2**k <= high)}
+        return tuple(n for n in sorted(sizes) if n * self.nb_env % devices == 0)

@@ -221,3 +221,13 @@ def test_evaluate_and_render_flags_are_checked_as_config_fields(capsys, module, 
         module.main(argv)
     assert info.value.code == 2
     assert capsys.readouterr().err == f"{module.__name__}: error: {line} (see -h)\n"
+
+
+def test_towered_refuses_dropping_gradients_and_says_why(capsys):
+    assert ToweredConfig(num_grads_to_drop=0).num_grads_to_drop == 0
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["towered", "--num-grads-to-drop", "1"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--num-grads-to-drop (num_grads_to_drop) must be 0, got 1" in err
+    assert "synchronous all-reduce" in err

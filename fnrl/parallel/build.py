@@ -60,6 +60,24 @@ def make_training_env(
     )
 
 
+def chosen_local_devices(positions: Sequence[int] | None) -> list[jax.Device]:
+    """The devices at ``positions`` in ``jax.local_devices()`` (all of them for None).
+
+    Raises:
+        ValueError: a position with no device, naming the devices there are.
+    """
+    local = jax.local_devices()
+    if positions is None:
+        return local
+    missing = [p for p in positions if p >= len(local)]
+    if missing:
+        raise ValueError(
+            f"--gpu-id {','.join(map(str, positions))}: no device {missing[0]}; this process "
+            f"has {len(local)}: {', '.join(f'{i} = {d}' for i, d in enumerate(local))}"
+        )
+    return [local[p] for p in positions]
+
+
 def make_network(config: TrainConfig, spec: EnvSpec) -> ModularNetwork:
     """The network ``config`` names, for envs with ``spec``.
 
@@ -167,6 +185,23 @@ def build_run(
         CheckpointError: the checkpoint to resume from is unreadable.
     """
     config = with_agent_settings(config)
+    # Computations without a placement of their own run on the first device chosen.
+    device = chosen_local_devices(config.device_positions())[0]
+    with jax.default_device(device):
+        yield from _built_run(config, mode, num_envs, seeds, writes, stop, show_progress, in_use)
+
+
+def _built_run(
+    config: TrainConfig,
+    mode: str,
+    num_envs: int,
+    seeds: Sequence[int],
+    writes: bool,
+    stop: threading.Event | None,
+    show_progress: bool | None,
+    in_use: Callable[[BatchedEnv], bool],
+) -> Iterator[RunParts]:
+    """The body of :func:`build_run`, on its default device."""
     envs: list[BatchedEnv] = []
     try:
         for seed in seeds:

@@ -13,9 +13,12 @@ runs compiled code with the GIL released, so actor threads and the learner overl
   :class:`RolloutQueue` of at most ``--max-queue-length`` (adept's backpressure): an actor
   reserves its place in the queue before it fetches params and collects, so it never holds a
   finished rollout while waiting.
-* The learner (the calling thread) takes ``--batch-size`` rollouts, stacks them along the env
-  axis, shards that axis over a mesh of all local devices, runs the compiled update and
-  publishes the new params with their version (the number of updates applied).
+* The learner (the calling thread) takes ``--batch-size`` rollouts (or, with
+  ``--max-dynamic-batch``, those that are ready, rounded down to one of a few compiled sizes:
+  :meth:`~fnrl.config.ImpalaConfig.dynamic_batch_sizes`), stacks them along the env axis,
+  shards that axis over a mesh of the local devices ``--gpu-id`` lists (all by default), runs
+  the compiled update and publishes the new params with their version (the number of updates
+  applied).
 * Policy lag is the learner's version minus the version a rollout acted with. Every rollout in
   flight (queued or being collected) holds one of the ``max_queue_length`` places, and its
   params are fetched once it has one, so at most ``max_queue_length - 1`` rollouts are ahead
@@ -47,7 +50,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 from fnrl.agents import Agent, make_update
 from fnrl.config import ImpalaConfig
 from fnrl.envs import BatchedEnv
-from fnrl.parallel.build import RunParts, build_run
+from fnrl.parallel.build import RunParts, build_run, chosen_local_devices
 from fnrl.parallel.rollout import Episode, PhaseTimer, SegmentCollector
 from fnrl.parallel.run import RunResult, TrainingRun
 from fnrl.types import Params, PRNGKey, TrainState, Trajectory
@@ -284,6 +287,25 @@ def _take(
     return batch
 
 
+def _take_dynamic(
+    rollouts: RolloutQueue, sizes: tuple[int, ...], events: tuple[threading.Event, ...]
+) -> list[Rollout] | None:
+    """The rollouts ready now, as many as the largest of ``sizes`` that they fill.
+
+    Waits for ``sizes[0]`` rollouts (adept's ``--min-dynamic-batch``), then takes those that
+    are waiting, up to ``sizes[-1]``, and keeps the ones past the largest size they fill in the
+    queue for the next update; None as soon as one of ``events`` is set.
+    """
+    batch = _take(rollouts, sizes[0], events)
+    if batch is None:
+        return None
+    ready = min(sizes[-1], len(batch) + rollouts.qsize())
+    count = max(size for size in sizes if size <= ready)
+    while len(batch) < count:  # only this thread gets: the rollouts counted are still there
+        batch.append(rollouts.get(timeout=_POLL_SECONDS))
+    return batch
+
+
 def _batch_metrics(batch: list[Rollout], version: int) -> dict[str, float]:
     """Policy lag and actor timings of the rollouts of one learner batch."""
     lags = [version - rollout.policy_version for rollout in batch]
@@ -374,9 +396,11 @@ def train_impala(
         # (actors keep stepping while the learner saves, so no env log could match).
         state, _ = parts.start()
         state = jax.device_put(state, replicated)
+        sizes = config.dynamic_batch_sizes(mesh.size)
+        rollouts_per_batch = f"{sizes} (dynamic)" if sizes else str(config.batch_size)
         run.logger.line(
             f"LEARNER: {mesh.size} device(s) {[str(d) for d in mesh.devices]}, batch of "
-            f"{config.batch_size} rollouts x {config.nb_env} envs x {config.exp_length} "
+            f"{rollouts_per_batch} rollouts x {config.nb_env} envs x {config.exp_length} "
             f"steps; {config.nb_actor} actor threads"
         )
         store = VersionedParams(snapshot(state.params), version=run.updates)
@@ -405,7 +429,15 @@ def _checked_learner_mesh(config: ImpalaConfig) -> Mesh:
             f"train_impala needs an ImpalaConfig, got {type(config).__name__}; build it with "
             "fnrl.config.make_config(ImpalaConfig, ...)"
         )
-    mesh = learner_mesh()
+    mesh = learner_mesh(chosen_local_devices(config.device_positions()))
+    if config.max_dynamic_batch:
+        if not config.dynamic_batch_sizes(mesh.size):
+            raise ValueError(
+                f"no dynamic batch of {max(1, config.min_dynamic_batch)} to "
+                f"{config.max_dynamic_batch} rollouts x --nb-env {config.nb_env} envs splits "
+                f"over the {mesh.size} learner devices; make --nb-env a multiple of {mesh.size}"
+            )
+        return mesh
     batch_envs = config.batch_size * config.nb_env
     if batch_envs % mesh.size:
         raise ValueError(
@@ -426,7 +458,9 @@ def _make_actors(
     """One actor thread (not started) per env batch of ``parts``, each with its own key."""
     # A stream per actor and per start of the run (a resumed run starts new ones).
     actors_key = jax.random.fold_in(state.key, parts.run.updates)
-    device = jax.local_devices()[0]
+    positions = parts.config.device_positions()
+    # Without --gpu-id the actors share the first device; with it they take its devices in turn.
+    devices = chosen_local_devices([0] if positions is None else positions)
     return [
         _Actor(
             actor_id,
@@ -435,9 +469,11 @@ def _make_actors(
             store,
             rollouts,
             halt,
-            jax.device_put(jax.random.fold_in(actors_key, actor_id), device),
+            jax.device_put(
+                jax.random.fold_in(actors_key, actor_id), devices[actor_id % len(devices)]
+            ),
             parts.config.exp_length,
-            device,
+            devices[actor_id % len(devices)],
             parts.config.rollout,
         )
         for actor_id, env in enumerate(parts.envs)
@@ -470,10 +506,15 @@ def _learn(
     mesh: Mesh,
 ):
     """The learner loop: take a batch, update, publish, record; until the run is finished."""
+    sizes = config.dynamic_batch_sizes(mesh.size)
+    info: list[dict[str, float]] = []  # the metrics since the last info line
     while not run.finished:
         with run.timer.phase("queue_wait"):
             start = time.perf_counter()
-            batch = _take(rollouts, config.batch_size, (halt, run.stop))
+            if sizes:
+                batch = _take_dynamic(rollouts, sizes, (halt, run.stop))
+            else:
+                batch = _take(rollouts, config.batch_size, (halt, run.stop))
             queue_wait = time.perf_counter() - start
         if batch is None:
             break
@@ -493,8 +534,26 @@ def _learn(
             "queue_wait_seconds": queue_wait,
             "learner_seconds": learner_seconds,
             "queue_size": float(rollouts.qsize()),
+            "batch_rollouts": float(len(batch)),
         }
         env_steps = sum(int(np.prod(rollout.trajectory.rewards.shape)) for rollout in batch)
         episodes = [episode for rollout in batch for episode in rollout.episodes]
         run.record(state, metrics, env_steps, episodes)
+        info.append(metrics)
+        if len(info) == config.host_training_info_interval:
+            run.logger.line(_training_info(run.updates, info))
+            info.clear()
     return state
+
+
+def _training_info(updates: int, metrics: list[dict[str, float]]) -> str:
+    """The learner's info line (``--host-training-info-interval``) over ``metrics``' updates."""
+
+    def mean(name: str) -> float:
+        return float(np.mean([m[name] for m in metrics]))
+
+    return (
+        f"LEARNER INFO: {updates} updates; last {len(metrics)}: "
+        f"{mean('batch_rollouts'):.2f} rollouts per batch, policy lag {mean('policy_lag'):.2f}, "
+        f"queue wait {mean('queue_wait_seconds'):.4f} s, learner {mean('learner_seconds'):.4f} s"
+    )

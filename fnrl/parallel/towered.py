@@ -177,7 +177,7 @@ def make_mesh(positions: list[int] | None) -> Mesh:
         missing = [p for p in chosen if p >= len(local)]
         if missing:
             raise ValueError(
-                f"--devices {','.join(map(str, positions))}: process {process} has only "
+                f"--gpu-id {','.join(map(str, positions))}: process {process} has only "
                 f"{len(local)} devices ({', '.join(map(str, local))})"
             )
         devices.extend(local[p] for p in chosen)

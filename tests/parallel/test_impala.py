@@ -375,5 +375,87 @@ def test_help_lists_the_impala_flags():
         text=True,
         timeout=60,
     ).stdout
-    for flag in ("--nb-actor", "--batch-size", "--num-rollouts-in-batch", "--max-queue-length"):
+    for flag in (
+        "--nb-actor",
+        "--batch-size",
+        "--num-rollouts-in-batch",
+        "--max-queue-length",
+        "--max-dynamic-batch",
+        "--min-dynamic-batch",
+        "--host-training-info-interval",
+        "--use-local-buffers",
+    ):
         assert flag in out
+
+
+def test_impala_defaults_to_adepts_nature_trunk_and_refuses_local_buffers():
+    _, config = parse_args(["impala"])
+    assert config.vision_network == "Nature" and TrainConfig.vision_network == "FourConv"
+    assert config.host_training_info_interval == 100
+    assert (config.max_dynamic_batch, config.min_dynamic_batch, config.use_local_buffers) == (
+        0,
+        0,
+        False,
+    )
+    with pytest.raises(ValueError, match="--use-local-buffers .* keep no local buffers"):
+        ImpalaConfig(use_local_buffers=True)
+    with pytest.raises(ValueError, match="--min-dynamic-batch .* at most --max-dynamic-batch 2"):
+        ImpalaConfig(max_dynamic_batch=2, min_dynamic_batch=3)
+    with pytest.raises(ValueError, match="at most --max-queue-length 4"):
+        ImpalaConfig(max_dynamic_batch=8, min_dynamic_batch=5)
+
+
+def test_dynamic_batch_sizes_are_the_bounds_and_the_powers_of_two_that_split():
+    assert ImpalaConfig().dynamic_batch_sizes() == ()  # static batches
+    assert ImpalaConfig(max_dynamic_batch=6).dynamic_batch_sizes() == (1, 2, 4, 6)
+    assert ImpalaConfig(max_dynamic_batch=6, min_dynamic_batch=3).dynamic_batch_sizes() == (
+        3,
+        4,
+        6,
+    )
+    # One env per rollout over 2 devices: only even rollout counts split.
+    config = ImpalaConfig(max_dynamic_batch=5, min_dynamic_batch=1, nb_env=1)
+    assert config.dynamic_batch_sizes(devices=2) == (2, 4)
+
+
+def _queue_of(count, places=8):
+    rollouts = impala.RolloutQueue(places)
+    for i in range(count):
+        assert rollouts.reserve(timeout=1)
+        rollouts.put(Rollout(None, 0, i, [], {}))
+    return rollouts
+
+
+@pytest.mark.parametrize(("ready", "taken"), [(1, 1), (3, 2), (4, 4), (7, 4)])
+def test_dynamic_take_takes_what_is_ready_rounded_down_to_a_compiled_size(ready, taken):
+    rollouts = _queue_of(ready)
+    batch = impala._take_dynamic(rollouts, (1, 2, 4), (threading.Event(),))
+    assert [r.actor_id for r in batch] == list(range(taken))  # oldest first
+    assert rollouts.qsize() == ready - taken  # the rest wait for the next update
+
+
+def test_dynamic_take_waits_for_the_minimum_and_stops_on_an_event():
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    start = time.monotonic()
+    assert impala._take_dynamic(_queue_of(1), (2, 4), (stop,)) is None
+    assert time.monotonic() - start >= 0.25
+
+
+def test_dynamic_batching_trains_on_the_rollouts_taken_and_logs_info_lines(tmp_path):
+    config = _config(
+        tmp_path,
+        nb_actor=3,
+        max_queue_length=6,
+        max_dynamic_batch=3,
+        host_training_info_interval=2,
+        max_train_steps=400,
+    )
+    result = train_impala(config, show_progress=False)
+    counts = [m["batch_rollouts"] for m in result.metrics]
+    assert set(counts) <= {1.0, 2.0, 3.0}
+    # Each rollout is 4 envs x 5 steps; the budget counts exactly the rollouts learned from.
+    assert result.env_steps == 20 * sum(counts) >= 400
+    log = (result.run_dir / "train_log.txt").read_text()
+    assert "batch of (1, 2, 3) (dynamic) rollouts" in log
+    assert log.count("LEARNER INFO:") == result.updates // 2

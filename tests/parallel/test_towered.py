@@ -155,9 +155,10 @@ def test_two_device_run_stopped_and_resumed_equals_uninterrupted_run(tmp_path):
 
 
 def test_bad_devices_flag_gives_one_clear_error(tmp_path):
+    # --devices is the same as adept's --gpu-id, which the error names.
     result = _train("--devices", "0,5", "-mts", "100", "--log-dir", str(tmp_path), devices=2)
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "--devices 0,5: process 0 has only 2 devices" in result.stderr
+    assert "--gpu-id 0,5: process 0 has only 2 devices" in result.stderr
 
 
 @pytest.mark.parametrize(
