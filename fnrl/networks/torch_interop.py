@@ -230,6 +230,15 @@ def _layout(network: nn.Module, args: tuple, kwargs: dict) -> _Layout:
     return _layout_of(network, args, kwargs)
 
 
+def _check_keys(expected: set[str], state_dict: Mapping[str, Any], problem: str) -> None:
+    """Raises ``ValueError(problem + the missing and unexpected keys)`` unless ``state_dict``
+    has exactly the ``expected`` keys."""
+    missing = sorted(expected - set(state_dict))
+    unexpected = sorted(set(state_dict) - expected)
+    if missing or unexpected:
+        raise ValueError(f"{problem}: missing keys {missing}, unexpected keys {unexpected}")
+
+
 def torch_layout(network: nn.Module, *example_args: Any, **example_kwargs: Any) -> tuple:
     """The torch ``state_dict`` key, flax location and layout change of every network array.
 
@@ -308,14 +317,11 @@ def from_torch_state_dict(
             the wrong shape (the message names it and both shapes).
     """
     entries, templates, *_ = _layout(network, example_args, example_kwargs)
-    expected = {entry.key for entry in entries}
-    missing = sorted(expected - set(state_dict))
-    unexpected = sorted(set(state_dict) - expected)
-    if missing or unexpected:
-        raise ValueError(
-            f"the state_dict does not fit {type(network).__name__}: missing keys {missing}, "
-            f"unexpected keys {unexpected}"
-        )
+    _check_keys(
+        {entry.key for entry in entries},
+        state_dict,
+        f"the state_dict does not fit {type(network).__name__}",
+    )
     variables: dict[str, Any] = {}
     for entry in entries:
         value = entry.from_torch(_to_numpy(state_dict[entry.key]))
@@ -574,15 +580,12 @@ def from_adept_state_dict(
             tensor has the wrong shape or a mask the wrong values (the message names the key).
     """
     layout = _adept_layout(network, _frozen(observation_names), _frozen(action_names))
-    expected = {*layout.keys.values(), *layout.masks}
-    missing = sorted(expected - set(state_dict))
-    unexpected = sorted(set(state_dict) - expected)
-    if missing or unexpected:
-        raise ValueError(
-            f"the adept state_dict does not fit the {network.vision_network} + "
-            f"{network.network_body} network: missing keys {missing}, unexpected keys "
-            f"{unexpected}"
-        )
+    _check_keys(
+        {*layout.keys.values(), *layout.masks},
+        state_dict,
+        f"the adept state_dict does not fit the {network.vision_network} + "
+        f"{network.network_body} network",
+    )
     for key, mask in layout.masks.items():
         value = _to_numpy(state_dict[key])
         if value.shape != mask.shape or not np.array_equal(value, mask):

@@ -8,9 +8,9 @@ The adept state_dicts below are written from adept's 2018 code (``adept/networks
 """
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_torch_interop import make_variables
 
 from fnrl.networks import ModularNetwork
 from fnrl.networks.torch_interop import (
@@ -240,27 +240,6 @@ def test_fnrl_resnet50_which_adept_did_not_have_is_refused():
         from_adept_state_dict(random_state_dict(ADEPT_RESNET50_LINEAR), network)
     with pytest.raises(ValueError, match="post-activation"):
         adept_layout(network)
-
-
-def make_variables(network, seed=0):
-    """Random float32 variables with the network's shapes (no flax init, nothing compiled)."""
-    carry = network.initial_carry(1)
-    obs = {
-        k: jax.ShapeDtypeStruct((1, *s.shape), s.dtype)
-        for k, s in network.spec.observations.items()
-    }
-    shapes = jax.eval_shape(
-        lambda o: network.init(jax.random.key(0), carry, o, jnp.ones(1, bool), train=False), obs
-    )
-    rng = np.random.default_rng(seed)
-    return jax.tree.map(
-        lambda s: (
-            np.float32(rng.integers(0, 100))
-            if s.ndim == 0
-            else rng.normal(size=s.shape).astype(np.float32)
-        ),
-        shapes,
-    )
 
 
 def check_round_trip(network):

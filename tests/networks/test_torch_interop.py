@@ -383,7 +383,7 @@ def test_state_dict_keys_follow_adept_module_names():
     } <= resnet_keys
 
 
-def make_variables(network):
+def make_variables(network, seed=0):
     """Random float32 variables with the network's shapes (no flax init, nothing compiled)."""
     carry = network.initial_carry(1)
     obs = {
@@ -393,7 +393,7 @@ def make_variables(network):
     shapes = jax.eval_shape(
         lambda o: network.init(jax.random.key(0), carry, o, jnp.ones(1, bool), train=False), obs
     )
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     return jax.tree.map(
         lambda s: (
             np.float32(rng.integers(0, 100))
