@@ -163,7 +163,8 @@ def test_bad_devices_flag_gives_one_clear_error(tmp_path):
 
 @pytest.mark.parametrize(
     "env_flags",
-    [(), ("--env-id", "Pendulum-v1", "--agent", "PPO", "--exp-length", "50")],
+    # PPO's continuous preset takes 32 minibatches of 2048-step rollouts; 4 split these 200.
+    [(), ("--env-id", "Pendulum-v1", "--agent", "PPO", "--exp-length", "50", "--minibatches", "4")],
     ids=["A2C-CartPole", "PPO-Gaussian-Pendulum"],
 )
 def test_compiled_and_host_rollouts_train_the_same_params_on_two_devices(tmp_path, env_flags):
