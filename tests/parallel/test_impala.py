@@ -459,3 +459,18 @@ def test_dynamic_batching_trains_on_the_rollouts_taken_and_logs_info_lines(tmp_p
     log = (result.run_dir / "train_log.txt").read_text()
     assert "batch of (1, 2, 3) (dynamic) rollouts" in log
     assert log.count("LEARNER INFO:") == result.updates // 2
+
+
+def test_impala_on_images_builds_adepts_nature_trunk():
+    from fnrl.specs import ArraySpec, DiscreteSpec, EnvSpec
+
+    spec = EnvSpec({"screen": ArraySpec((84, 84, 1), np.dtype(np.uint8))}, {"a": DiscreteSpec(6)})
+    kernels = {}
+    for mode, vision in (("impala", "Nature"), ("local", "FourConv")):
+        _, config = parse_args([mode])
+        params = jax.eval_shape(build.make_agent(config, spec).init, jax.random.PRNGKey(0))
+        leaves = flatten_dict(params["params"]).values()
+        kernels[vision] = [leaf.shape for leaf in leaves if leaf.ndim == 4]
+    # Nature DQN's three convolutions (Mnih et al. 2015): 32 8x8/4, 64 4x4/2, 64 3x3/1.
+    assert sorted(kernels["Nature"]) == [(3, 3, 64, 64), (4, 4, 32, 64), (8, 8, 1, 32)]
+    assert kernels["FourConv"] != kernels["Nature"]
