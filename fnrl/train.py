@@ -237,7 +237,26 @@ def _stored_run(run_dir: str) -> tuple[str, dict]:
     checkpoint = latest_checkpoint(Path(run_dir).expanduser() / "checkpoints")
     if checkpoint is None:
         raise ValueError(f"--resume {run_dir}: the run saved no checkpoint; start a new run")
-    return read_meta(checkpoint).get("mode", "local"), stored
+    mode = read_meta(checkpoint).get("mode", "local")
+    if mode != _config_mode(stored):
+        raise ValueError(
+            f"--resume {run_dir}: {checkpoint.name}/meta.json says mode {mode!r}, but "
+            f"config.json is a {_config_mode(stored)} run's (a corrupt meta.json?)"
+        )
+    return mode, stored
+
+
+def _config_mode(stored: dict) -> str:
+    """The mode of a stored ``config.json``: the one whose own fields (those of no other
+    mode) it holds, ``local`` when it holds none."""
+    fields = {
+        name: {f.name for f in dataclasses.fields(m.config_class)} for name, m in MODES.items()
+    }
+    for name, own in fields.items():
+        others = set().union(*(f for other, f in fields.items() if other != name))
+        if (own - others) & stored.keys():
+            return name
+    return "local"
 
 
 def _resumed_config(mode: str, run_dir: str, stored: dict, given: dict) -> TrainConfig:

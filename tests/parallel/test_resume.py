@@ -260,6 +260,18 @@ def test_cli_resume_errors_are_one_clear_line(tmp_path, stopped):
     assert "the run saved no checkpoint" in empty.stderr
 
 
+def test_resume_refuses_a_meta_json_whose_mode_is_not_the_runs(tmp_path, stopped):
+    run_dir = _copy(stopped, tmp_path)
+    meta_file = latest_checkpoint(run_dir / "checkpoints") / "meta.json"
+    meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "mode": "impala"}))
+    done = _cli("--resume", str(run_dir))
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"fnrl.train: error: --resume {run_dir}: step_2000/meta.json says mode "
+        "'impala', but config.json is a local run's (a corrupt meta.json?) (see -h)"
+    ]
+
+
 @pytest.mark.parametrize(
     "flag, value, stored",
     [("--normalization", "layer", "'batch'"), ("--optimizer", "adam", "'rmsprop'")],
