@@ -24,9 +24,10 @@ longer frame (Pillow's encoder), so a GIF may decode to fewer frames than were w
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -137,6 +138,30 @@ def render_episodes(
         timestep = env.step(actions) if done else env.reset()
         steps = 0
         write(frame(timestep))
+
+
+@contextlib.contextmanager
+def _claimed(out: Path) -> Iterator[None]:
+    """Creates ``out`` and its missing directories, then runs the body; removes what it
+    created if the body fails, so a failed render leaves nothing behind.
+
+    Raises:
+        OSError: ``out`` cannot be created (:func:`_video_error`).
+    """
+    created = [p for p in (out, *out.parents) if not p.exists()]  # the file, then its folders
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "ab"):
+            pass
+    except OSError as e:
+        raise _video_error(out, e) from e
+    try:
+        yield
+    except BaseException:
+        for path in created:
+            with contextlib.suppress(OSError):
+                path.unlink() if path == out else path.rmdir()
+        raise
 
 
 def _video_error(path: Path, error: OSError, *, encoding: bool = False) -> OSError:
@@ -274,40 +299,35 @@ def render(
     out = Path(out)
     if out.suffix.lower() not in (".mp4", ".gif"):
         raise ValueError(f"--out must end in .mp4 or .gif, got {out.name!r}")
-    try:  # before anything loads: a path that cannot be written fails at once, naming it
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "ab"):
-            pass
-    except OSError as e:
-        raise _video_error(out, e) from e
-    config = load_run_config(run_dir)
-    path = find_checkpoint(run_dir, checkpoint)
-    seed = config.seed + EVALUATE_SEED_OFFSET if seed is None else seed
-    env, real_time_fps = make_render_env(config, seed)
-    try:
-        if agent_view and "screen" not in env.spec.observations:
-            raise ValueError("--agent-view needs an image observation ('screen')")
-        agent = make_agent(config, env.spec)
-        network = make_network(config, env.spec)
-        params = load_params(path, jax.eval_shape(agent.init, jax.random.PRNGKey(0)))
-        policy = jax.jit(make_eval_policy(network, greedy=greedy))
-        writer = _VideoWriter(out, fps or real_time_fps)
+    with _claimed(out):  # a path that cannot be written fails before anything loads
+        config = load_run_config(run_dir)
+        path = find_checkpoint(run_dir, checkpoint)
+        seed = config.seed + EVALUATE_SEED_OFFSET if seed is None else seed
+        env, real_time_fps = make_render_env(config, seed)
         try:
-            return render_episodes(
-                env,
-                policy,
-                params,
-                jax.random.PRNGKey(seed),
-                network.initial_carry(1),
-                episodes,
-                writer.write,
-                max_steps=max_steps,
-                agent_view=agent_view,
-            )
+            if agent_view and "screen" not in env.spec.observations:
+                raise ValueError("--agent-view needs an image observation ('screen')")
+            agent = make_agent(config, env.spec)
+            network = make_network(config, env.spec)
+            params = load_params(path, jax.eval_shape(agent.init, jax.random.PRNGKey(0)))
+            policy = jax.jit(make_eval_policy(network, greedy=greedy))
+            writer = _VideoWriter(out, fps or real_time_fps)
+            try:
+                return render_episodes(
+                    env,
+                    policy,
+                    params,
+                    jax.random.PRNGKey(seed),
+                    network.initial_carry(1),
+                    episodes,
+                    writer.write,
+                    max_steps=max_steps,
+                    agent_view=agent_view,
+                )
+            finally:
+                writer.close()
         finally:
-            writer.close()
-    finally:
-        env.close()
+            env.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
