@@ -263,10 +263,18 @@ class TrainConfig:
     )
     summary_frequency: float = setting(
         10.0,
-        "seconds between tensorboard writes of losses",
+        "seconds between two summary lines (steps, recent frames/s, recent return, losses) on "
+        "stdout and in train_log.txt",
         "-sf",
         "--summary-frequency",
         above=0.0,
+    )
+    log_interval: int = setting(
+        10,
+        "learner updates between two tensorboard writes of the losses and metrics (their means "
+        "over those updates)",
+        "--log-interval",
+        at_least=1,
     )
     stop_timeout: float = setting(
         60.0,
@@ -328,10 +336,21 @@ class TrainConfig:
         "--nb-last-model",
         at_least=1,
     )
+    eval_every: int = setting(
+        250_000,
+        "environment steps between two evaluations, each of --eval-episodes greedy games on "
+        "fresh envs at an update boundary, logged as reward/eval and in eval.csv; 0 disables them",
+        "--eval-every",
+        at_least=0,
+    )
+    eval_episodes: int = setting(
+        10, "games of each evaluation, played in parallel", "--eval-episodes", at_least=1
+    )
     nb_eval_env: int = setting(
-        1,
-        "envs of the evaluation thread, which plays the latest params greedily and logs "
-        "reward/eval (adept); 0 disables it",
+        0,
+        "envs of adept's evaluation thread, which plays the latest params greedily alongside "
+        "training and logs each game as reward/eval; 0 disables it (adept's default was 1); "
+        "it needs --eval-every 0",
         "--nb-eval-env",
         at_least=0,
     )
@@ -364,6 +383,13 @@ class TrainConfig:
         "--gpu-id",
         at_least=0,
     )
+    imports: str = setting(
+        "",
+        "comma-separated Python modules to import first, which register plug-ins (agents, "
+        "networks, envs); stored in config.json, so fnrl.evaluate, fnrl.render and --resume "
+        "import them too",
+        "--import",
+    )
     exact_resume: bool = setting(
         True,
         "record the actions sent to the envs and replay them on resume, so that a resumed run "
@@ -374,6 +400,12 @@ class TrainConfig:
 
     def __post_init__(self):
         check_settings(type(self), vars(self))
+        if self.eval_every and self.nb_eval_env:
+            problem = (
+                f"must be 0 when --eval-every is not (both write reward/eval), got "
+                f"{self.nb_eval_env}; pass --eval-every 0 to use the evaluation thread"
+            )
+            raise field_error(type(self), "nb_eval_env", problem)
 
     def device_positions(self) -> list[int] | None:
         """The indices in ``jax.local_devices()`` of the devices the run uses; None for all."""
@@ -416,6 +448,7 @@ VECTOR_PRESET: dict[str, Any] = {
     "zscore_norm_env": True,
     "max_grad_norm": 0.5,
     "max_train_steps": 500_000,
+    "eval_every": 25_000,
 }
 
 # Continuous actions (a Gaussian head) on vector observations: the vector preset without the
@@ -447,7 +480,7 @@ PRESET_SOURCES: dict[str, tuple[str, str]] = {
 
 # The value that runs saved before a field existed trained with, for the fields whose preset
 # value now differs from it: a config.json without the field gets this value, not the preset's.
-OLD_RUN_VALUES: dict[str, Any] = {"zscore_norm_env": False}
+OLD_RUN_VALUES: dict[str, Any] = {"zscore_norm_env": False, "eval_every": 0}
 
 
 def preset(kind: str, agent: str | None = None) -> dict[str, Any]:

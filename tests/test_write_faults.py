@@ -63,7 +63,7 @@ def test_a_run_whose_event_file_fills_the_disk_saves_a_final_checkpoint_and_name
     tmp_path, monkeypatch, nb_eval_env
 ):
     _full_disk_events(monkeypatch)
-    config = TrainConfig(**SETTINGS, log_dir=str(tmp_path), nb_eval_env=nb_eval_env)
+    config = TrainConfig(**SETTINGS, log_dir=str(tmp_path), nb_eval_env=nb_eval_env, eval_every=0)
     with pytest.raises(LogWriteError) as error:
         train_local(config, show_progress=False)
     message = str(error.value)

@@ -27,7 +27,7 @@ def _config(tmp_path, **settings):
 
 def test_a_process_that_does_not_write_leaves_no_file_and_prints_nothing(tmp_path, capsys):
     # An evaluation thread and a progress bar would each write if this run started them.
-    config = _config(tmp_path, nb_eval_env=2, resume=str(tmp_path / "process_0_run"))
+    config = _config(tmp_path, nb_eval_env=2, eval_every=0, resume=str(tmp_path / "process_0_run"))
     with build_run(
         config, "towered", num_envs=2, seeds=[0], writes=False, show_progress=True
     ) as parts:

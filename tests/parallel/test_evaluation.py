@@ -242,6 +242,7 @@ def test_training_logs_reward_eval_of_the_latest_params(tmp_path):
         normalize=True,
         max_train_steps=40_000,
         nb_eval_env=1,
+        eval_every=0,
         eval_step_rate=1e6,  # unthrottled, so that games end within this short run
         log_dir=str(tmp_path),
     )
