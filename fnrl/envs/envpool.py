@@ -133,7 +133,7 @@ class EnvpoolEnv:
         self._frame_stack = frame_stack
         spec = self._converter.spec
         if frame_stack is not None:
-            _, height, width = pool.observation_space.shape  # [1, H, W]: one gray frame
+            _, height, width = observation_space.shape  # [1, H, W]: one gray frame
             screen = ArraySpec((height, width, frame_stack), np.dtype(np.uint8))
             spec = EnvSpec(observations={"screen": screen}, actions=spec.actions)
         self.spec = spec

@@ -11,15 +11,13 @@ from fnrl.envs import (
     ATARI_ENVS,
     EnvpoolEnv,
     atari_task_id,
+    env_kind,
     make_atari_env,
     make_env,
     make_envpool_env,
 )
 from fnrl.parallel.rollout import check_rollout, supports_compiled_rollout
 from fnrl.specs import ArraySpec, BoxSpec, DiscreteSpec
-
-# envpool builds its classic-control Box spaces from float64 bounds; not fnrl's concern.
-pytestmark = pytest.mark.filterwarnings("ignore:.*precision lowered by casting:UserWarning")
 
 
 def _random_actions(env, rng):
@@ -94,6 +92,14 @@ def test_same_seed_same_observations_different_seed_different():
     assert not np.array_equal(first, observations(4))
     # adept: env i gets seed + i, so env 1 of seed 3 starts like env 0 of seed 4.
     np.testing.assert_array_equal(first[0, 1], observations(4)[0, 0])
+
+
+def test_envpool_spaces_convert_without_gymnasium_precision_warnings(recwarn):
+    """envpool builds float32 Boxes from float64 bounds, for which Gymnasium warns on every
+    access; fnrl silences exactly that warning where it converts the spaces."""
+    make_envpool_env("CartPole-v1", 2, seed=0).close()
+    assert env_kind("Pendulum-v1") == "continuous"  # from envpool.make_spec, without a pool
+    assert [str(w.message) for w in recwarn if "precision" in str(w.message)] == []
 
 
 def test_continuous_envpool_tasks_step_on_the_host_and_compiled_alike():

@@ -8,9 +8,6 @@ import pytest
 import fnrl.envs
 from fnrl.envs import BatchedEnv, EnvpoolEnv, GymnasiumEnv, make_env
 
-# envpool builds its classic-control Box spaces from float64 bounds; not fnrl's concern.
-pytestmark = pytest.mark.filterwarnings("ignore:.*precision lowered by casting:UserWarning")
-
 
 def test_every_public_name_is_importable_and_documented():
     for name in fnrl.envs.__all__:
