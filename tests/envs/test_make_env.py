@@ -1,6 +1,7 @@
 """make_env routing, argument checks and the package's public API."""
 
 import importlib.util
+import re
 
 import numpy as np
 import pytest
@@ -52,6 +53,11 @@ def test_unknown_env_id_suggests_close_matches():
         make_env("PongNoFramesikp-v4", 1, seed=0)
     with pytest.raises(ValueError, match=r"Unknown env id 'ALE/Pong-v5'.*'Pong-v5'"):
         make_env("ALE/Pong-v5", 1, seed=0)
+    # CartPole-v1 is registered by envpool, Gymnasium and gym: it is suggested once, first.
+    with pytest.raises(ValueError, match="Did you mean") as error:
+        make_env("CartPol-v1", 1, seed=0)
+    suggested = re.findall(r"'([^']+)'", str(error.value).split("Did you mean")[1])
+    assert suggested[0] == "CartPole-v1" and len(suggested) == len(set(suggested)) > 1
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Taxi-v4", "Pong-v5"])
