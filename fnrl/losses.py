@@ -19,10 +19,12 @@ from fnrl.distributions import Policy, entropy, log_prob
 
 __all__ = [
     "VTraceOutput",
+    "ValueFit",
     "clipped_surrogate_loss",
     "clipped_value_loss",
     "entropy",
     "entropy_loss",
+    "explained_variance",
     "gae_advantages",
     "lambda_returns",
     "log_prob",
@@ -414,3 +416,65 @@ def clipped_value_loss(
     clipped_v_t = old_v_t + jnp.clip(v_t - old_v_t, -epsilon, epsilon)
     squared = jnp.maximum((v_t - target_t) ** 2, (clipped_v_t - target_t) ** 2)
     return 0.5 * masked_mean(squared, mask_t)
+
+
+class ValueFit(NamedTuple):
+    """A critic's values on a batch and the targets it is fit to, for :func:`explained_variance`."""
+
+    targets: jax.Array  # [...] float32: the value targets of the loss
+    values: jax.Array  # [...] float32: the critic's values of the same steps
+    mask: jax.Array  # [...] bool: the steps that carry a learning signal
+
+
+def explained_variance(
+    targets: jax.typing.ArrayLike,
+    values: jax.typing.ArrayLike,
+    mask: jax.typing.ArrayLike | None = None,
+    *,
+    axis_name: str | None = None,
+) -> jax.Array:
+    """The fraction of the variance of the value targets that the values explain.
+
+    ``1 - Var[targets - values] / Var[targets]`` over the entries in ``mask``, with population
+    variances, as Stable-Baselines3's ``explained_variance`` and CleanRL's PPO log it: 1 for a
+    perfect critic, 0 for one that predicts the mean target, negative for a worse one. Where
+    they return NaN, for targets with zero variance (or no entry in ``mask``), this returns 0,
+    and a ratio too large for float32 is clipped to float32's most negative value, so the
+    result is finite whenever the sums of squares are. The variances are two-pass sums of
+    squares about the mean. No gradient flows through it.
+
+    Args:
+      targets: ``[...]`` value targets.
+      values: ``[...]`` the critic's values of the same entries.
+      mask: ``[...]`` bool, the entries that count; None: all of them.
+      axis_name: inside ``shard_map`` (or ``vmap``) over a named axis, whose shards each hold a
+        part of the batch: the counts and sums are added over it (``lax.psum``), so every shard
+        returns the explained variance of the pooled batch. A count-weighted mean of the shards'
+        ratios, as data-parallel updates average other metrics, would differ from it.
+
+    Returns:
+      Scalar float32.
+    """
+    chex.assert_equal_shape([targets, values])
+    targets, values = jax.lax.stop_gradient(
+        (jnp.asarray(targets, jnp.float32), jnp.asarray(values, jnp.float32))
+    )
+    mask = jnp.ones(targets.shape, bool) if mask is None else jnp.asarray(mask)
+    chex.assert_equal_shape([targets, mask])
+    chex.assert_type(mask, bool)
+
+    def total(x: jax.Array) -> jax.Array:
+        # Masked-out entries, which may not be finite, never reach the sums.
+        s = jnp.sum(jnp.where(mask, x, 0.0))
+        return s if axis_name is None else jax.lax.psum(s, axis_name)
+
+    count = jnp.maximum(total(jnp.ones_like(targets)), 1.0)
+
+    def sum_of_squares(x: jax.Array) -> jax.Array:
+        return total(jnp.square(x - total(x) / count))
+
+    target_squares = sum_of_squares(targets)
+    error_squares = sum_of_squares(targets - values)
+    spread = target_squares > 0
+    ratio = error_squares / jnp.where(spread, target_squares, 1.0)
+    return jnp.where(spread, jnp.maximum(1.0 - ratio, jnp.finfo(jnp.float32).min), 0.0)

@@ -12,6 +12,7 @@ from fnrl.losses import (
     clipped_value_loss,
     entropy,
     entropy_loss,
+    explained_variance,
     gae_advantages,
     lambda_returns,
     log_prob,
@@ -431,3 +432,70 @@ def test_clipped_value_loss_equals_hand_computed_value():
     grad_v = jax.grad(clipped_value_loss)(v_t, old_v_t, target_t, 0.2, mask_t)
     # first: the clipped branch wins and is flat in v; second: d 0.5 v^2 / 2 = v / 2.
     np.testing.assert_allclose(grad_v, [0.0, 0.95 / 2, 0.0], **TOL)
+
+
+def _explained_variance_numpy(targets, values):
+    """Stable-Baselines3's ``explained_variance``: 1 - Var[y - y_pred] / Var[y]."""
+    return 1 - np.var(targets - values) / np.var(targets)
+
+
+def test_explained_variance_equals_hand_computed_value_ignoring_masked_entries():
+    # Var[t] = (4 + 1 + 0 + 9) / 4 = 3.5; errors 1, 0, 0, 1: Var = 0.25; 1 - 0.25 / 3.5 = 13 / 14.
+    targets = np.array([1.0, 2.0, 3.0, 6.0, 100.0], np.float32)
+    values = np.array([0.0, 2.0, 3.0, 5.0, np.nan], np.float32)
+    mask = np.array([True, True, True, True, False])
+    for fn in (explained_variance, jax.jit(explained_variance)):
+        got = fn(targets, values, mask)
+        assert got.shape == () and got.dtype == jnp.float32
+        assert got == pytest.approx(13 / 14, rel=1e-6)
+    assert explained_variance(targets[:4], values[:4]) == pytest.approx(13 / 14, rel=1e-6)
+
+
+def test_explained_variance_equals_numpy_on_a_masked_rollout():
+    rng = np.random.default_rng(4)
+    targets = rng.normal(3.0, 2.0, size=(7, 5)).astype(np.float32)
+    values = (targets + rng.normal(0.5, 1.0, size=(7, 5))).astype(np.float32)
+    mask = rng.random((7, 5)) > 0.3
+    want = _explained_variance_numpy(targets[mask].astype(np.float64), values[mask])
+    assert explained_variance(targets, values, mask) == pytest.approx(want, rel=1e-5)
+    assert explained_variance(targets, targets, mask) == 1.0  # a perfect critic
+    mean = np.full_like(targets, targets[mask].mean())
+    assert explained_variance(targets, mean, mask) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_explained_variance_of_constant_targets_or_no_step_is_zero_not_nan():
+    values = np.array([0.0, 1.0, -3.0], np.float32)
+    assert explained_variance(np.full(3, 2.5, np.float32), values) == 0.0
+    assert explained_variance(np.zeros(3, np.float32), values, np.zeros(3, bool)) == 0.0
+    # A ratio beyond float32's range stays finite: the run stops on any non-finite metric.
+    tiny = explained_variance(np.array([0.0, 1e-18], np.float32), np.array([1e10, -1e10]))
+    assert np.isfinite(tiny) and tiny < -1e38
+
+
+def test_explained_variance_stops_gradients():
+    targets = np.array([1.0, 2.0, 4.0], np.float32)
+    values = np.array([0.5, 2.5, 3.0], np.float32)
+    grads = jax.grad(explained_variance, argnums=(0, 1))(targets, values)
+    for grad in grads:
+        np.testing.assert_array_equal(grad, np.zeros(3, np.float32))
+
+
+def test_explained_variance_over_a_named_axis_is_that_of_the_pooled_batch():
+    rng = np.random.default_rng(5)
+    targets = rng.normal(1.0, 2.0, size=(6, 8)).astype(np.float32)
+    values = (0.5 * targets + rng.normal(size=(6, 8))).astype(np.float32)
+    mask = rng.random((6, 8)) > 0.3
+    mask[:, :4] &= rng.random((6, 4)) > 0.5  # uneven counts per shard
+    whole = explained_variance(targets, values, mask)
+
+    def shards(x):
+        return np.moveaxis(x.reshape(6, 2, 4), 1, 0)  # [D=2, T, B / D]
+
+    pooled = jax.vmap(lambda t, v, m: explained_variance(t, v, m, axis_name="d"), axis_name="d")(
+        shards(targets), shards(values), shards(mask)
+    )
+    np.testing.assert_allclose(pooled, [whole, whole], rtol=1e-5)
+    # What averaging each shard's ratio by its count would log instead.
+    each = jax.vmap(explained_variance)(shards(targets), shards(values), shards(mask))
+    counts = shards(mask).sum(axis=(1, 2))
+    assert abs(float(np.dot(counts, each) / counts.sum() - whole)) > 1e-3

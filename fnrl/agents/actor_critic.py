@@ -106,7 +106,10 @@ def make_actor_critic(
     * ``entropy_loss = -H(pi(.|s_t))`` summed over action keys.
 
     A terminated episode does not bootstrap (``discount_t = 0``); a time-limit truncation
-    bootstraps from the value of the truncated observation and cuts the GAE trace there.
+    bootstraps from the value of the truncated observation and cuts the GAE trace there. The
+    update's ``explained_variance`` is that of the n-step returns ``G_t`` by the values
+    ``V(s_t)`` before the step, over the valid steps of the trajectory
+    (:func:`fnrl.losses.explained_variance`).
 
     Args:
         network: a ``ModularNetwork`` (or any module with its call signature) for ``spec``.
@@ -145,7 +148,8 @@ def make_actor_critic(
         total, metrics = actor_critic_objective(
             outputs, trajectory, advantages_t, returns_t, valid_t, entropy_coef
         )
-        return total, LossOutput(metrics, state, count=valid_t.sum())
+        fit = losses.ValueFit(returns_t, values[:-1], valid_t)
+        return total, LossOutput(metrics, state, count=valid_t.sum(), value_fit=fit)
 
     return Agent(
         init=make_init(network, spec),

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import optax
 
 from fnrl.distributions import Policy, mode, sample
+from fnrl.losses import ValueFit, explained_variance
 from fnrl.networks import ModularNetwork, NetworkOutput
 from fnrl.networks.zscore import OBS_STATS, RunningMoments, pool_moments
 from fnrl.specs import EnvSpec
@@ -34,6 +35,9 @@ class LossOutput(NamedTuple):
     # How many samples the loss averages over: a data-parallel update weights each shard's
     # gradient by it, so that the average over shards is the average over all samples.
     count: jax.Array | float = 1.0
+    # The critic's values and targets on the batch, from which the update computes its
+    # ``explained_variance`` metric; None: no such metric.
+    value_fit: ValueFit | None = None
 
 
 class Agent(NamedTuple):
@@ -225,6 +229,7 @@ def learner_key(state: TrainState) -> PRNGKey:
 
 
 FINITE = "finite"  # the update's metric: 1.0 when its new params and optimizer state are finite
+EXPLAINED_VARIANCE = "explained_variance"  # the update's metric, from ``LossOutput.value_fit``
 
 
 def make_update(
@@ -243,6 +248,14 @@ def make_update(
     finite, else 0.0, so that the shell never saves a diverged state. It is one fused reduction
     in the same computation, read back with the other metrics; in a data-parallel update the
     state is replicated, so every shard (and every process) computes the same value.
+
+    When the loss returns ``LossOutput.value_fit``, metrics gain ``EXPLAINED_VARIANCE``: the
+    :func:`fnrl.losses.explained_variance` of the values against their targets over the last
+    pass over the batch (all its minibatches, which partition the batch: the whole batch once,
+    not a mean of per-minibatch ratios), with gradients stopped. In a data-parallel update it is
+    computed from sums of squares pooled over the devices, so it equals that of one update on
+    the whole batch; the count-weighted mean that averages the other metrics would not, since a
+    ratio of sums is not linear in the shards.
 
     Args:
         agent: the agent whose loss to minimize.
@@ -282,7 +295,7 @@ def make_update(
         updates, opt_state = optimizer.update(grads, opt_state, trainable)
         trainable = optax.apply_updates(trainable, updates)
         metrics = {**metrics, "grad_norm": optax.tree.norm(grads)}
-        return trainable, opt_state, metrics, aux.state
+        return trainable, opt_state, metrics, aux.state, aux.value_fit
 
     def update(state: TrainState, trajectory: Trajectory) -> tuple[TrainState, Metrics]:
         params = state.params
@@ -291,23 +304,35 @@ def make_update(
         )
         trainable, opt_state = params["params"], state.opt_state
         if agent.minibatches is None and agent.epochs == 1:
-            trainable, opt_state, metrics, last = gradient_step(params, trainable, opt_state, batch)
+            trainable, opt_state, metrics, last, fit = gradient_step(
+                params, trainable, opt_state, batch
+            )
         else:
             split = agent.minibatches or (lambda _, batch: jax.tree.map(lambda x: x[None], batch))
 
             def minibatch_step(carry, minibatch):
-                trainable, opt_state, metrics, written = gradient_step(params, *carry, minibatch)
-                return (trainable, opt_state), (metrics, written)
+                trainable, opt_state, metrics, written, fit = gradient_step(
+                    params, *carry, minibatch
+                )
+                return (trainable, opt_state), (metrics, written, fit)
 
             def epoch(carry, key):
                 return jax.lax.scan(minibatch_step, carry, split(key, batch))
 
             keys = jax.random.split(learner_key(state), agent.epochs)
-            (trainable, opt_state), (metrics, written) = jax.lax.scan(
+            (trainable, opt_state), (metrics, written, fits) = jax.lax.scan(
                 epoch, (trainable, opt_state), keys
             )
             metrics = jax.tree.map(jnp.mean, metrics)
             last = jax.tree.map(lambda x: x[-1, -1], written)
+            fit = jax.tree.map(lambda x: x[-1], fits)  # [minibatches, ...]: the last pass
+        if fit is not None:
+            metrics = {
+                **metrics,
+                EXPLAINED_VARIANCE: explained_variance(
+                    fit.targets, fit.values, fit.mask, axis_name=axis_name
+                ),
+            }
         collections = pool({**collections, **last})
         params = {**params, **collections, "params": trainable}
         finite = [

@@ -106,7 +106,11 @@ def make_ppo(
       acting values when ``clip_value`` (:func:`fnrl.losses.clipped_value_loss`);
     * ``entropy_loss = -H(π(.|s_t))`` summed over action keys.
 
-    Terminations and truncations are handled as in A2C (:func:`make_actor_critic`).
+    Terminations and truncations are handled as in A2C (:func:`make_actor_critic`). The
+    update's ``explained_variance`` is CleanRL's: that of the rollout's λ-returns by the values
+    the acting params gave it (``prepare``), over every valid step of the rollout at once, not a
+    mean over minibatches (:func:`fnrl.losses.explained_variance`, pooled by
+    :func:`fnrl.agents.make_update` over the minibatches of one pass).
 
     Args:
         network: a ``ModularNetwork`` (or any module with its call signature) for ``spec``.
@@ -189,7 +193,10 @@ def make_ppo(
             "approx_kl": losses.masked_mean(jnp.expm1(log_ratio) - log_ratio, batch.valid),
             "clip_fraction": losses.masked_mean(clipped.astype(jnp.float32), batch.valid),
         }
-        return total, LossOutput(metrics, {}, count=batch.valid.sum())
+        # The rollout's own values and returns, whatever the params have become since: each
+        # minibatch reports its part and the update pools one pass of them.
+        fit = losses.ValueFit(batch.target, batch.value, batch.valid)
+        return total, LossOutput(metrics, {}, count=batch.valid.sum(), value_fit=fit)
 
     return Agent(
         init=make_init(network, spec),

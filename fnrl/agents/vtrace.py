@@ -52,7 +52,9 @@ def make_actor_critic_vtrace(
 
     A terminated episode does not bootstrap (``discount_t = 0``); a time-limit truncation
     bootstraps from the value of the truncated observation and cuts the trace there. Metrics
-    add ``importance``, the mean ``ρ_t`` (adept's), which is 1 on-policy.
+    add ``importance``, the mean ``ρ_t`` (adept's), which is 1 on-policy; the update's
+    ``explained_variance`` is that of the V-trace targets ``v_t`` by the values ``V(x_t)``
+    before the step, over the valid steps (:func:`fnrl.losses.explained_variance`).
 
     Args:
         network: a ``ModularNetwork`` (or any module with its call signature) for ``spec``.
@@ -107,7 +109,8 @@ def make_actor_critic_vtrace(
             outputs, trajectory, advantages_t, vtrace.targets, valid_t, entropy_coef
         )
         metrics["importance"] = losses.masked_mean(rho_t, valid_t)
-        return total, LossOutput(metrics, state, count=valid_t.sum())
+        fit = losses.ValueFit(vtrace.targets, values[:-1], valid_t)
+        return total, LossOutput(metrics, state, count=valid_t.sum(), value_fit=fit)
 
     return Agent(
         init=make_init(network, spec),

@@ -15,12 +15,13 @@ from fnrl.types import Trajectory
 
 
 def _reference_a2c_loss(logits, values, traj, discount, lam, entropy_coef):
-    """adept's A2C loss written as plain loops, with truncation and reset-step masking."""
+    """adept's A2C loss written as plain loops, with truncation and reset-step masking, and the
+    [N, 2] (return, value) pairs of the N valid steps."""
     states = np.asarray(traj.obs["state"])
     T, B = traj.rewards.shape
     v = values[states]  # [T + 1, B]
     total_pg = total_v = total_ent = 0.0
-    count = 0
+    count, fit = 0, []
     for b in range(B):
         ret = v[T, b]
         adv = 0.0
@@ -37,7 +38,8 @@ def _reference_a2c_loss(logits, values, traj, discount, lam, entropy_coef):
             total_v += 0.5 * (ret - v[t, b]) ** 2
             total_ent += np.sum(np.exp(logp) * logp)
             count += 1
-    return (total_pg + total_v + entropy_coef * total_ent) / count
+            fit.append((ret, v[t, b]))
+    return (total_pg + total_v + entropy_coef * total_ent) / count, np.array(fit)
 
 
 @pytest.mark.parametrize("lam", [1.0, 0.9])
@@ -47,7 +49,7 @@ def test_a2c_loss_equals_python_loop_with_truncation_and_resets(lam):
     agent = make_actor_critic(TableNetwork(), TABLE_SPEC, discount=0.9, gae_lambda=lam)
     params = agent.init(jax.random.PRNGKey(0))
     loss, aux = jax.jit(agent.loss)(params, traj)
-    expected = _reference_a2c_loss(
+    expected, fit = _reference_a2c_loss(
         np.asarray(params["params"]["logits"]),
         np.asarray(params["params"]["values"]),
         traj,
@@ -58,6 +60,13 @@ def test_a2c_loss_equals_python_loop_with_truncation_and_resets(lam):
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
     assert aux.metrics["total_loss"] == loss
     assert loss.dtype == jnp.float32 and loss.shape == ()
+    # The update logs how much of the n-step returns' variance the values explain (SB3's).
+    optimizer = make_rmsprop(7e-4)
+    state = init_train_state(agent, optimizer, jax.random.PRNGKey(0))._replace(params=params)
+    _, metrics = jax.jit(make_update(agent, optimizer))(state, traj)
+    returns, values = fit.T
+    want = 1 - np.var(returns - values) / np.var(returns)
+    np.testing.assert_allclose(metrics["explained_variance"], want, rtol=1e-5)
 
 
 def test_a2c_loss_without_gae_uses_n_step_advantages():
@@ -195,6 +204,8 @@ def test_act_and_update_do_not_recompile(body):
     assert update._cache_size() == 1
     assert int(state.step) == 2
     assert set(metrics) >= {"total_loss", "policy_loss", "value_loss", "entropy_loss", "grad_norm"}
+    explained = metrics["explained_variance"]
+    assert explained.dtype == jnp.float32 and explained.shape == () and np.isfinite(explained)
 
 
 def test_batch_norm_statistics_change_in_update_never_in_act():

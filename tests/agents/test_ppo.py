@@ -153,6 +153,14 @@ def test_update_takes_shuffled_minibatch_steps_epoch_by_epoch_as_a_python_loop()
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(metrics["total_loss"], np.mean(losses), rtol=1e-5)
     assert int(got.step) == 1 and jnp.array_equal(got.key, state.key)
+    # CleanRL's explained variance: the rollout's returns by its acting values, over the whole
+    # rollout at once however it was minibatched.
+    valid = np.asarray(batch.valid)
+    targets, values = np.asarray(batch.target)[valid], np.asarray(batch.value)[valid]
+    want = 1 - np.var(targets - values) / np.var(targets)
+    explained = metrics["explained_variance"]
+    assert explained.dtype == jnp.float32 and explained.shape == ()
+    np.testing.assert_allclose(explained, want, rtol=1e-5)
 
 
 def test_bad_settings_are_refused():

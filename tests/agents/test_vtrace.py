@@ -21,12 +21,13 @@ VECTOR_SPEC = EnvSpec({"obs": ArraySpec((4,), np.float32)}, {"action": DiscreteS
 
 def _reference_vtrace_loss(logits, values, traj, discount, lam, entropy_coef, rho_bar, c_bar):
     """adept's ActorCriticVtrace loss as plain loops: the paper's recursion per env, with
-    terminations (no bootstrap), truncations (trace cut) and the reset steps masked out."""
+    terminations (no bootstrap), truncations (trace cut) and the reset steps masked out; with
+    the mean ratio and the [N, 2] (target, value) pairs of the N valid steps."""
     states = np.asarray(traj.obs["state"])
     T, B = traj.rewards.shape
     v = values[states]  # [T + 1, B]
     total_pg = total_v = total_ent = total_rho = 0.0
-    count = 0
+    count, fit = 0, []
     for b in range(B):
         vs_next = v[T, b]
         for t in reversed(range(T)):
@@ -48,8 +49,9 @@ def _reference_vtrace_loss(logits, values, traj, discount, lam, entropy_coef, rh
             total_ent += np.sum(np.exp(log_pi) * log_pi)
             total_rho += rho
             count += 1
+            fit.append((vs, v[t, b]))
     loss = (total_pg + total_v + entropy_coef * total_ent) / count
-    return loss, total_rho / count
+    return loss, total_rho / count, np.array(fit)
 
 
 @pytest.mark.parametrize("lam, rho_bar, c_bar", [(1.0, 1.0, 1.0), (0.9, 1.0, 1.0), (1.0, 0.5, 2.0)])
@@ -66,7 +68,7 @@ def test_vtrace_loss_equals_python_loop_off_policy_with_episode_ends(lam, rho_ba
     )
     params = agent.init(jax.random.PRNGKey(0))
     loss, aux = jax.jit(agent.loss)(params, traj)
-    expected, importance = _reference_vtrace_loss(
+    expected, importance, fit = _reference_vtrace_loss(
         np.asarray(params["params"]["logits"]),
         np.asarray(params["params"]["values"]),
         traj,
@@ -81,6 +83,13 @@ def test_vtrace_loss_equals_python_loop_off_policy_with_episode_ends(lam, rho_ba
     assert aux.metrics["total_loss"] == loss
     assert loss.dtype == jnp.float32 and loss.shape == ()
     assert int(aux.count) == int((~traj.first[1:]).sum())
+    # The update logs how much of the V-trace targets' variance the values explain (SB3's).
+    optimizer = make_rmsprop(7e-4)
+    state = init_train_state(agent, optimizer, jax.random.PRNGKey(0))._replace(params=params)
+    _, metrics = jax.jit(make_update(agent, optimizer))(state, traj)
+    targets, values = fit.T
+    want = 1 - np.var(targets - values) / np.var(targets)
+    np.testing.assert_allclose(metrics["explained_variance"], want, rtol=1e-5)
 
 
 def _on_policy(params, traj):
@@ -209,6 +218,8 @@ def test_act_and_update_do_not_recompile(body):
     assert update._cache_size() == 1
     assert int(state.step) == 2
     assert set(metrics) >= {"total_loss", "policy_loss", "value_loss", "importance", "grad_norm"}
+    explained = metrics["explained_variance"]
+    assert explained.dtype == jnp.float32 and explained.shape == () and np.isfinite(explained)
 
 
 def test_update_lowers_the_loss_on_a_fixed_batch():
