@@ -146,7 +146,9 @@ def setting_type(kind: type, **limits: Any) -> Callable[[str], Any]:
     return parse
 
 
-def _add_config_flags(parser: argparse.ArgumentParser, config_class: type[TrainConfig]) -> None:
+def _add_config_flags(
+    parser: argparse.ArgumentParser, config_class: type[TrainConfig], env: HelpEnv
+) -> None:
     presets = _presets(config_class)
     for f in dataclasses.fields(config_class):
         # Only flags the user gives are parsed, so that env presets apply under them; the
@@ -157,8 +159,45 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_class: type[TrainC
             kwargs.update(nargs="?", const=True, metavar="BOOL")
         if kind in _PARSERS:
             kwargs.update(type=_PARSERS[kind])
-        kwargs["help"] += f" (default: {_defaults_text(f.name, f.default, presets)})"
+        kwargs["help"] += _choices_text(kwargs["help"], f.metadata["limits"]["choices"])
+        kwargs["help"] += f" (default: {_defaults_text(f.name, f.default, presets, env)})"
         parser.add_argument(*f.metadata["flags"], **kwargs)
+
+
+class HelpEnv(NamedTuple):
+    """The env whose defaults ``-h`` shows."""
+
+    env_id: str
+    kind: str | None  # as fnrl.envs.env_kind says; None for an id no backend knows
+
+
+# The kind of the default env, known without importing the simulators (fnrl.envs), which would
+# make -h slower; tests/test_train_cli.py checks it against fnrl.envs.env_kind.
+_DEFAULT_ENV_KINDS = {"CartPole-v1": "vector"}
+
+
+def _help_env(env_id: str) -> HelpEnv:
+    """``env_id`` and its kind; the kind of an id other than the default's imports the envs."""
+    kind = _DEFAULT_ENV_KINDS.get(env_id)
+    if kind is None:
+        from fnrl.envs import env_kind
+
+        try:
+            kind = env_kind(env_id)
+        except ValueError:  # the run refuses the id with its message; -h lists every kind
+            kind = None
+    return HelpEnv(env_id, kind)
+
+
+def _choices_text(help: str, choices: Any) -> str:
+    """``"; one of: A, B"`` for a field with choices (a registry is read now), unless its help
+    quotes each of them already."""
+    if choices is None:
+        return ""
+    names = list(choices() if callable(choices) else choices)
+    if all(f"'{name}'" in help for name in names):
+        return ""
+    return f"; one of: {', '.join(names)}"
 
 
 def _presets(config_class: type[TrainConfig]) -> dict[str, dict]:
@@ -166,50 +205,92 @@ def _presets(config_class: type[TrainConfig]) -> dict[str, dict]:
     return {kind: preset(kind, config_class.agent) for kind in PRESETS}
 
 
-def _defaults_text(name: str, default: object, presets: dict[str, dict]) -> str:
-    """A field's default, and the value of each kind of env's preset that changes it."""
-    changes = [
-        f"{kind} envs: {defaults[name]}"
-        for kind, defaults in presets.items()
-        if name in defaults and defaults[name] != default
+def _a(kind: str) -> str:
+    """``"a vector env"``, ``"an image env"``."""
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} env"
+
+
+def _defaults_text(name: str, default: object, presets: dict[str, dict], env: HelpEnv) -> str:
+    """A field's default for ``env``, then the other values the presets of other kinds give it.
+
+    E.g. ``16 for CartPole-v1, a vector env; 32 for image envs``; each kind's value when the
+    kind of ``env`` is unknown (``32 for image envs; 16 for vector and continuous envs``).
+    """
+    values = {kind: str(defaults.get(name, default)) for kind, defaults in presets.items()}
+    by_value: dict[str, list[str]] = {}
+    for kind, value in values.items():
+        by_value.setdefault(value, []).append(kind)
+    if len(by_value) == 1:
+        return next(iter(by_value))
+    first = None if env.kind is None else values[env.kind]
+    texts = [] if first is None else [f"{first} for {env.env_id}, {_a(env.kind)}"]
+    texts += [
+        f"{value} for {' and '.join(kinds)} envs"
+        for value, kinds in by_value.items()
+        if value != first
     ]
-    return "; ".join([str(default), *changes])
+    return "; ".join(texts)
 
 
-def presets_epilog(config_class: type[TrainConfig] = TrainConfig) -> str:
-    """What ``-h`` says about the defaults of each kind of env, for ``config_class``'s agent."""
+def presets_epilog(
+    config_class: type[TrainConfig] = TrainConfig, env: HelpEnv | None = None
+) -> str:
+    """What ``-h`` says about the defaults of each kind of env, for ``config_class``'s agent.
+
+    Args:
+        config_class: the run's config class.
+        env: the env whose defaults the flags' help shows; None for the default env.
+    """
+    env = _help_env(config_class.env_id) if env is None else env
     agent = config_class.agent
     kinds = " ".join(
         f"{PRESET_SOURCES[kind][0]}: "
         + (
             ", ".join(f"{long_flag(k, config_class)} {v}" for k, v in defaults.items())
-            or "the defaults listed"
+            or "the values listed for image envs"
         )
         + f", from {PRESET_SOURCES[kind][1]}"
         + (f" and {agent}'s own" if get_agent(agent).presets.get(kind) else "")
         + "."
         for kind, defaults in _presets(config_class).items()
     )
+    shown = (
+        f"The defaults shown first are those of {env.env_id}, {_a(env.kind)}"
+        if env.kind is not None
+        else f"{env.env_id} names no known env, so each kind's defaults are shown"
+    )
     agents = ", ".join(AGENTS)
     return (
-        f"Defaults depend on the kind of env; flags you give override them. {kinds} "
+        f"Defaults depend on the kind of env; flags you give override them. {shown}; "
+        f"`--env-id ID -h` shows another env's. {kinds} "
         f"Agents: {agents}; `--agent NAME -h` lists an agent's own flags."
     )
 
 
-def make_parser(agent: str | None = None) -> argparse.ArgumentParser:
+def make_parser(agent: str | None = None, env_id: str | None = None) -> argparse.ArgumentParser:
     """The ``fnrl.train`` argument parser, one sub-command per mode, with ``agent``'s flags.
 
     Args:
         agent: the agent whose settings to accept; None for each mode's default agent.
+        env_id: the env whose defaults the help shows; None for each mode's default env, whose
+            kind is known without importing the envs (any other id imports them).
 
     Raises:
         ValueError: an unknown agent.
     """
+    envs: dict[str, HelpEnv] = {}
+
+    def help_env(config_class: type[TrainConfig]) -> HelpEnv:
+        name = config_class.env_id if env_id is None else env_id
+        if name not in envs:  # a Gymnasium id's kind makes one env: once for every mode
+            envs[name] = _help_env(name)
+        return envs[name]
+
+    top_class = agent_config_class(TrainConfig, agent or TrainConfig.agent)
     parser = CommandLineParser(
         prog="python -m fnrl.train",
         description="Train an fnrl agent. Without a mode, trains in local mode.",
-        epilog=presets_epilog(agent_config_class(TrainConfig, agent or TrainConfig.agent)),
+        epilog=presets_epilog(top_class, help_env(top_class)),
     )
     modes = parser.add_subparsers(dest="mode", metavar="MODE")
     for name, mode in MODES.items():
@@ -218,9 +299,9 @@ def make_parser(agent: str | None = None) -> argparse.ArgumentParser:
             name,
             help=mode.help,
             description=mode.help.capitalize() + f", agent {config_class.agent}.",
-            epilog=presets_epilog(config_class),
+            epilog=presets_epilog(config_class, help_env(config_class)),
         )
-        _add_config_flags(subparser, config_class)
+        _add_config_flags(subparser, config_class, help_env(config_class))
     return parser
 
 
@@ -291,6 +372,8 @@ def parse_args(argv: Sequence[str]) -> tuple[str, TrainConfig]:
     pre = CommandLineParser(prog="python -m fnrl.train", add_help=False)
     pre.add_argument("--resume")
     pre.add_argument("--agent")
+    pre.add_argument("--env-id")
+    pre.add_argument("-h", "--help", action="store_true")
     known = pre.parse_known_args(argv)[0]
     default_mode, stored, agent = "local", None, known.agent
     if known.resume is not None:
@@ -302,7 +385,9 @@ def parse_args(argv: Sequence[str]) -> tuple[str, TrainConfig]:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv = [default_mode, *argv]
     try:
-        parser = make_parser(agent)
+        # -h shows the defaults of the env given (or resumed); only then is its kind needed.
+        help_env = (known.env_id or (stored or {}).get("env_id")) if known.help else None
+        parser = make_parser(agent, help_env)
     except ValueError as e:
         pre.error(str(e))
     args = vars(parser.parse_args(argv))

@@ -1,12 +1,14 @@
 """The command line, run as users run it: through a subprocess."""
 
+import dataclasses
+import re
 import signal
 import subprocess
 import sys
 
 import pytest
 
-from fnrl.config import VECTOR_PRESET, TrainConfig, with_agent_settings
+from fnrl.config import VECTOR_PRESET, TrainConfig, long_flag, with_agent_settings
 from fnrl.train import parse_args
 
 
@@ -62,10 +64,64 @@ def test_debug_and_profile_rewrite_the_config():
     assert (config.nb_env, config.log_dir, config.max_train_steps) == (3, "/tmp/fnrl_debug", 10_000)
 
 
-def test_help_documents_every_flag():
-    out = _run("local", "-h").stdout
+def test_help_documents_every_flag_without_importing_the_envs():
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "fnrl.train", "local", "-h"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = " ".join(result.stdout.split())  # unwrapped
     for flag in ("--env-id", "--nb-env", "--max-train-steps", "--vision-network", "--normalize"):
         assert flag in out
+    assert "(default: 16 for CartPole-v1, a vector env; 32 for image envs)" in out
+    assert "one of: FourConv, FourConvLarger, " in out and "one of: Identity, Linear, LSTM" in out
+    assert "one of: ActorCritic, ActorCriticVtrace, PPO (default: ActorCritic)" in out
+    # The default env's kind is known without the simulators, which take seconds to import.
+    imported = [line.split("|")[-1].strip() for line in result.stderr.splitlines()]
+    assert "fnrl.agents" in imported and "fnrl.envs" not in imported and "envpool" not in imported
+
+
+def test_default_env_kind_for_help_is_the_envs_own():
+    from fnrl.envs import env_kind
+    from fnrl.train import _DEFAULT_ENV_KINDS
+
+    assert {TrainConfig.env_id: env_kind(TrainConfig.env_id)} == _DEFAULT_ENV_KINDS
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["local"],
+        ["local", "--env-id", "PongNoFrameskip-v4"],
+        ["impala", "--agent", "PPO", "--env-id", "Pendulum-v1"],
+        ["towered", "--env-id", "NotAnEnv-v9"],
+    ],
+)
+def test_help_shows_first_the_default_a_run_of_that_env_gets(args, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "10000")  # no wrapping inside a flag's help
+    with pytest.raises(SystemExit):
+        parse_args([*args, "-h"])
+    out = capsys.readouterr().out
+    options = out.split("options:\n")[1].split("\n\n")[0]
+    helps = {}
+    for block in re.split(r"\n  (?=-)", options):
+        invocation, _, text = block.strip().partition("  ")
+        for flag in invocation.split(", "):
+            helps[flag.split()[0]] = " ".join(text.split())
+    if args[-1] == "NotAnEnv-v9":  # no kind: each kind's value
+        assert "(default: 32 for image envs; 16 for vector and continuous envs)" in helps["-n"]
+        assert "NotAnEnv-v9 names no known env" in " ".join(out.split())
+        return
+    _, config = parse_args(args)
+    for f in dataclasses.fields(config):
+        if set(f.metadata["flags"]) & set(args):
+            continue  # given: --env-id, --agent
+        text = helps[long_flag(f.name, type(config))]
+        default = re.search(r"\(default: (.*)\)$", text).group(1)
+        assert re.split(" for |; ", default)[0] == str(getattr(config, f.name)), (f.name, text)
+        if ";" in default:  # values differ by kind: the one shown first is this env's
+            assert f" for {config.env_id}, a" in default, (f.name, text)
 
 
 def _assert_one_clear_error(result, *phrases):
