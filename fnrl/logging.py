@@ -4,7 +4,9 @@ Impure: writes files and reads the clock. Layout of a run::
 
     {log_dir}/{env_id}/{run_id}/
         config.json        every setting of the run (sorted keys, indent 4)
-        train_log.txt      one line per summary
+        train_log.txt      one line per summary, evaluation and event of the run
+        episodes.csv       one row per finished training game: step,frames,return,length
+        eval.csv           one row per scheduled evaluation: step,frames,mean,std,min,max,episodes
         events.out.tfevents.*   one file per start of the run (a resume adds one, which starts
                                 with the event that makes tensorboard drop the steps the
                                 earlier starts logged after the resume point)
@@ -14,6 +16,7 @@ Impure: writes files and reads the clock. Layout of a run::
 
 from __future__ import annotations
 
+import csv
 import fcntl
 import json
 import math
@@ -22,13 +25,23 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tensorboardX.proto.event_pb2 import Event, SessionLog
 from tensorboardX.proto.summary_pb2 import Summary
 from tensorboardX.record_writer import RecordWriter
+
+# "Recent return", wherever the library reports one (summary lines, progress bar, end line,
+# checkpoint ranking): the mean unclipped return of the last RECENT_EPISODES training games.
+RECENT_EPISODES = 100
+
+EPISODES_CSV = "episodes.csv"
+EPISODES_COLUMNS = ("step", "frames", "return", "length")
+EVAL_CSV = "eval.csv"
+EVAL_COLUMNS = ("step", "frames", "mean", "std", "min", "max", "episodes")
 
 # Tensorboard names of the learner metrics, adept's where adept had one.
 _METRIC_TAGS = {
@@ -39,10 +52,22 @@ _METRIC_TAGS = {
 }
 
 
-def run_id(mode: str, config: Any, now: float | None = None) -> str:
-    """adept's run name: ``[tag_]{mode}_{agent}_{vision}{body}_{timestamp}``."""
+def run_id(
+    mode: str, config: Any, trunks: Sequence[str] | None = None, now: float | None = None
+) -> str:
+    """The run's name, adept's with the seed: ``[tag_]{mode}_{agent}_{trunks}{body}_seed{seed}_
+    {timestamp}``, e.g. ``local_ActorCritic_IdentityLinear_seed0_2026-12-02_18-06-37``.
+
+    Args:
+        mode: the execution mode.
+        config: the run's settings.
+        trunks: the trunks the network built for the env's observations (one for each kind);
+            None for ``config.vision_network``, as adept named its runs.
+        now: the time to stamp; the current time when None.
+    """
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(now))
-    name = f"{mode}_{config.agent}_{config.vision_network}{config.network_body}_{stamp}"
+    trunk = "".join(trunks) if trunks is not None else config.vision_network
+    name = f"{mode}_{config.agent}_{trunk}{config.network_body}_seed{config.seed}_{stamp}"
     return f"{config.tag}_{name}" if config.tag else name
 
 
@@ -170,14 +195,51 @@ class EventFile:
             self._records.close()
 
 
-class RunLogger:
-    """Writes a run's config, tensorboard scalars and text log; safe to call from any thread.
+class CsvLog:
+    """A CSV file of a run that rows are appended to, one line each, as they come.
 
-    Scalars are keyed by environment steps (adept's x axis). Episode returns are written as they
-    come; learner metrics at most once every ``summary_frequency`` seconds (adept's
-    ``--summary-frequency``), plus whenever ``force`` is given; the event file is flushed as
-    often. A resumed run opens a logger on the same directory with ``resume_step``: the text log
-    is appended to and a new event file is added.
+    When ``purge_step`` is given (a resumed run), the rows an earlier start wrote after that
+    step are dropped first, by rewriting the file; a missing file is created with its header.
+    """
+
+    def __init__(
+        self, path: Path, columns: Sequence[str], *, purge_step: int | None = None
+    ) -> None:
+        self.path = Path(path)
+        if purge_step is not None and self.path.exists():
+            with open(self.path, newline="") as f:
+                kept = [row for row in csv.DictReader(f) if int(row["step"]) < purge_step]
+            tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, columns)
+                writer.writeheader()
+                writer.writerows(kept)
+            os.replace(tmp, self.path)
+        fresh = not self.path.exists()
+        self._file = open(self.path, "a", newline="", buffering=1)  # noqa: SIM115
+        self._writer = csv.writer(self._file)
+        if fresh:
+            self.write(columns)
+
+    def write(self, row: Sequence[Any]) -> None:
+        """Appends one row."""
+        self._writer.writerow(row)
+
+    def close(self) -> None:
+        """Closes the file."""
+        self._file.close()
+
+
+class RunLogger:
+    """Writes a run's config, tensorboard scalars, CSV curves and text log; thread-safe.
+
+    Scalars are keyed by environment steps (adept's x axis). Each finished training game is
+    written as it comes (``reward/train`` and a row of ``episodes.csv``), each evaluation too
+    (``reward/eval`` and a row of ``eval.csv``); learner metrics and summary lines when the run
+    asks (:meth:`metrics`, :meth:`summary`). The event file is flushed at most once every
+    ``flush_seconds``, and when closed. A resumed run opens a logger on the same directory with
+    ``resume_step``: the text log is appended to, a new event file is added, and the CSV rows an
+    earlier start wrote after the resume step are dropped.
 
     Every write happens in the call, under the logger's lock. The first one that fails raises
     :class:`LogWriteError` (naming the file and the OS error), which is then ``failure``; from
@@ -186,42 +248,51 @@ class RunLogger:
     Args:
         run_dir: the run directory.
         config: every setting of the run, for ``config.json``.
-        summary_frequency: seconds between two summaries of the learner metrics.
+        flush_seconds: seconds between two flushes of the event file.
+        frames_per_step: frames per agent step (the frame skip), for the CSVs' ``frames``.
         resume_step: the step a resumed run continues from; tensorboard then drops what an
             earlier start of the run logged after it.
 
     Raises:
-        LogWriteError: ``config.json``, the text log or the event file cannot be written.
+        LogWriteError: ``config.json``, the text log, a CSV or the event file cannot be written.
     """
 
     def __init__(
         self,
         run_dir: Path,
         config: Mapping[str, Any],
-        summary_frequency: float,
+        flush_seconds: float,
         *,
+        frames_per_step: int = 1,
         resume_step: int | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         write_config(self.run_dir, config)
         self._lock = threading.RLock()
+        self._frames_per_step = frames_per_step
+        purge_step = None if resume_step is None else resume_step + 1
         self._text_path = self.run_dir / "train_log.txt"
+        self._files: list[tuple[Path, Any]] = []  # (path, close) of what is open, in order
         try:
             self._text = open(self._text_path, "a", buffering=1)  # noqa: SIM115
-        except OSError as e:
-            raise _write_error(self._text_path, e) from e
-        purge_step = None if resume_step is None else resume_step + 1
-        try:
+            self._files.append((self._text_path, self._text.close))
+            self._episodes = self._open_csv(EPISODES_CSV, EPISODES_COLUMNS, purge_step)
+            self._evaluations = self._open_csv(EVAL_CSV, EVAL_COLUMNS, purge_step)
             self._events = EventFile(self.run_dir, purge_step=purge_step)
+            self._files.insert(0, (self._events.path, self._events.close))
         except OSError as e:
-            self._text.close()
+            for _, close in self._files:
+                close()
             raise _write_error(Path(e.filename or self.run_dir), e) from e
-        self._summary_frequency = summary_frequency
-        self._last_summary = -math.inf
-        self._last_summary_step: int | None = None
+        self._flush_seconds = flush_seconds
         self._last_flush = time.monotonic()
         self.failure: LogWriteError | None = None
-        self.recent_returns: deque[float] = deque(maxlen=100)
+        self.recent_returns: deque[float] = deque(maxlen=RECENT_EPISODES)
+
+    def _open_csv(self, name: str, columns: Sequence[str], purge_step: int | None) -> CsvLog:
+        log = CsvLog(self.run_dir / name, columns, purge_step=purge_step)
+        self._files.append((log.path, log.close))
+        return log
 
     def _failed(self, path: Path, error: OSError) -> LogWriteError:
         self.failure = _write_error(path, error)
@@ -230,7 +301,7 @@ class RunLogger:
     def _scalar(self, tag: str, value: float, step: int) -> None:
         try:
             self._events.scalar(tag, value, step)
-            if time.monotonic() - self._last_flush >= self._summary_frequency:
+            if time.monotonic() - self._last_flush >= self._flush_seconds:
                 self._events.flush()
                 self._last_flush = time.monotonic()
         except OSError as e:
@@ -242,6 +313,12 @@ class RunLogger:
         except OSError as e:
             raise self._failed(self._text_path, e) from e
 
+    def _row(self, log: CsvLog, row: Sequence[Any]) -> None:
+        try:
+            log.write(row)
+        except OSError as e:
+            raise self._failed(log.path, e) from e
+
     def episode(self, step: int, returns: float, length: int) -> None:
         """Logs a finished whole game (unclipped return, length in agent steps)."""
         with self._lock:
@@ -249,6 +326,30 @@ class RunLogger:
             if self.failure is None:
                 self._scalar("reward/train", returns, step)
                 self._scalar("episode/length", length, step)
+                frames = step * self._frames_per_step
+                self._row(self._episodes, (step, frames, returns, length))
+
+    def evaluation(self, step: int, returns: Sequence[float], lengths: Sequence[int]) -> str:
+        """Logs an evaluation of the params of training ``step``: its games' returns and lengths.
+
+        Returns:
+            Its summary line, as written to ``train_log.txt``.
+        """
+        values = np.asarray(returns, np.float64)
+        stats = (values.mean(), values.std(), values.min(), values.max())
+        text = (
+            f"EVAL: STEP: {step} REWARD: {stats[0]:.2f} STD: {stats[1]:.2f} MIN: {stats[2]:.2f} "
+            f"MAX: {stats[3]:.2f} GAMES: {len(values)} LENGTH: {np.mean(lengths):.1f}"
+        )
+        with self._lock:
+            if self.failure is None:
+                self._scalar("reward/eval", float(stats[0]), step)
+                self._scalar("reward/eval_std", float(stats[1]), step)
+                self._scalar("episode/eval_length", float(np.mean(lengths)), step)
+                frames = step * self._frames_per_step
+                self._row(self._evaluations, (step, frames, *map(float, stats), len(values)))
+                self._line(text)
+        return text
 
     def eval_episode(self, step: int, returns: float, length: int) -> None:
         """Logs a game of the evaluation thread, played with the params of training ``step``."""
@@ -258,36 +359,30 @@ class RunLogger:
                 self._scalar("episode/eval_length", length, step)
                 self._line(f"EVAL: STEP: {step} REWARD: {returns:.2f} LENGTH: {length}")
 
-    def mean_recent_return(self, count: int = 100) -> float:
-        """Mean return of the last ``count`` episodes (at most 100), nan before the first."""
+    def mean_recent_return(self) -> float:
+        """The recent return: the mean of the last :data:`RECENT_EPISODES` games, nan before
+        the first."""
         with self._lock:
-            recent = list(self.recent_returns)[-count:]
+            recent = list(self.recent_returns)
         return sum(recent) / len(recent) if recent else math.nan
 
-    def summary(self, step: int, metrics: Mapping[str, float], *, force: bool = False) -> bool:
-        """Writes learner and speed metrics if ``summary_frequency`` seconds have passed.
-
-        Each step is summarized at most once: a run's final summary does not repeat the one of
-        its last update.
-
-        Returns:
-            Whether anything was written.
-        """
-        now = time.monotonic()
-        if not force and now - self._last_summary < self._summary_frequency:
-            return False
+    def metrics(self, step: int, metrics: Mapping[str, float]) -> None:
+        """Writes learner and speed metrics as tensorboard scalars at ``step``."""
         with self._lock:
-            if self.failure is not None or step == self._last_summary_step:
-                return False
-            self._last_summary, self._last_summary_step = now, step
-            for name, value in metrics.items():
-                self._scalar(_METRIC_TAGS.get(name, f"metric/{name}"), float(value), step)
-            reward = self.mean_recent_return()
-            self._line(
-                f"STEP: {step} REWARD: {reward:.2f} "
-                + " ".join(f"{name.upper()}: {float(value):.4g}" for name, value in metrics.items())
-            )
-        return True
+            if self.failure is None:
+                for name, value in metrics.items():
+                    self._scalar(_METRIC_TAGS.get(name, f"metric/{name}"), float(value), step)
+
+    def summary(self, step: int, metrics: Mapping[str, float]) -> str:
+        """Writes the summary line of ``step`` to ``train_log.txt`` and returns it.
+
+        adept's ``STEP: … REWARD: …`` form: the recent return, then each metric.
+        """
+        text = f"STEP: {step} REWARD: {self.mean_recent_return():.2f} " + " ".join(
+            f"{name.upper()}: {float(value):.4g}" for name, value in metrics.items()
+        )
+        self.line(text)
+        return text
 
     def line(self, text: str) -> None:
         """Appends one line to ``train_log.txt``."""
@@ -296,16 +391,13 @@ class RunLogger:
                 self._line(text)
 
     def close(self) -> None:
-        """Flushes and closes the event file and the text log.
+        """Flushes and closes the event file, the CSVs and the text log.
 
-        Both are closed even when a flush fails, which raises only if no write failed before.
+        All are closed even when a flush fails, which raises only if no write failed before.
         """
         with self._lock:
             earlier = self.failure
-            for path, close in [
-                (self._events.path, self._events.close),
-                (self._text_path, self._text.close),
-            ]:
+            for path, close in self._files:
                 try:
                     close()
                 except OSError as e:

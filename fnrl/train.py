@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import math
 import os
 import signal
 import sys
@@ -414,14 +415,15 @@ def _stop_code(signals: list[int]) -> int:
 
 def _run(mode: str, config: TrainConfig, stop: threading.Event, signals: list[int]) -> int:
     """Trains in ``mode``; 0 when the budget is spent, :func:`_stop_code` when stopped."""
+    from fnrl.logging import RECENT_EPISODES
+
     module, function = MODES[mode].runner.split(":")
     result = getattr(importlib.import_module(module), function)(config, stop=stop)
     if result is None:  # a towered process other than 0: process 0 reports
         return _stop_code(signals) if stop.is_set() else 0
-    returns = result.episode_returns[-20:]
     episodes = (
-        f"mean return of the last {len(returns)} episodes {sum(returns) / len(returns):.2f}"
-        if returns
+        f"recent return {result.recent_return:.2f} (mean of the last {RECENT_EPISODES} games)"
+        if math.isfinite(result.recent_return)
         else "no episode finished"
     )
     print(

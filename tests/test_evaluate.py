@@ -38,7 +38,14 @@ def test_cartpole_preset_reaches_475_within_500k_steps(trained):
     events.Reload()
     logged = [e.value for e in events.Scalars("reward/train")]
     assert logged[-20:] == pytest.approx(last)
-    assert events.Scalars("reward/eval"), "the evaluation thread (on by default) logged nothing"
+    # evaluated every 25k steps by default: 20 points of 10 greedy games
+    evaluations = [e.step for e in events.Scalars("reward/eval")]
+    assert evaluations == list(range(25_000, 500_001, 25_000))
+    with open(result.run_dir / "eval.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(row["step"]) for row in rows] == evaluations
+    assert all(int(row["episodes"]) == 10 for row in rows)
+    assert float(rows[-1]["mean"]) >= 475, rows[-1]
 
 
 @pytest.mark.slow

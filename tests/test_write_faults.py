@@ -36,7 +36,8 @@ SETTINGS = dict(
     exp_length=5,
     max_train_steps=2000,
     network_body="Linear",
-    summary_frequency=1e-9,  # every update writes and flushes
+    summary_frequency=1e-9,  # every update writes a line and flushes
+    log_interval=1,
 )
 
 
@@ -47,7 +48,7 @@ def _full_disk_events(monkeypatch):
 
 def test_a_full_disk_under_the_event_file_raises_at_once_naming_it(tmp_path, monkeypatch):
     _full_disk_events(monkeypatch)
-    logger = RunLogger(tmp_path, {"a": 1}, summary_frequency=0.0)
+    logger = RunLogger(tmp_path, {"a": 1}, flush_seconds=0.0)
     with pytest.raises(LogWriteError, match="No space left on device") as error:
         logger.episode(10, 1.0, 5)
     assert str(logger._events.path) in str(error.value)

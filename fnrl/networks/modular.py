@@ -241,6 +241,19 @@ class ModularNetwork(nn.Module):
         return hash((frozen_spec, fields, options, self.name))
 
     @property
+    def built_trunks(self) -> tuple[str, ...]:
+        """The names of the trunks the observations go through (vision, then discrete)."""
+        kinds = [is_image(spec) for spec in self.spec.observations.values()]
+        return tuple(
+            name
+            for name, used in (
+                (self.vision_network, any(kinds)),
+                (self.discrete_network, not all(kinds)),
+            )
+            if used
+        )
+
+    @property
     def trunk_options(self) -> dict[str, Any]:
         """The fields a trunk may declare, with this network's values."""
         return {

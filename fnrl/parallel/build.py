@@ -216,6 +216,7 @@ def _built_run(
                 config,
                 mode,
                 frames_per_step=envs[0].frames_per_step,
+                trunks=network.built_trunks,
                 stop=stop,
                 show_progress=show_progress,
             )

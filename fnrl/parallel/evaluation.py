@@ -2,6 +2,9 @@
 
 Impure: steps environments, runs a background thread and reads the clock.
 
+A training run evaluates either on a schedule (:class:`ScheduledEvaluation`, every
+``--eval-every`` steps) or, as adept did, continuously in a thread (:class:`EvaluationThread`).
+
 Evaluation follows adept: actions are the argmax of the policy (``greedy``, adept's
 deterministic evaluation; sampling is an option), batch norm normalizes with its running
 statistics (``train=False``), and returns are whole games in real (unclipped) game units
@@ -111,6 +114,52 @@ def run_episodes(
             )
             count[i] += 1
     return [episode for games in played for episode in games]
+
+
+# Envs of a scheduled evaluation at most; more games are split over them (episode_quotas).
+_MAX_SCHEDULED_ENVS = 32
+
+
+class ScheduledEvaluation:
+    """Plays ``episodes`` greedy games with given params, on envs made fresh for each call.
+
+    The training run calls it at the update boundary at or after every ``--eval-every`` steps.
+    Call ``k`` makes ``min(episodes, 32)`` envs seeded from ``seed + k * num_envs`` (modulo
+    2**30) upwards, above ``EVAL_THREAD_SEED_OFFSET``: each evaluation plays new games, no
+    training env plays them, and a run (resumed or not) plays the same ones for the same seed.
+
+    Args:
+        make_env: ``make_env(num_envs, seed)`` builds envs as the training envs are built.
+        network: the run's network, played greedily with its running batch-norm statistics.
+        episodes: games per evaluation.
+        seed: the run's seed.
+    """
+
+    def __init__(
+        self,
+        make_env: Callable[[int, int], BatchedEnv],
+        network: nn.Module,
+        *,
+        episodes: int,
+        seed: int,
+    ) -> None:
+        self._make_env = make_env
+        self._network = network
+        self._policy = jax.jit(make_eval_policy(network, greedy=True))
+        self.episodes = episodes
+        self.num_envs = min(episodes, _MAX_SCHEDULED_ENVS)
+        self._seed = seed
+
+    def __call__(self, params: Params, index: int) -> list[Episode]:
+        """The games of evaluation number ``index`` (its step divided by ``--eval-every``)."""
+        offset = (self._seed + index * self.num_envs) % 2**30
+        env = self._make_env(self.num_envs, EVAL_THREAD_SEED_OFFSET + offset)
+        try:
+            carry = self._network.initial_carry(self.num_envs)
+            key = jax.random.PRNGKey(0)  # unused: greedy
+            return run_episodes(env, self._policy, params, key, carry, self.episodes)
+        finally:
+            env.close()
 
 
 class EvaluationThread:

@@ -16,10 +16,11 @@ latest checkpoint; :meth:`TrainingRun.restore` loads the learner state and carry
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,12 @@ from fnrl.config import TrainConfig, long_flag
 from fnrl.envs import BatchedEnv
 from fnrl.logging import LogWriteError, RunDirectoryLock, RunLogger, make_run_dir, run_id
 from fnrl.networks import count_params
-from fnrl.parallel.evaluation import EVAL_THREAD_SEED_OFFSET, EvaluationThread, make_eval_policy
+from fnrl.parallel.evaluation import (
+    EVAL_THREAD_SEED_OFFSET,
+    EvaluationThread,
+    ScheduledEvaluation,
+    make_eval_policy,
+)
 from fnrl.parallel.resume import ActionLog, ResumableEnv, ResumeWarning, timestep_fingerprint
 from fnrl.parallel.rollout import Episode, PhaseTimer
 from fnrl.types import Carry, Metrics, TrainState
@@ -85,6 +91,40 @@ def check_fixed_on_resume(stored: Mapping[str, Any], config: TrainConfig) -> Non
             )
 
 
+class MetricsWindow:
+    """The metrics of the updates since it was last taken, with their steps and seconds."""
+
+    def __init__(self, env_steps: int) -> None:
+        self._restart(env_steps)
+
+    def _restart(self, env_steps: int) -> None:
+        self.updates = 0
+        self._sums: dict[str, float] = {}
+        self._env_steps = env_steps
+        self._start = time.perf_counter()
+
+    def add(self, metrics: Mapping[str, float]) -> None:
+        """Adds one update's metrics."""
+        self.updates += 1
+        for name, value in metrics.items():
+            self._sums[name] = self._sums.get(name, 0.0) + value
+
+    def take(self, env_steps: int, frames_per_step: int) -> dict[str, float]:
+        """The mean of each metric and the frames per second since the window began, which
+        then begins anew at ``env_steps``."""
+        seconds = time.perf_counter() - self._start
+        frames = (env_steps - self._env_steps) * frames_per_step
+        means = {name: total / self.updates for name, total in self._sums.items()}
+        self._restart(env_steps)
+        return {**means, "frames_per_second": frames / seconds if seconds > 0 else math.nan}
+
+
+def console(line: str) -> None:
+    """Prints ``line`` on stdout at once, above the progress bar when one is shown."""
+    tqdm.write(line)
+    sys.stdout.flush()
+
+
 class TrainingDiverged(RuntimeError):
     """The loss, the gradient or the learner state became NaN or infinite."""
 
@@ -120,6 +160,7 @@ class RunResult:
     seconds: float
     warmup_seconds: float  # until the end of the first update, compilation included
     episode_returns: list[float]
+    recent_return: float  # of the run's last RECENT_EPISODES games (fnrl.logging); nan if none
     metrics: list[dict[str, float]]  # one dict per update
     phase_seconds: dict[str, float]
     bound: str  # the phase that took the most time
@@ -197,6 +238,14 @@ def _updates_until(target: int, env_steps: int, steps_per_update: int) -> int:
 class TrainingRun:
     """The counters, logs, checkpoints and evaluation thread of one training run.
 
+    Each update's metrics go to tensorboard every ``config.log_interval`` updates (their means,
+    with the frames per second and the learning rate over those updates); a summary line goes to
+    stdout and ``train_log.txt`` every ``config.summary_frequency`` seconds, and at the end. On a
+    terminal a progress bar shows the steps, the recent frames per second and the recent
+    return. Every ``config.eval_every`` steps (at the first update boundary at or after a
+    multiple), the run plays ``config.eval_episodes`` greedy games with its params
+    (:class:`~fnrl.parallel.evaluation.ScheduledEvaluation`) and logs them.
+
     Checkpoints are written after the first update (adept wrote its first one right away), then
     each time the step count crosses a multiple of ``config.epoch_len``, and at the end; the
     ``config.nb_last_model`` most recent and the ``config.nb_top_model`` best (by the mean return
@@ -219,6 +268,7 @@ class TrainingRun:
         mode: str,
         *,
         frames_per_step: int,
+        trunks: Sequence[str] | None = None,
         stop: threading.Event | None = None,
         show_progress: bool | None = None,
     ) -> None:
@@ -233,7 +283,7 @@ class TrainingRun:
         if config.resume:
             self.run_dir = _resumed_dir(config)
         else:
-            self.run_dir = make_run_dir(config.log_dir, config.env_id, run_id(mode, config))
+            self.run_dir = make_run_dir(config.log_dir, config.env_id, run_id(mode, config, trunks))
         # Held for the run's life: a second writer (e.g. a resume of a live run, whose start-up
         # clean-up would delete the live run's save in flight) is refused.
         self._lock = RunDirectoryLock(self.run_dir)
@@ -244,6 +294,7 @@ class TrainingRun:
                 self.run_dir,
                 config.to_dict(),
                 config.summary_frequency,
+                frames_per_step=frames_per_step,
                 resume_step=int(meta["env_steps"]) if self.resumed_from else None,
             )
         except BaseException:
@@ -260,6 +311,11 @@ class TrainingRun:
         epoch_len = config.epoch_len
         self._next_save = (self.env_steps // epoch_len + 1) * epoch_len if self.updates else 0
         self._saved_step = self.env_steps if self.resumed_from else None
+        self._next_eval = self._next_multiple(config.eval_every) if config.eval_every else math.inf
+        self._scheduled: ScheduledEvaluation | None = None
+        self._tensorboard_window = MetricsWindow(self.env_steps)
+        self._line_window = MetricsWindow(self.env_steps)
+        self._last_line = time.monotonic()
         self._env: ResumableEnv | None = None
         self._evaluation: EvaluationThread | None = None
         self._restored = False
@@ -276,8 +332,12 @@ class TrainingRun:
             initial=min(self.env_steps, config.max_train_steps),
             unit="step",
             disable=None if show_progress is None else not show_progress,
-            smoothing=0,
+            smoothing=0.1,
         )
+
+    def _next_multiple(self, every: int) -> int:
+        """The first multiple of ``every`` above the run's steps."""
+        return (self.env_steps // every + 1) * every
 
     @property
     def finished(self) -> bool:
@@ -287,11 +347,11 @@ class TrainingRun:
     def updates_before_pause(self, steps_per_update: int) -> int:
         """Updates of ``steps_per_update`` steps that may run before the run needs the host.
 
-        The next checkpoint or the end of the budget, whichever comes first; at least 1. A mode
-        that runs several updates per compiled call keeps its calls within this count, so that
-        checkpoints fall where they would fall one update at a time.
+        The next checkpoint, evaluation or the end of the budget, whichever comes first; at
+        least 1. A mode that runs several updates per compiled call keeps its calls within this
+        count, so that checkpoints and evaluations fall where they would one update at a time.
         """
-        target = min(self._next_save, self.config.max_train_steps)
+        target = min(self._next_save, self._next_eval, self.config.max_train_steps)
         return _updates_until(target, self.env_steps, steps_per_update)
 
     def announce(self, state: TrainState, *lines: str) -> None:
@@ -304,7 +364,7 @@ class TrainingRun:
             header.append(f"resuming from {self.resumed_from} at step {self.env_steps}")
         for line in (*header, *lines):
             self.logger.line(line)
-            print(line, flush=True)
+            console(line)
 
     def restore(self, state: TrainState, carry: Carry = None) -> tuple[TrainState, Carry]:
         """The learner state (and carry) to start from: the given ones, or the checkpoint's.
@@ -381,13 +441,18 @@ class TrainingRun:
     def start_evaluation(
         self, make_env: Callable[[int, int], BatchedEnv], network: nn.Module
     ) -> None:
-        """Starts the evaluation thread of ``config.nb_eval_env`` envs; no-op when it is 0.
+        """Prepares the scheduled evaluation (``config.eval_every``), or starts the evaluation
+        thread of ``config.nb_eval_env`` envs; neither when both are 0.
 
         Args:
-            make_env: ``make_env(num_envs, seed)`` builds the evaluation envs (seeded with
+            make_env: ``make_env(num_envs, seed)`` builds the evaluation envs (seeded from
                 ``config.seed + EVAL_THREAD_SEED_OFFSET``, apart from every training env).
             network: the run's network, played greedily with its running batch-norm stats.
         """
+        if self.config.eval_every:
+            self._scheduled = ScheduledEvaluation(
+                make_env, network, episodes=self.config.eval_episodes, seed=self.config.seed
+            )
         if self.config.nb_eval_env == 0:
             return
         env = make_env(self.config.nb_eval_env, self.config.seed + EVAL_THREAD_SEED_OFFSET)
@@ -451,6 +516,8 @@ class TrainingRun:
         self.metrics.append(metrics)
         try:
             self._report(state, metrics, env_steps, episodes)
+            if self.env_steps >= self._next_eval:
+                self._evaluate(state)
         except (LogWriteError, RuntimeError) as e:
             if self.logger.failure is None:
                 raise
@@ -467,26 +534,45 @@ class TrainingRun:
         env_steps: int,
         episodes: Iterable[Episode],
     ) -> None:
-        """Logs an update's episodes and metrics, and hands its params to the evaluation."""
+        """Logs an update's episodes and metrics, and hands its params to the evaluation thread."""
         for episode in episodes:
             self.episode_returns.append(episode.returns)
             self.logger.episode(self.env_steps, episode.returns, episode.length)
-        elapsed = time.perf_counter() - self._start
-        speed = {
-            "frames_per_second": (self.env_steps - self.start_env_steps)
-            * self.frames_per_step
-            / elapsed
-        }
-        if self.logger.summary(self.env_steps, {**metrics, **speed}):
-            self._progress.set_postfix(
-                fps=f"{speed['frames_per_second']:.0f}",
-                ret=f"{self.logger.mean_recent_return(20):.1f}",
-            )
-        self._progress.update(env_steps)
+        self._tensorboard_window.add(metrics)
+        self._line_window.add(metrics)
+        if self._tensorboard_window.updates >= self.config.log_interval:
+            self._write_metrics()
+        if time.monotonic() - self._last_line >= self.config.summary_frequency:
+            self._summary_line()
+        if not self._progress.disable:
+            self._progress.set_postfix(ret=f"{self.logger.mean_recent_return():.1f}", refresh=False)
+            self._progress.update(env_steps)
         if self._evaluation is not None:
             self._evaluation.check()
             if self._evaluation.wants_params:
                 self._evaluation.publish(state.params, self.env_steps)
+
+    def _write_metrics(self) -> None:
+        """Writes the means of the metrics since the last write, with the speed and the rate."""
+        metrics = self._tensorboard_window.take(self.env_steps, self.frames_per_step)
+        self.logger.metrics(self.env_steps, {**metrics, "learning_rate": self.config.learning_rate})
+
+    def _summary_line(self) -> None:
+        """Writes and prints the summary line of the updates since the last one."""
+        metrics = self._line_window.take(self.env_steps, self.frames_per_step)
+        console(self.logger.summary(self.env_steps, metrics))
+        self._last_line = time.monotonic()
+
+    def _evaluate(self, state: TrainState) -> None:
+        """Plays the scheduled evaluation with ``state``'s params and logs it."""
+        index = self.env_steps // self.config.eval_every
+        with self.timer.phase("evaluation"):
+            games = self._scheduled(state.params, index)
+        line = self.logger.evaluation(
+            self.env_steps, [g.returns for g in games], [g.length for g in games]
+        )
+        console(line)
+        self._next_eval = self._next_multiple(self.config.eval_every)
 
     def _saved_after(
         self, failure: LogWriteError, state: TrainState, carry: Carry
@@ -550,8 +636,10 @@ class TrainingRun:
         """Saves the final checkpoint and summary and returns what the run did."""
         if self.updates and self._saved_step != self.env_steps:
             self.save(state, carry)
-        if self.metrics:
-            self.logger.summary(self.env_steps, self.metrics[-1], force=True)
+        if self._tensorboard_window.updates:
+            self._write_metrics()
+        if self._line_window.updates:
+            self._summary_line()
         seconds = time.perf_counter() - self._start
         return RunResult(
             run_dir=self.run_dir,
@@ -561,6 +649,7 @@ class TrainingRun:
             seconds=seconds,
             warmup_seconds=self._warmup_seconds,
             episode_returns=self.episode_returns,
+            recent_return=self.logger.mean_recent_return(),
             metrics=self.metrics,
             phase_seconds=dict(self.timer.seconds),
             bound=self.timer.bound(),

@@ -40,7 +40,7 @@ def _config(tmp_path, **settings) -> ImpalaConfig:
         network_body="Linear",
         normalize=False,
         nb_eval_env=0,
-        summary_frequency=1e-3,  # every update reaches tensorboard
+        log_interval=1,  # every update reaches tensorboard
         log_dir=str(tmp_path),
     )
     return make_config(ImpalaConfig, **{**base, **settings})

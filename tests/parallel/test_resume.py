@@ -28,7 +28,8 @@ from fnrl.specs import is_continuous
 from fnrl.train import parse_args
 
 # An LSTM body (its carry must survive the resume) after a batch-normalized trunk (its running
-# statistics too); summaries at every update, so that every loss is logged.
+# statistics too); summaries at every update, so that every loss is logged; an evaluation every
+# 1000 steps, whose games must also be the same.
 SETTINGS = dict(
     env_id="CartPole-v1",
     nb_env=16,
@@ -38,7 +39,10 @@ SETTINGS = dict(
     network_body="LSTM",
     normalize=True,
     nb_eval_env=0,
+    eval_every=1000,
+    eval_episodes=2,
     summary_frequency=1e-9,
+    log_interval=1,
 )
 LOSSES = ("macro_loss/total_loss", "loss/policy_loss", "loss/value_loss", "loss/entropy_loss")
 
@@ -93,6 +97,10 @@ def test_stopped_and_resumed_run_equals_uninterrupted_run(tmp_path, reference, s
         logged = _logged(second.run_dir, tag)
         assert logged == _logged(ref.run_dir, tag), tag
         assert len(logged) == 10
+    for csv in ("episodes.csv", "eval.csv"):  # the stopped run's rows, then the resumed ones
+        assert (second.run_dir / csv).read_text() == (ref.run_dir / csv).read_text(), csv
+    assert len((ref.run_dir / "eval.csv").read_text().splitlines()) == 1 + 4
+    assert _logged(second.run_dir, "reward/eval") == _logged(ref.run_dir, "reward/eval")
     log = (second.run_dir / "train_log.txt").read_text()
     assert "RESUME: from" in log and "RESUME: replayed 125 vector steps (2000 env steps)" in log
 
@@ -132,6 +140,7 @@ def test_a_continuous_ppo_run_resumes_exactly(tmp_path):
         max_train_steps=1024,
         nb_eval_env=0,
         summary_frequency=1e-9,
+        log_interval=1,
     )
     config_class = agent_config_class(TrainConfig, "PPO")
     reference = train_local(make_config(config_class, **settings, log_dir=str(tmp_path / "ref")))

@@ -1,0 +1,100 @@
+"""What a training run reports as it goes: console lines on any stdout, tensorboard metrics
+every ``--log-interval`` updates, and the CSV curves of training games and evaluations."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from fnrl.config import TrainConfig
+from fnrl.logging import EPISODES_COLUMNS, CsvLog
+from fnrl.parallel.local import train_local
+
+SMALL = dict(env_id="CartPole-v1", nb_env=2, exp_length=5, network_body="Linear", nb_eval_env=0)
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_training_with_stdout_redirected_to_a_file_prints_summary_and_evaluation_lines(
+    tmp_path,
+):
+    out = tmp_path / "out.txt"
+    command = [sys.executable, "-m", "fnrl.train", "-n", "2", "--exp-length", "5", "-mts", "400"]
+    command += ["--summary-frequency", "1e-9", "--eval-every", "200", "--eval-episodes", "2"]
+    with open(out, "w") as stdout:
+        done = subprocess.run(
+            [*command, "--log-dir", str(tmp_path)],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+            env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        )
+    assert done.returncode == 0, done.stderr
+    lines = out.read_text().splitlines()
+    steps = [int(line.split()[1]) for line in lines if line.startswith("STEP: ")]
+    assert steps == list(range(10, 401, 10))  # one line per update: the frequency is ~0 s
+    assert [line.split()[2] for line in lines if line.startswith("EVAL: ")] == ["200", "400"]
+    assert lines[-1].startswith("finished: 400 steps") and "recent return" in lines[-1]
+    assert "\r" not in out.read_text(), "a progress bar was drawn off a terminal"
+    assert "precision" not in done.stderr
+
+
+def test_tensorboard_gets_the_means_of_every_log_interval_updates(tmp_path):
+    config = TrainConfig(**SMALL, max_train_steps=300, log_interval=10, log_dir=str(tmp_path))
+    result = train_local(config)
+    assert result.updates == 30
+    # named after what ran: the vector trunk (not the unused vision one), the body and the seed
+    assert result.run_dir.name.startswith("local_ActorCritic_IdentityLinear_seed0_2")
+    events = EventAccumulator(str(result.run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    loss = events.Scalars("macro_loss/total_loss")
+    assert [e.step for e in loss] == [100, 200, 300]
+    means = [np.mean([m["total_loss"] for m in result.metrics[i : i + 10]]) for i in (0, 10, 20)]
+    np.testing.assert_allclose([e.value for e in loss], means, rtol=1e-6)
+    rates = events.Scalars("metric/learning_rate")
+    assert [e.value for e in rates] == pytest.approx([config.learning_rate] * 3)
+    speeds = [e.value for e in events.Scalars("metric/frames_per_second")]
+    assert len(speeds) == 3 and all(s > 0 for s in speeds)
+    rows = _rows(result.run_dir / "episodes.csv")
+    assert [float(r["return"]) for r in rows] == pytest.approx(result.episode_returns)
+    assert all(r["frames"] == r["step"] for r in rows)  # CartPole: one frame per step
+
+
+def test_scheduled_evaluation_plays_fresh_games_at_each_multiple_of_eval_every(tmp_path):
+    config = TrainConfig(
+        **SMALL, max_train_steps=300, eval_every=100, eval_episodes=3, log_dir=str(tmp_path)
+    )
+    result = train_local(config)
+    rows = _rows(result.run_dir / "eval.csv")
+    assert [int(r["step"]) for r in rows] == [100, 200, 300]
+    assert all(int(r["episodes"]) == 3 for r in rows)
+    for row in rows:
+        assert float(row["min"]) <= float(row["mean"]) <= float(row["max"])
+    events = EventAccumulator(str(result.run_dir))
+    events.Reload()
+    logged = events.Scalars("reward/eval")
+    assert [e.value for e in logged] == pytest.approx([float(r["mean"]) for r in rows])
+    log = (result.run_dir / "train_log.txt").read_text()
+    assert "EVAL: STEP: 300 REWARD:" in log and "evaluation=" in log  # its own phase
+
+
+def test_a_resumed_csv_drops_the_rows_written_after_the_resume_step(tmp_path):
+    path = tmp_path / "episodes.csv"
+    log = CsvLog(path, EPISODES_COLUMNS)
+    for step in (10, 20, 30, 40):
+        log.write((step, step * 4, 1.5, 7))
+    log.close()
+    log = CsvLog(path, EPISODES_COLUMNS, purge_step=21)  # resumed from step 20
+    log.write((30, 120, 2.5, 8))
+    log.close()
+    rows = _rows(path)
+    assert [(r["step"], r["return"]) for r in rows] == [("10", "1.5"), ("20", "1.5"), ("30", "2.5")]
+    assert list(rows[0]) == list(EPISODES_COLUMNS)
