@@ -100,6 +100,10 @@ class MetricsWindow:
     def _restart(self, env_steps: int) -> None:
         self.updates = 0
         self._sums: dict[str, float] = {}
+        self.restart_clock(env_steps)
+
+    def restart_clock(self, env_steps: int) -> None:
+        """Counts frames per second from ``env_steps`` and now on (after compilation)."""
         self._env_steps = env_steps
         self._start = time.perf_counter()
 
@@ -542,7 +546,11 @@ class TrainingRun:
         self._line_window.add(metrics)
         if self._tensorboard_window.updates >= self.config.log_interval:
             self._write_metrics()
-        if time.monotonic() - self._last_line >= self.config.summary_frequency:
+        if self.updates == self.start_updates + 1:  # its time was mostly compilation
+            for window in (self._tensorboard_window, self._line_window):
+                window.restart_clock(self.env_steps)
+            self._last_line = time.monotonic()
+        elif time.monotonic() - self._last_line >= self.config.summary_frequency:
             self._summary_line()
         if not self._progress.disable:
             self._progress.set_postfix(ret=f"{self.logger.mean_recent_return():.1f}", refresh=False)
