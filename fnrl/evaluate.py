@@ -134,29 +134,32 @@ def evaluate_checkpoints(
     return results
 
 
-def plot_learning_curve(results: Sequence[dict[str, Any]], path: Path, title: str) -> None:
-    """Writes a PNG of the mean return (± std, min / max) of each checkpoint against frames."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+def plot_learning_curve(
+    results: Sequence[dict[str, Any]], path: Path, title: str, *, greedy: bool = True
+) -> Any:
+    """Writes a PNG of the mean return (± std, min / max) of each checkpoint against frames.
+
+    Its axes are labelled as ``python -m fnrl.plot`` labels a run's evaluation curve.
+
+    Returns:
+        The matplotlib ``Figure`` written.
+    """
+    from fnrl.plot import eval_label, new_figure, style_axes
 
     results = sorted(results, key=lambda r: r["frames"])
     frames = np.array([r["frames"] for r in results])
     mean = np.array([r["return"]["mean"] for r in results])
     std = np.array([r["return"]["std"] for r in results])
-    figure = Figure(figsize=(7, 4.5))
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
+    figure, (axes,) = new_figure(1)
     axes.plot(frames, mean, marker="o", label="mean return")
-    axes.fill_between(frames, mean - std, mean + std, alpha=0.25, label="± std")
-    axes.plot(frames, [r["return"]["min"] for r in results], "v", color="gray", label="min")
-    axes.plot(frames, [r["return"]["max"] for r in results], "^", color="gray", label="max")
-    axes.set_xlabel("frames")
-    axes.set_ylabel("evaluation return")
-    axes.set_title(title)
-    axes.grid(alpha=0.3)
-    axes.legend()
-    figure.tight_layout()
+    axes.fill_between(frames, mean - std, mean + std, alpha=0.25, label="± std over games")
+    axes.plot(frames, [r["return"]["min"] for r in results], "v", color="gray", label="min game")
+    axes.plot(frames, [r["return"]["max"] for r in results], "^", color="gray", label="max game")
+    ylabel = eval_label([r["episodes"] for r in results], greedy=greedy)
+    style_axes(axes, x="frames", ylabel=ylabel, title=title)
+    axes.legend(fontsize="small")
     figure.savefig(path, dpi=100)
+    return figure
 
 
 def _write_outputs(
@@ -181,7 +184,8 @@ def _write_outputs(
                 writer.writerow(
                     [r["checkpoint"], r["env_steps"], r["frames"], *(stats[k] for k in stats)]
                 )
-        plot_learning_curve(results, out_dir / "learning_curve.png", settings["env_id"])
+        path, greedy = out_dir / "learning_curve.png", settings["greedy"]
+        plot_learning_curve(results, path, settings["env_id"], greedy=greedy)
 
 
 def add_greedy_flag(parser: argparse.ArgumentParser) -> None:
