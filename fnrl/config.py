@@ -32,6 +32,7 @@ from typing import Any
 
 from fnrl.networks import DISCRETE_NETWORKS, NETWORK_BODIES, NORMALIZATIONS, VISION_NETWORKS
 from fnrl.optimizers import OPTIMIZERS
+from fnrl.plugins import UNKNOWN_NAME_HINT, import_plugins
 
 ROLLOUTS = ("auto", "compiled", "host")
 
@@ -163,7 +164,9 @@ def value_problem(
     if choices is not None:
         names = choices() if callable(choices) else choices
         if value not in names:
-            return f"must be one of {', '.join(names)}{got}"
+            # A registry (name -> plug-in) also holds what a user's module registers.
+            hint = f"; {UNKNOWN_NAME_HINT}" if isinstance(names, Mapping) else ""
+            return f"must be one of {', '.join(names)}{got}{hint}"
     if path_component and (".." in value or any(c in value for c in "/\\\0")):
         return f"must be one path component (no /, \\ or ..){got}"
     if (
@@ -630,14 +633,18 @@ def _naming_config_json(run_dir: str | Path, given: Collection[str] = ()) -> Ite
 
 
 def read_stored_config(run_dir: str | Path) -> dict[str, Any]:
-    """The settings a run stored in its ``config.json``, with a valid ``agent`` if any.
+    """The settings a run stored in its ``config.json``, with its plug-ins imported.
 
-    The agent is checked here because it decides the run's config class, and so which of the
+    The modules of its ``imports`` are imported first (:func:`fnrl.plugins.import_plugins`), so
+    that the agent and networks they register resolve in every command that reads a run. The
+    agent is checked here because it decides the run's config class, and so which of the
     other settings exist (:func:`stored_config` checks those).
 
     Raises:
-        ValueError: no readable ``config.json`` in ``run_dir``.
-        ConfigError: it holds no JSON object, or an invalid agent.
+        ValueError: no readable ``config.json`` in ``run_dir``, or a module of its ``imports``
+            that cannot be imported.
+        ConfigError: it holds no JSON object, an ``imports`` that is no string, or an invalid
+            agent.
     """
     path = Path(run_dir).expanduser() / "config.json"
     try:
@@ -647,6 +654,12 @@ def read_stored_config(run_dir: str | Path) -> dict[str, Any]:
     if not isinstance(stored, dict):
         problem = f"must hold a JSON object of settings, got {_shown(stored)}"
         raise ConfigError(f"config.json of {run_dir} {problem}", None, problem)
+    with _naming_config_json(run_dir):
+        check_settings(TrainConfig, {k: v for k, v in stored.items() if k == "imports"})
+    try:
+        import_plugins(stored.get("imports", ""))
+    except ValueError as e:
+        raise ValueError(f"config.json of {run_dir}: {e}") from e
     with _naming_config_json(run_dir):
         check_settings(TrainConfig, {k: v for k, v in stored.items() if k == "agent"})
     return stored

@@ -215,6 +215,28 @@ def add_seed_flag(parser: argparse.ArgumentParser, help: str) -> None:
     )
 
 
+def add_import_flag(parser: argparse.ArgumentParser) -> None:
+    """``--import MODULES``: plug-in modules to import before the run is read."""
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        default="",
+        metavar="MODULES",
+        help="comma-separated Python modules to import first, which register the run's plug-ins "
+        "(agents, networks, envs); those of the run's config.json are imported anyway",
+    )
+
+
+def import_flag_modules(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Imports the ``--import`` modules; one that cannot be imported is a flag error (exit 2)."""
+    from fnrl.plugins import import_plugins
+
+    try:
+        import_plugins(args.imports)
+    except ValueError as e:
+        parser.error(str(e))
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The ``fnrl.evaluate`` argument parser."""
     parser = CommandLineParser(
@@ -236,12 +258,15 @@ def make_parser() -> argparse.ArgumentParser:
     add_greedy_flag(parser)
     add_seed_flag(parser, "first env seed (default: the run's + 2,000,000)")
     parser.add_argument("--out-dir", default=None, help="where to write (default: RUN_DIR/eval)")
+    add_import_flag(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: evaluates, prints a line per checkpoint, writes the results."""
-    args = make_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    parser = make_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    import_flag_modules(parser, args)
     try:
         from fnrl.checkpoint import CheckpointError, find_checkpoint, list_checkpoints
         from fnrl.parallel.evaluation import EVALUATE_SEED_OFFSET

@@ -229,7 +229,7 @@ class _VideoWriter:
 
 def make_parser() -> argparse.ArgumentParser:
     """The ``fnrl.render`` argument parser."""
-    from fnrl.evaluate import add_episodes_flag, add_greedy_flag, add_seed_flag
+    from fnrl.evaluate import add_episodes_flag, add_greedy_flag, add_import_flag, add_seed_flag
     from fnrl.train import CommandLineParser, setting_type
 
     parser = CommandLineParser(
@@ -272,6 +272,7 @@ def render(
     checkpoint: str | None = None,
     episodes: int = 1,
     fps: float | None = None,
+    add_import_flag(parser)
     max_steps: int | None = None,
     greedy: bool = True,
     seed: int | None = None,
@@ -334,7 +335,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: records the video and prints one line per episode."""
     from fnrl.config import ConfigError
 
-    args = make_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    parser = make_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    import_flag_modules(parser, args)
     out = Path(args.out) if args.out else Path(args.run_dir) / "eval" / "video.mp4"
     try:
         recorded = render(
@@ -348,6 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             agent_view=args.agent_view,
         )
+    from fnrl.evaluate import import_flag_modules
     except ConfigError as e:
         print(f"fnrl.render: error: {e}", file=sys.stderr)
         return 2

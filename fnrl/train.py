@@ -49,6 +49,7 @@ from fnrl.config import (
     stored_config,
     value_problem,
 )
+from fnrl.plugins import import_plugins, plugin_modules
 
 
 class Mode(NamedTuple):
@@ -364,24 +365,30 @@ def _resumed_config(mode: str, run_dir: str, stored: dict, given: dict) -> Train
 def parse_args(argv: Sequence[str]) -> tuple[str, TrainConfig]:
     """Parses the command line into a mode and a validated config.
 
-    The flags accepted are the mode's and those of the agent ``--agent`` names (the mode's
-    default agent without it; the run's when resuming). With ``--resume RUN_DIR`` the config
-    is the run's ``config.json`` with the flags given over it (each one that changes a stored
-    value is reported on stderr), and the mode is the run's.
+    The modules ``--import`` names are imported first, and with ``--resume`` those of the
+    run's ``config.json`` (:func:`fnrl.plugins.import_plugins`), so that the agents and networks
+    they register are valid choices and ``-h`` lists them. The flags accepted are the mode's and
+    those of the agent ``--agent`` names (the mode's default agent without it; the run's when
+    resuming). With ``--resume RUN_DIR`` the config is the run's ``config.json`` with the flags
+    given over it (each one that changes a stored value is reported on stderr; ``--import``
+    adds to the run's modules), and the mode is the run's.
     """
     argv = list(argv)
     pre = CommandLineParser(prog="python -m fnrl.train", add_help=False)
     pre.add_argument("--resume")
     pre.add_argument("--agent")
     pre.add_argument("--env-id")
+    pre.add_argument("--import", dest="imports", default="")
     pre.add_argument("-h", "--help", action="store_true")
     known = pre.parse_known_args(argv)[0]
     default_mode, stored, agent = "local", None, known.agent
-    if known.resume is not None:
-        try:
-            default_mode, stored = _stored_run(known.resume)
-        except ValueError as e:
-            pre.error(str(e))
+    try:
+        import_plugins(known.imports)
+        if known.resume is not None:
+            default_mode, stored = _stored_run(known.resume)  # imports the run's modules
+    except ValueError as e:
+        pre.error(str(e))
+    if stored is not None:
         agent = agent or stored.get("agent")
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv = [default_mode, *argv]
@@ -393,6 +400,9 @@ def parse_args(argv: Sequence[str]) -> tuple[str, TrainConfig]:
         pre.error(str(e))
     args = vars(parser.parse_args(argv))
     mode = args.pop("mode")
+    if stored is not None and "imports" in args:  # the run keeps needing its own modules
+        modules = plugin_modules(stored.get("imports", "")) + plugin_modules(args["imports"])
+        args["imports"] = ",".join(dict.fromkeys(modules))
     try:
         if stored is not None:
             if mode != default_mode:

@@ -19,6 +19,7 @@ import flax.linen as nn
 
 from fnrl.agents.base import Agent
 from fnrl.config import check_settings, setting
+from fnrl.plugins import UNKNOWN_NAME_HINT
 from fnrl.specs import EnvSpec
 
 
@@ -65,7 +66,9 @@ def get_agent(name: str) -> AgentPlugin:
         ValueError: no agent of that name (naming the registered ones).
     """
     if name not in AGENTS:
-        raise ValueError(f"unknown agent {name!r}; choose one of: {', '.join(AGENTS)}")
+        raise ValueError(
+            f"unknown agent {name!r}; choose one of: {', '.join(AGENTS)}; {UNKNOWN_NAME_HINT}"
+        )
     return AGENTS[name]
 
 
