@@ -262,6 +262,7 @@ def make_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="record the agent's observation (Atari: 84x84 gray) instead of the RGB screen",
     )
+    add_import_flag(parser)
     return parser
 
 
@@ -272,7 +273,6 @@ def render(
     checkpoint: str | None = None,
     episodes: int = 1,
     fps: float | None = None,
-    add_import_flag(parser)
     max_steps: int | None = None,
     greedy: bool = True,
     seed: int | None = None,
@@ -334,6 +334,7 @@ def render(
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: records the video and prints one line per episode."""
     from fnrl.config import ConfigError
+    from fnrl.evaluate import import_flag_modules
 
     parser = make_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
@@ -351,7 +352,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             agent_view=args.agent_view,
         )
-    from fnrl.evaluate import import_flag_modules
     except ConfigError as e:
         print(f"fnrl.render: error: {e}", file=sys.stderr)
         return 2
