@@ -11,7 +11,12 @@ weights (converted with ``fnrl.networks.torch_interop``). The largest difference
 two outputs, relative to their largest magnitude, is reported too. Both libraries use all
 cores of this machine.
 
+It needs the ``torch`` extra (``pip install -e ".[torch]"``, the CPU build of PyTorch). Every
+row takes about half an hour on a 2-core CPU, most of it compiling and running the ResNets;
+``--networks`` measures only the vision networks and bodies named:
+
     python benchmarks/networks.py --out networks.json
+    python benchmarks/networks.py --networks FourConv,Nature,LSTM --out networks.json
 """
 
 from __future__ import annotations
@@ -110,14 +115,29 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32, help="observations per forward (32)")
     parser.add_argument("--repeats", type=int, default=5, help="timed forwards, median (5)")
     parser.add_argument(
-        "--only", nargs="*", default=None, help="network names to measure (default: all)"
+        "--networks",
+        "--only",
+        metavar="NAME,NAME",
+        help="vision networks (each with the Linear body) and bodies (each behind FourConv) to "
+        "measure, comma-separated (default: all)",
     )
     args = parser.parse_args()
 
     combos = [(name, "Linear") for name in sorted(VISION_NETWORKS)]
     combos += [("FourConv", name) for name in sorted(NETWORK_BODIES) if name != "Linear"]
-    if args.only:
-        combos = [c for c in combos if c[0] in args.only or c[1] in args.only]
+    if args.networks is not None:
+        names = {name.strip() for name in args.networks.split(",") if name.strip()}
+        unknown = sorted(names - set(VISION_NETWORKS) - set(NETWORK_BODIES))
+        if unknown or not names:
+            known = ", ".join(sorted({*VISION_NETWORKS, *NETWORK_BODIES}))
+            parser.error(
+                f"--networks: unknown {', '.join(unknown) or 'empty list'}; known: {known}"
+            )
+        combos = [
+            (vision, body)
+            for vision, body in combos
+            if (vision in names and body == "Linear") or (vision == "FourConv" and body in names)
+        ]
 
     print(f"jax {jax.__version__} ({jax.default_backend()}), torch {torch.__version__}, ", end="")
     print(f"torch threads {torch.get_num_threads()}, batch {args.batch}")

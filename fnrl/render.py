@@ -17,8 +17,9 @@ Where the frames come from:
 
 A video holds, per episode, the first frame and one frame per env step (an Atari life loss adds
 the step of its automatic reset); ``--max-steps K`` cuts each episode after K steps. MP4 is
-H.264 (imageio-ffmpeg); GIF keeps the timing but merges identical consecutive frames into one
-longer frame (Pillow's encoder), so a GIF may decode to fewer frames than were written.
+H.264 (imageio-ffmpeg, the ``video`` extra: ``pip install 'fnrl[video]'``); GIF keeps the
+timing but merges identical consecutive frames into one longer frame (Pillow's encoder), so a
+GIF may decode to fewer frames than were written.
 """
 
 from __future__ import annotations
@@ -164,6 +165,15 @@ def _claimed(out: Path) -> Iterator[None]:
         raise
 
 
+def _can_write_mp4() -> bool:
+    """Whether imageio-ffmpeg (the ``video`` extra), which encodes MP4, is installed."""
+    try:
+        import imageio_ffmpeg  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _video_error(path: Path, error: OSError, *, encoding: bool = False) -> OSError:
     """One line for a video that cannot be written: the path and the first line of the reason
     (imageio's follows it with ffmpeg's report); ``encoding``: ffmpeg was writing it."""
@@ -300,6 +310,11 @@ def render(
     out = Path(out)
     if out.suffix.lower() not in (".mp4", ".gif"):
         raise ValueError(f"--out must end in .mp4 or .gif, got {out.name!r}")
+    if out.suffix.lower() == ".mp4" and not _can_write_mp4():
+        raise ValueError(
+            f"--out {out.name}: MP4 needs imageio-ffmpeg: pip install 'fnrl[video]' "
+            "(or write a .gif)"
+        )
     with _claimed(out):  # a path that cannot be written fails before anything loads
         config = load_run_config(run_dir)
         path = find_checkpoint(run_dir, checkpoint)

@@ -135,6 +135,14 @@ def test_cli_bad_output_name_ends_with_one_clear_line(tmp_path):
     )
 
 
+def test_mp4_without_the_video_extra_names_it_before_anything_loads(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # as if it were not installed
+    out = tmp_path / "videos" / "run.mp4"
+    with pytest.raises(ValueError, match=r"MP4 needs imageio-ffmpeg: pip install 'fnrl\[video\]'"):
+        render.render(tmp_path / "no-run", out)
+    assert not out.parent.exists()
+
+
 @pytest.mark.parametrize("target", ["under-a-file", "full-disk"])
 def test_a_video_that_cannot_be_written_ends_with_one_line_naming_it(tmp_path, capfd, target):
     """A directory that cannot be made fails before anything loads; a full disk (``/dev/full``)
