@@ -120,6 +120,11 @@ class RunDirectoryLock:
             self._fd = -1
 
 
+def _shown_return(value: float) -> str:
+    """A recent return as printed: two decimals, ``none`` when no game has ended (nan)."""
+    return f"{value:.2f}" if math.isfinite(value) else "none"
+
+
 class LogWriteError(OSError):
     """A file of the run's logs could not be written (a full disk...); the message names it."""
 
@@ -376,9 +381,10 @@ class RunLogger:
     def summary(self, step: int, metrics: Mapping[str, float]) -> str:
         """Writes the summary line of ``step`` to ``train_log.txt`` and returns it.
 
-        adept's ``STEP: … REWARD: …`` form: the recent return, then each metric.
+        adept's ``STEP: … REWARD: …`` form: the recent return (``none`` before the first game
+        ends), then each metric.
         """
-        text = f"STEP: {step} REWARD: {self.mean_recent_return():.2f} " + " ".join(
+        text = f"STEP: {step} REWARD: {_shown_return(self.mean_recent_return())} " + " ".join(
             f"{name.upper()}: {float(value):.4g}" for name, value in metrics.items()
         )
         self.line(text)

@@ -31,6 +31,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
 
 from fnrl.agents import AGENTS, get_agent
@@ -310,7 +311,6 @@ def make_parser(agent: str | None = None, env_id: str | None = None) -> argparse
 def _stored_run(run_dir: str) -> tuple[str, dict]:
     """The mode (from the latest checkpoint) and ``config.json`` of the run to resume."""
     import json
-    from pathlib import Path
 
     from fnrl.checkpoint import latest_checkpoint, read_meta
 
@@ -442,11 +442,26 @@ def _run(mode: str, config: TrainConfig, stop: threading.Event, signals: list[in
         f"frames/s, bound by {result.bound}); {episodes}; checkpoint {result.last_checkpoint}",
         flush=True,
     )
+    _plot(result.run_dir)
     if config.profile:
         total = sum(result.phase_seconds.values())
         for phase, seconds in sorted(result.phase_seconds.items(), key=lambda kv: -kv[1]):
             print(f"  {phase:12s} {seconds:8.2f}s {100 * seconds / total:5.1f}%")
     return _stop_code(signals) if result.interrupted else 0
+
+
+def _plot(run_dir: Path) -> None:
+    """Writes the run's learning curves (``fnrl.plot``) and says where; a failure only warns:
+    the run's data is saved."""
+    from fnrl.plot import write_run_plot
+
+    try:
+        path = write_run_plot(run_dir)
+    except (ValueError, OSError) as e:
+        print(f"fnrl.train: warning: no learning-curve plot: {e}", file=sys.stderr)
+        return
+    if path is not None:
+        print(f"learning curves: {path}", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

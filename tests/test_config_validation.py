@@ -25,6 +25,7 @@ from fnrl.config import (
     long_flag,
 )
 from fnrl.networks import NETWORK_BODIES
+from fnrl.plugins import UNKNOWN_NAME_HINT
 
 # A value of the wrong type for each kind of field.
 WRONG_TYPE = {bool: "yes", int: "abc", float: [1.0, 2.0], str: 5}
@@ -84,7 +85,10 @@ def _train_error(capsys, *argv):
         (["--tag", "a/b"], '--tag (tag) must be one path component (no /, \\ or ..), got "a/b"'),
         (["--resume", ""], '--resume (resume) must name a run directory, got ""'),
         (["--optimizer", "sgd"], '--optimizer (optimizer) must be one of rmsprop, adam, got "sgd"'),
-        (["-nb", "GRU"], '--network-body (network_body) must be one of {bodies}, got "GRU"'),
+        (
+            ["-nb", "GRU"],
+            '--network-body (network_body) must be one of {bodies}, got "GRU"; {hint}',
+        ),
         (
             ["--normalize", "maybe"],
             "argument --normalize: expected a boolean (true/false), got 'maybe'",
@@ -113,7 +117,8 @@ def test_each_bad_flag_is_one_line_naming_it_and_exit_code_2(tmp_path, capsys, a
     log_dir = tmp_path / "logs"
     code, err = _train_error(capsys, *argv, "--log-dir", str(log_dir))
     assert code == 2
-    line = line.format(bodies=", ".join(NETWORK_BODIES))  # plug-ins may have added some
+    # plug-ins may have added bodies
+    line = line.format(bodies=", ".join(NETWORK_BODIES), hint=UNKNOWN_NAME_HINT)
     assert err == f"fnrl.train: error: {line} (see -h)\n"
     assert not log_dir.exists()  # refused before anything is written
 
@@ -154,7 +159,7 @@ STORED_CASES = [
     ({"normalize": "yes"}, 'normalize must be a boolean (true or false), got "yes"'),
     ({"env_id": None}, "env_id must be a string, got None"),
     ({"agent": ["PPO"]}, "agent must be a string, got ['PPO']"),
-    ({"agent": "DQN"}, 'agent must be one of {agents}, got "DQN"'),
+    ({"agent": "DQN"}, 'agent must be one of {agents}, got "DQN"; {hint}'),
     ({"tau": 2}, "tau must be in [0, 1], got 2"),
     ({"tag": "../x"}, 'tag must be one path component (no /, \\ or ..), got "../x"'),
 ]
@@ -180,7 +185,8 @@ def test_each_bad_config_json_value_is_one_line_naming_it(
     code, err = _stored_error(command, run_dir, capsys)
     assert code == 2
     hint = " (see -h)" if command == "train" else ""
-    problem = problem.format(agents=", ".join(AGENTS))  # plug-ins may have added some
+    # plug-ins may have added agents
+    problem = problem.format(agents=", ".join(AGENTS), hint=UNKNOWN_NAME_HINT)
     assert err == f"fnrl.{command}: error: config.json of {run_dir}: {problem}{hint}\n"
 
 

@@ -43,7 +43,10 @@ def test_training_with_stdout_redirected_to_a_file_prints_summary_and_evaluation
     # one line per update (the frequency is ~0 s) after the first, whose time is compilation
     assert steps == list(range(20, 401, 10))
     assert [line.split()[2] for line in lines if line.startswith("EVAL: ")] == ["200", "400"]
-    assert lines[-1].startswith("finished: 400 steps") and "recent return" in lines[-1]
+    assert lines[-2].startswith("finished: 400 steps") and "recent return" in lines[-2]
+    run_dir = next((tmp_path / "CartPole-v1").iterdir())
+    assert lines[-1] == f"learning curves: {run_dir / 'learning_curves.png'}"
+    assert (run_dir / "learning_curves.png").stat().st_size > 10_000
     assert "\r" not in out.read_text(), "a progress bar was drawn off a terminal"
     assert "precision" not in done.stderr
 

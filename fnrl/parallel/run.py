@@ -114,13 +114,15 @@ class MetricsWindow:
             self._sums[name] = self._sums.get(name, 0.0) + value
 
     def take(self, env_steps: int, frames_per_step: int) -> dict[str, float]:
-        """The mean of each metric and the frames per second since the window began, which
-        then begins anew at ``env_steps``."""
+        """The mean of each metric and the frames per second since the clock started (none if
+        no frame was counted), after which the window begins anew at ``env_steps``."""
         seconds = time.perf_counter() - self._start
         frames = (env_steps - self._env_steps) * frames_per_step
         means = {name: total / self.updates for name, total in self._sums.items()}
         self._restart(env_steps)
-        return {**means, "frames_per_second": frames / seconds if seconds > 0 else math.nan}
+        if frames == 0:  # a window of only the first update, whose time is compilation
+            return means
+        return {**means, "frames_per_second": frames / seconds}
 
 
 def console(line: str) -> None:
@@ -553,7 +555,9 @@ class TrainingRun:
         elif time.monotonic() - self._last_line >= self.config.summary_frequency:
             self._summary_line()
         if not self._progress.disable:
-            self._progress.set_postfix(ret=f"{self.logger.mean_recent_return():.1f}", refresh=False)
+            recent = self.logger.mean_recent_return()
+            if math.isfinite(recent):
+                self._progress.set_postfix(ret=f"{recent:.1f}", refresh=False)
             self._progress.update(env_steps)
         if self._evaluation is not None:
             self._evaluation.check()
