@@ -3,7 +3,8 @@
 Pure code: modules hold no RNG or optimizer and return ``NetworkOutput`` (logits per action key
 and a value), never distribution objects. ``fnrl.networks.torch_interop`` (optional extra
 ``torch``) converts their variables to and from PyTorch ``state_dict`` s;
-``python -m fnrl.networks`` lists the registered networks with their parameter counts;
+``python -m fnrl.networks`` lists the registered networks (``--params``: with their parameter
+counts);
 ``fnrl.networks.zscore`` holds the running observation statistics of ``--zscore-norm-env``.
 """
 
