@@ -38,9 +38,10 @@ def test_cartpole_preset_reaches_475_within_500k_steps(trained):
     events.Reload()
     logged = [e.value for e in events.Scalars("reward/train")]
     assert logged[-20:] == pytest.approx(last)
-    # evaluated every 25k steps by default: 20 points of 10 greedy games
+    # evaluated every 25k steps by default, at the first update (80 steps) ending at or after
+    # each multiple: 20 points of 10 greedy games
     evaluations = [e.step for e in events.Scalars("reward/eval")]
-    assert evaluations == list(range(25_000, 500_001, 25_000))
+    assert evaluations == [-(-k // 80) * 80 for k in range(25_000, 500_001, 25_000)]
     with open(result.run_dir / "eval.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(row["step"]) for row in rows] == evaluations

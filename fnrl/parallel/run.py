@@ -244,8 +244,9 @@ def _updates_until(target: int, env_steps: int, steps_per_update: int) -> int:
 class TrainingRun:
     """The counters, logs, checkpoints and evaluation thread of one training run.
 
-    Each update's metrics go to tensorboard every ``config.log_interval`` updates (their means,
-    with the frames per second and the learning rate over those updates); a summary line goes to
+    Each update's metrics go to tensorboard after every ``config.log_interval``-th update of
+    the run, resumed or not (their means, with the frames per second and the learning rate over
+    the updates since the last write, and once more at the end); a summary line goes to
     stdout and ``train_log.txt`` every ``config.summary_frequency`` seconds, and at the end. On a
     terminal a progress bar shows the steps, the recent frames per second and the recent
     return. Every ``config.eval_every`` steps (at the first update boundary at or after a
@@ -546,7 +547,7 @@ class TrainingRun:
             self.logger.episode(self.env_steps, episode.returns, episode.length)
         self._tensorboard_window.add(metrics)
         self._line_window.add(metrics)
-        if self._tensorboard_window.updates >= self.config.log_interval:
+        if self.updates % self.config.log_interval == 0:  # the same steps after a resume
             self._write_metrics()
         if self.updates == self.start_updates + 1:  # its time was mostly compilation
             for window in (self._tensorboard_window, self._line_window):
