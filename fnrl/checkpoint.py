@@ -10,8 +10,9 @@ A checkpoint is a directory ``checkpoints/step_{N}/`` (N = environment steps) ho
   ``[N, B]`` integer array per action name, which :mod:`fnrl.parallel.resume` replays to bring
   fresh envs back to the exact state they had at the save.
 
-``meta.json`` also holds the SHA-256 of every other file (``files``), which every load checks:
-a flipped byte is a :class:`CheckpointError`, never a silently different run. Writes are
+``meta.json`` also holds the SHA-256 of every other file (``files``) and of its own other
+fields (``meta_sha256``), which every load checks: a flipped byte anywhere, a counter included,
+is a :class:`CheckpointError`, never a silently different run. Writes are
 atomic: the files go to a temporary directory, are fsynced, and the directory is renamed into
 place (then the parent is fsynced); pruning renames a checkpoint to a hidden name before it
 deletes it. A crash at any point of a save leaves every earlier checkpoint intact and at most a
@@ -44,6 +45,7 @@ from fnrl.types import Carry, Params, TrainState
 
 STATE_FILE = "state.msgpack"
 META_FILE = "meta.json"
+META_CHECKSUM = "meta_sha256"  # of meta.json's other fields, as sorted-key JSON
 CARRY_FILE = "carry.msgpack"
 ACTIONS_FILE = "env_actions.npz"
 _PREFIX = "step_"
@@ -146,9 +148,8 @@ def save_checkpoint(
     if env_actions is not None:
         files[ACTIONS_FILE] = _npz_bytes(env_actions)
     checksums = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
-    files[META_FILE] = json.dumps(
-        {**meta, "env_steps": env_steps, "files": checksums}, allow_nan=True
-    ).encode()
+    meta = {**meta, "env_steps": env_steps, "files": checksums}
+    files[META_FILE] = json.dumps({**meta, META_CHECKSUM: _meta_checksum(meta)}).encode()
     tmp = directory / f".{_PREFIX}{env_steps}.tmp{os.getpid()}"
     try:
         _write_atomically(directory, tmp, final, files)
@@ -178,17 +179,31 @@ def _write_atomically(directory: Path, tmp: Path, final: Path, files: dict[str, 
         shutil.rmtree(old)
 
 
+def _meta_checksum(meta: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
+
+
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
-    """The ``meta.json`` of a checkpoint.
+    """The ``meta.json`` of a checkpoint, checked against its own checksum.
+
+    Checkpoints written before ``meta.json`` had a checksum are read unchecked.
 
     Raises:
-        CheckpointError: it is missing or is not JSON.
+        CheckpointError: it is missing, is not a JSON object, or does not match its checksum.
     """
     path = Path(path)
     try:
-        return json.loads((path / META_FILE).read_text())
+        meta = json.loads((path / META_FILE).read_text())
     except (OSError, ValueError) as e:
         raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint {path} is corrupt: meta.json is not a JSON object")
+    expected = meta.pop(META_CHECKSUM, None)
+    if expected is not None and _meta_checksum(meta) != expected:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: meta.json does not match its checksum"
+        )
+    return meta
 
 
 def _shape_dtype(x: Any) -> tuple[tuple[int, ...], np.dtype]:

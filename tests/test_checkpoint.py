@@ -182,6 +182,11 @@ def test_corrupt_meta_and_action_log_give_clear_errors(tmp_path):
     with pytest.raises(CheckpointError, match=r"step_10 is corrupt: env_actions.npz does not"):
         load_env_actions(path)
     meta = json.loads((path / "meta.json").read_text())
+    (path / "meta.json").write_text(json.dumps({**meta, "updates": 2}))  # one digit changed
+    with pytest.raises(CheckpointError, match=r"step_10 is corrupt: meta.json does not match"):
+        verify_checkpoint(path)
+    assert latest_good_checkpoint(tmp_path)[0] is None
+    del meta["meta_sha256"]  # as written before meta.json had a checksum
     (path / "meta.json").write_text(json.dumps({**meta, "env_steps": 99, "updates": 1}))
     with pytest.raises(CheckpointError, match=r"step_10 is corrupt: meta.json says env_steps 99"):
         verify_checkpoint(path)
@@ -274,7 +279,7 @@ def test_a_flipped_byte_in_any_file_is_found_by_its_checksum(tmp_path, name):
 def test_checkpoints_without_checksums_still_load(tmp_path):
     path = save_checkpoint(tmp_path, _state(1), {"updates": 7}, env_steps=10)
     meta = json.loads((path / "meta.json").read_text())
-    del meta["files"]  # written before checksums existed
+    del meta["files"], meta["meta_sha256"]  # written before checksums existed
     (path / "meta.json").write_text(json.dumps(meta))
     restored, _ = load_checkpoint(path, _state(2))
     _assert_equal_trees(restored, _state(1))

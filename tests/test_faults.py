@@ -180,6 +180,7 @@ def _poison(checkpoint):
     (checkpoint / "state.msgpack").write_bytes(data)
     meta = json.loads((checkpoint / "meta.json").read_text())
     meta["files"]["state.msgpack"] = hashlib.sha256(data).hexdigest()
+    del meta["meta_sha256"]  # an older fnrl wrote no checksum of meta.json
     (checkpoint / "meta.json").write_text(json.dumps(meta))
 
 
