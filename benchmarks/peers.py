@@ -821,7 +821,7 @@ def plot(rows: list[dict], info: dict, path: str) -> None:
         bottom.set_xlim(0, 1.3 * max(s[1]["ms_per_update"] for s in sides))
         bottom.set_xlabel("learner update alone, median ms on one batch (lower is better)")
     fig.suptitle(
-        f"fnrl vs Stable-Baselines3 {info['stable_baselines3']} A2C, {info['date']}, "
+        f"fnrl vs Stable-Baselines3 {info['stable_baselines3']} A2C, {info['date']}\n"
         f"{info['cpu']} ({info['cores']} cores)"
     )
     fig.tight_layout()

@@ -125,7 +125,8 @@ def _losses(run_dir: Path) -> dict[int, float]:
 def test_two_device_run_stopped_and_resumed_equals_uninterrupted_run(tmp_path):
     # An LSTM carry and batch-norm statistics that must survive; 200 steps per update.
     flags = ("-n", "4", "--exp-length", "25", "-dn", "Linear", "-nb", "LSTM", "--normalize", "on")
-    flags += ("--normalization", "batch", "--nb-eval-env", "0", "-sf", "1e-9", "--log-interval", "1")
+    flags += ("--normalization", "batch", "--nb-eval-env", "0", "-sf", "1e-9")
+    flags += ("--log-interval", "1")  # every update's losses, to compare them
     runs = [  # the uninterrupted run and the first part, side by side
         subprocess.Popen(
             [sys.executable, "-m", "fnrl.train", "towered", *flags, "-mts", steps, "--log-dir"]
