@@ -158,7 +158,8 @@ def _read_config(run_dir: Path) -> dict[str, Any]:
 
 
 def _read_csv(path: Path, columns: Sequence[str]) -> dict[str, np.ndarray] | None:
-    """The columns of a run's CSV file as float64 arrays; None if missing or without rows."""
+    """The columns of a run's CSV file as float64 arrays, rows in the order of their ``step``
+    (ties in file order); None if missing or without rows."""
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -181,7 +182,19 @@ def _read_csv(path: Path, columns: Sequence[str]) -> dict[str, np.ndarray] | Non
         table = np.array(rows, np.float64)
     except ValueError as e:
         raise ValueError(f"{path}: a row that is not {len(header)} numbers: {e}") from e
+    table = table[np.argsort(table[:, header.index("step")], kind="stable")]
     return {name: table[:, header.index(name)] for name in columns}
+
+
+def _curve(
+    table: dict[str, np.ndarray],
+    mean: np.ndarray,
+    std: np.ndarray | None = None,
+    episodes: np.ndarray | None = None,
+) -> Curve:
+    """The curve of ``mean`` (one value per row of ``table``) at the table's steps and frames."""
+    steps, frames = (table[name].astype(np.int64) for name in ("step", "frames"))
+    return Curve(steps=steps, frames=frames, mean=mean, std=std, episodes=episodes)
 
 
 def read_curves(run_dir: str | Path) -> RunCurves:
@@ -202,24 +215,10 @@ def read_curves(run_dir: str | Path) -> RunCurves:
     train = eval_ = None
     episodes = _read_csv(run_dir / EPISODES_CSV, EPISODES_COLUMNS)
     if episodes is not None:
-        order = np.argsort(episodes["step"], kind="stable")
-        train = Curve(
-            steps=episodes["step"][order].astype(np.int64),
-            frames=episodes["frames"][order].astype(np.int64),
-            mean=recent_return_curve(episodes["return"][order]),
-            std=None,
-            episodes=None,
-        )
+        train = _curve(episodes, recent_return_curve(episodes["return"]))
     evals = _read_csv(run_dir / EVAL_CSV, EVAL_COLUMNS)
     if evals is not None:
-        order = np.argsort(evals["step"], kind="stable")
-        eval_ = Curve(
-            steps=evals["step"][order].astype(np.int64),
-            frames=evals["frames"][order].astype(np.int64),
-            mean=evals["mean"][order],
-            std=evals["std"][order],
-            episodes=evals["episodes"][order].astype(np.int64),
-        )
+        eval_ = _curve(evals, evals["mean"], evals["std"], evals["episodes"].astype(np.int64))
     return RunCurves(run_dir, config, train, eval_)
 
 

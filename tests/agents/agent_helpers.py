@@ -1,9 +1,13 @@
 """Hand-checkable networks and random trajectories for the agent tests."""
 
 import flax.linen as nn
+import jax
 import numpy as np
 
+from fnrl.agents import make_update
+from fnrl.agents.base import init_train_state
 from fnrl.networks import NetworkOutput
+from fnrl.optimizers import make_rmsprop
 from fnrl.specs import ArraySpec, DiscreteSpec, EnvSpec
 from fnrl.types import Trajectory
 
@@ -61,3 +65,14 @@ def table_trajectory(rng, T, B, *, random_behaviour):
         behaviour_logits={"action": behaviour},
         initial_carry=(),
     )
+
+
+def assert_update_logs_explained_variance(agent, params, traj, fit):
+    """The update's ``explained_variance`` is SB3's ``1 - Var[target - value] / Var[target]`` of
+    the ``[N, 2]`` (target, value) pairs ``fit`` that the loss fitted."""
+    optimizer = make_rmsprop(7e-4)
+    state = init_train_state(agent, optimizer, jax.random.PRNGKey(0))._replace(params=params)
+    _, metrics = jax.jit(make_update(agent, optimizer))(state, traj)
+    targets, values = np.asarray(fit).T
+    want = 1 - np.var(targets - values) / np.var(targets)
+    np.testing.assert_allclose(metrics["explained_variance"], want, rtol=1e-5)
