@@ -46,6 +46,7 @@ __all__ = [
     "ATARI_6_ENVS",
     "ATARI_ENVS",
     "ENV_KINDS",
+    "MINATAR_PREFIX",
     "BatchedEnv",
     "EnvpoolEnv",
     "EpisodeTracker",
@@ -65,6 +66,9 @@ __all__ = [
     "make_gym_env",
     "next_timestep",
 ]
+
+# The ids of MinAtar (Young & Tian 2019), which fnrl registers with Gymnasium on first use.
+MINATAR_PREFIX = "MinAtar/"
 
 # adept's --max-episode-length default, in agent steps.
 _ADEPT_MAX_EPISODE_STEPS = 10_000
@@ -186,11 +190,15 @@ def env_kind(env_id: str) -> str:
 
 def import_env_module(env_id: str) -> str:
     """For the ``"module:Id"`` form (Gymnasium's and gym's), imports ``module`` (which registers
-    ``Id``) and returns ``Id``; any other id is returned as it is.
+    ``Id``) and returns ``Id``; a ``"MinAtar/..."`` id registers MinAtar's Gymnasium ids (the
+    ``minatar`` extra); any other id is returned as it is.
 
     Raises:
-      ValueError: the module cannot be imported (the message names it and the import error).
+      ValueError: the module cannot be imported (the message names it and the import error), or
+        a MinAtar id without the ``minatar`` package.
     """
+    if env_id.startswith(MINATAR_PREFIX) and env_id not in _gymnasium.envs.registry:
+        _register_minatar()
     if ":" not in env_id:
         return env_id
     module, name = env_id.split(":", 1)
@@ -202,6 +210,17 @@ def import_env_module(env_id: str) -> str:
             f"{name!r} ({error}); is it on PYTHONPATH?"
         ) from error
     return name
+
+
+def _register_minatar() -> None:
+    """Registers MinAtar's Gymnasium ids (``MinAtar/Breakout-v1``, ...)."""
+    try:
+        from minatar.gym import register_envs
+    except ImportError as error:
+        raise ValueError(
+            f"MinAtar ids need the minatar package ({error}): pip install 'fnrl[minatar]'"
+        ) from error
+    register_envs()
 
 
 def _host_env_maker(env_id: str) -> Callable[..., _gymnasium.Env] | None:

@@ -23,6 +23,7 @@ VISION_NETWORKS: dict[str, type[nn.Module]] = {
     "FourConvLarger": trunks.FourConvLarger,
     "FourConvSpatialAttention": trunks.FourConvSpatialAttention,
     "IMPALA": resnets.IMPALA,
+    "MinAtar": trunks.MinAtar,
     "Mnih2013": trunks.Mnih2013,
     "Nature": trunks.Nature,
     "ResNet18": resnets.ResNet18,

@@ -151,6 +151,20 @@ class Mnih2013(_ConvTrunk):
     )
 
 
+class MinAtar(_ConvTrunk):
+    """The MinAtar network's convolution: conv 16 3x3/1, no padding: 1024 features for 10x10.
+
+    For MinAtar's 10x10 boards (and other small images, which adept's trunks shrink to nothing):
+    10 → 8, flattened to ``16 * 8 * 8 = 1024``; the paper's 128-unit layer is the ``Linear``
+    body with ``hidden_size`` 128.
+    Source: Young & Tian, "MinAtar: An Atari-Inspired Testbed for Thorough and Reproducible
+    Reinforcement Learning Experiments", 2019 (arXiv:1903.03176), the network of its
+    actor-critic and DQN agents.
+    """
+
+    layers: ClassVar[tuple[tuple[int, int, int, int], ...]] = ((16, 3, 1, 0),)
+
+
 class FourConvSpatialAttention(Normalized):
     """adept's ``FourConvSpatialAttention``: two convs, self-attention over positions, two convs.
 

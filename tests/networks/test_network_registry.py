@@ -41,7 +41,7 @@ def test_lookups_return_the_registered_classes():
     assert {"Identity", "Linear"} <= set(DISCRETE_NETWORKS)
     resnets = {f"ResNet{depth}{v}" for depth in (18, 34, 50, 101, 152) for v in ("", "V2")}
     adept_2018 = {"FourConv", "FourConvLarger", "FourConvSpatialAttention", "Mnih2013", "Nature"}
-    assert set(VISION_NETWORKS) == adept_2018 | resnets | {"IMPALA"}
+    assert set(VISION_NETWORKS) == adept_2018 | resnets | {"IMPALA", "MinAtar"}
 
 
 @pytest.mark.parametrize(

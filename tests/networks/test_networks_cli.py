@@ -21,6 +21,7 @@ _PAIRS = [
     ("FourConvLarger", "Mnih2013Linear"),
     ("FourConvSpatialAttention", "RMC"),
     ("IMPALA", "Mnih2013LSTM"),
+    ("MinAtar", "Identity"),  # on Pong's 84x84 frames, 107,584 features
     ("Mnih2013", "Identity"),
     ("Nature", "Linear"),
 ]

@@ -28,6 +28,7 @@ PINNED = {
     "FourConvLarger": (3_200, 135_872, 7_742_055),
     "FourConvSpatialAttention": (1_152, 34_392, 3_450_111),
     "IMPALA": (256, 1_089_888, 2_671_031),
+    "MinAtar": (107_584, 608, 221_389_495),  # made for 10x10 boards: 1,024 there
     "Mnih2013": (2_592, 12_384, 6_375_015),
     "Nature": (3_136, 78_144, 7_551_815),
     "ResNet18": (512, 11_179_648, 13_276_103),
@@ -82,6 +83,7 @@ FIRST_CONV = {  # (out channels, kernel) of each trunk's first conv; ResNets: (6
     "FourConvLarger": (32, 7),
     "FourConvSpatialAttention": (32, 3),
     "IMPALA": (16, 3),
+    "MinAtar": (16, 3),
     "Mnih2013": (16, 8),
     "Nature": (32, 8),
 }

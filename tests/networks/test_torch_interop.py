@@ -33,6 +33,7 @@ FAST_VISION = [
     "FourConvLarger",
     "FourConvSpatialAttention",
     "IMPALA",
+    "MinAtar",
     "Mnih2013",
     "Nature",
     "ResNet18",

@@ -28,7 +28,8 @@ def _scale_conv_weights(module: nn.Module) -> None:
 
 
 class ConvTrunk(nn.Module):
-    """adept's FourConv / FourConvLarger / Nature / Mnih2013: (conv → BN → ReLU) × n, flatten."""
+    """adept's FourConv / FourConvLarger / Nature / Mnih2013 and MinAtar's: (conv → BN → ReLU) × n,
+    flatten."""
 
     def __init__(self, in_channels, layers, normalize):
         super().__init__()
@@ -55,6 +56,7 @@ CONV_LAYERS = {
     "FourConvLarger": ((32, 7, 2, 1), (64, 3, 2, 1), (64, 3, 2, 1), (128, 3, 2, 1)),
     "Nature": ((32, 8, 4, 0), (64, 4, 2, 0), (64, 3, 1, 0)),
     "Mnih2013": ((16, 8, 4, 0), (32, 4, 2, 0)),
+    "MinAtar": ((16, 3, 1, 0),),
 }
 
 

@@ -1,0 +1,66 @@
+"""MinAtar (Young & Tian 2019): its Gymnasium ids through make_env, and the MinAtar trunk."""
+
+import json
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from cli_runs import run_fnrl
+
+from fnrl.envs import env_kind, make_env
+from fnrl.networks import MinAtar, count_params
+from fnrl.specs import ArraySpec, DiscreteSpec
+
+pytest.importorskip("minatar")
+
+
+def test_breakout_is_a_batch_of_10x10_boards_with_its_3_actions():
+    env = make_env("MinAtar/Breakout-v1", 2, seed=0)
+    try:
+        # channels: paddle, ball, trail, brick; a boolean board becomes 0.0 / 1.0
+        assert env.spec.observations == {"screen": ArraySpec((10, 10, 4), np.dtype(np.float32))}
+        assert env.spec.actions == {"action": DiscreteSpec(3)}  # v1: the minimal action set
+        first = env.reset()
+        screen = np.asarray(first.obs["screen"])
+        assert screen.shape == (2, 10, 10, 4) and set(np.unique(screen)) == {0.0, 1.0}
+        assert screen[:, :, :, 3].sum() == 2 * 30  # three rows of ten bricks each
+        again = make_env("MinAtar/Breakout-v1", 2, seed=0)
+        try:
+            np.testing.assert_array_equal(np.asarray(again.reset().obs["screen"]), screen)
+        finally:
+            again.close()
+    finally:
+        env.close()
+    assert env_kind("MinAtar/Breakout-v1") == "image"
+
+
+def test_a_minatar_id_without_the_extra_names_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "minatar.gym", None)  # as if not installed
+    with pytest.raises(ValueError, match=r"minatar package .*: pip install 'fnrl\[minatar\]'"):
+        make_env("MinAtar/Pong-v1", 1, seed=0)  # not registered, so fnrl tries to register it
+
+
+def test_minatar_trunk_is_one_16_channel_3x3_conv():
+    x = jnp.zeros((2, 10, 10, 4))
+    trunk = MinAtar(normalize=False)
+    features, variables = trunk.init_with_output(jax.random.key(0), x, train=False)
+    assert features.shape == (2, MinAtar.output_size(10, 10)) == (2, 1024)
+    assert count_params(variables["params"]) == 3 * 3 * 4 * 16 + 16
+
+
+def test_minatar_trains_then_evaluates_from_new_processes(tmp_path):
+    env_id = "MinAtar/Breakout-v1"
+    train = run_fnrl(
+        "fnrl.train", "--env-id", env_id, "--vision-network", "MinAtar", "-n", "4", "-mts", "200",
+        "--nb-eval-env", "0", "--log-dir", str(tmp_path), cwd=tmp_path,
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr[-3000:]
+    (run_dir,) = (tmp_path / env_id).iterdir()
+    assert run_dir.name.startswith("local_ActorCritic_MinAtar")  # the trunk that was built
+    config = json.loads((run_dir / "config.json").read_text())
+    assert (config["env_id"], config["vision_network"]) == (env_id, "MinAtar")
+    evaluate = run_fnrl("fnrl.evaluate", str(run_dir), "--episodes", "2", cwd=tmp_path)
+    assert evaluate.returncode == 0, evaluate.stderr[-3000:]
+    assert "2 greedy episodes" in evaluate.stdout
