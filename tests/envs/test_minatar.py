@@ -1,5 +1,6 @@
 """MinAtar (Young & Tian 2019): its Gymnasium ids through make_env, and the MinAtar trunk."""
 
+import csv
 import json
 import sys
 
@@ -9,8 +10,10 @@ import numpy as np
 import pytest
 from cli_runs import run_fnrl
 
+from fnrl.config import make_config
 from fnrl.envs import env_kind, make_env
 from fnrl.networks import MinAtar, count_params
+from fnrl.parallel.local import train_local
 from fnrl.specs import ArraySpec, DiscreteSpec
 
 pytest.importorskip("minatar")
@@ -64,3 +67,20 @@ def test_minatar_trains_then_evaluates_from_new_processes(tmp_path):
     evaluate = run_fnrl("fnrl.evaluate", str(run_dir), "--episodes", "2", cwd=tmp_path)
     assert evaluate.returncode == 0, evaluate.stderr[-3000:]
     assert "2 greedy episodes" in evaluate.stdout
+
+
+@pytest.mark.slow
+def test_a2c_with_the_minatar_trunk_learns_breakout_in_300k_steps(tmp_path):
+    # Random play scores 0.41 a game here (300 games); this run, 16 envs x 5 steps with layer
+    # norm and gradients clipped to 0.5 as in the vector preset, reaches about 5.4 in 300k
+    # steps (90 s on 2 CPU cores) and keeps rising.
+    config = make_config(
+        env_id="MinAtar/Breakout-v1", vision_network="MinAtar", network_body="Linear",
+        normalization="layer", nb_env=16, exp_length=5, max_grad_norm=0.5,
+        max_train_steps=300_000, eval_every=100_000, log_dir=str(tmp_path),
+    )  # fmt: skip
+    result = train_local(config, show_progress=False)
+    assert result.recent_return >= 4.0, result.recent_return
+    with open(result.run_dir / "eval.csv") as f:
+        evaluations = [float(row["mean"]) for row in csv.DictReader(f)]
+    assert len(evaluations) == 3 and evaluations[-1] >= 4.0, evaluations
