@@ -208,16 +208,22 @@ def _presets(config_class: type[TrainConfig]) -> dict[str, dict]:
     return {kind: preset(kind, config_class.agent) for kind in PRESETS}
 
 
+def _listed(names: list[str]) -> str:
+    """``"a"``, ``"a and b"``, ``"a, b and c"``."""
+    return " and ".join(filter(None, [", ".join(names[:-1]), names[-1]]))
+
+
 def _a(kind: str) -> str:
-    """``"a vector env"``, ``"an image env"``."""
-    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} env"
+    """``"a vector env"``, ``"an image env"``, ``"a small image env"``."""
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind.replace('_', ' ')} env"
 
 
 def _defaults_text(name: str, default: object, presets: dict[str, dict], env: HelpEnv) -> str:
     """A field's default for ``env``, then the other values the presets of other kinds give it.
 
     E.g. ``16 for CartPole-v1, a vector env; 32 for image envs``; each kind's value when the
-    kind of ``env`` is unknown (``32 for image envs; 16 for vector and continuous envs``).
+    kind of ``env`` is unknown (``32 for image envs; 16 for small image, vector and continuous
+    envs``).
     """
     values = {kind: str(defaults.get(name, default)) for kind, defaults in presets.items()}
     by_value: dict[str, list[str]] = {}
@@ -228,7 +234,7 @@ def _defaults_text(name: str, default: object, presets: dict[str, dict], env: He
     first = None if env.kind is None else values[env.kind]
     texts = [] if first is None else [f"{first} for {env.env_id}, {_a(env.kind)}"]
     texts += [
-        f"{value} for {' and '.join(kinds)} envs"
+        f"{value} for {_listed([kind.replace('_', ' ') for kind in kinds])} envs"
         for value, kinds in by_value.items()
         if value != first
     ]

@@ -14,6 +14,7 @@ import pytest
 from fnrl.config import (
     CONTINUOUS_PRESET,
     PRESETS,
+    SMALL_IMAGE_PRESET,
     VECTOR_PRESET,
     ImpalaConfig,
     TrainConfig,
@@ -66,7 +67,8 @@ for _id, _spaces in _TEST_ENVS.items():
         ("PongNoFrameskip-v4", "image"),  # adept's Atari ids, no lookup
         ("Pong-v5", "image"),
         ("CarRacing-v3", "image"),  # a non-Atari envpool screen
-        ("fnrl-test/Screen-v0", "image"),  # Gymnasium: a screen inside a Dict
+        ("fnrl-test/Screen-v0", "small_image"),  # Gymnasium: an 8x8 screen inside a Dict
+        ("MinAtar/Breakout-v1", "small_image"),
         ("CartPole-v1", "vector"),
         ("Acrobot-v1", "vector"),
         ("MountainCar-v0", "vector"),
@@ -76,7 +78,7 @@ for _id, _spaces in _TEST_ENVS.items():
         ("Pendulum-v1", "continuous"),  # Gymnasium
         ("HalfCheetah-v4", "continuous"),  # envpool MuJoCo
         ("fnrl-test/MixedActions-v0", "continuous"),  # a Box among the action entries
-        ("fnrl-test/ScreenStick-v0", "image"),  # a screen decides, whatever the actions
+        ("fnrl-test/ScreenStick-v0", "small_image"),  # a screen decides, whatever the actions
     ],
 )
 def test_env_kind_of_each_backend(env_id, kind):
@@ -97,6 +99,8 @@ def test_every_kind_has_a_preset_of_valid_fields():
         assert set(preset(kind)) <= fields, kind
         run_class(**preset(kind))  # valid
     assert preset("image") == {}
+    assert preset("small_image") == SMALL_IMAGE_PRESET
+    assert SMALL_IMAGE_PRESET["vision_network"] == "MinAtar"
     assert preset("vector") == VECTOR_PRESET
     assert preset("continuous") == {**VECTOR_PRESET, "entropy_coef": 0.0} == CONTINUOUS_PRESET
     with pytest.raises(ValueError, match="unknown kind of env 'grid'"):

@@ -110,7 +110,8 @@ def test_help_shows_first_the_default_a_run_of_that_env_gets(args, capsys, monke
         for flag in invocation.split(", "):
             helps[flag.split()[0]] = " ".join(text.split())
     if args[-1] == "NotAnEnv-v9":  # no kind: each kind's value
-        assert "(default: 32 for image envs; 16 for vector and continuous envs)" in helps["-n"]
+        expected = "(default: 32 for image envs; 16 for small image, vector and continuous envs)"
+        assert expected in helps["-n"]
         assert "NotAnEnv-v9 names no known env" in " ".join(out.split())
         return
     _, config = parse_args(args)

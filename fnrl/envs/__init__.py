@@ -47,6 +47,7 @@ __all__ = [
     "ATARI_ENVS",
     "ENV_KINDS",
     "MINATAR_PREFIX",
+    "SMALL_IMAGE_SIDE",
     "BatchedEnv",
     "EnvpoolEnv",
     "EpisodeTracker",
@@ -144,8 +145,14 @@ def make_env(
 
 # What kind of env an id names, as far as the defaults of a run go (fnrl.config.PRESETS):
 # "image" if some observation is a rank-3 array, which goes through the vision trunk;
-# "continuous" for other envs with a continuous (Box) action; "vector" for the rest.
-ENV_KINDS: tuple[str, ...] = ("image", "vector", "continuous")
+# "small_image" if every such screen is smaller than SMALL_IMAGE_SIDE on a side (MinAtar's
+# 10x10 boards); "continuous" for other envs with a continuous (Box) action; "vector" for the
+# rest.
+ENV_KINDS: tuple[str, ...] = ("image", "small_image", "vector", "continuous")
+
+# The smallest side adept's Atari trunks keep a feature map for: the Nature convolutions
+# (8x8/4, 4x4/2, 3x3/1) need 36 pixels.
+SMALL_IMAGE_SIDE = 36
 
 
 def env_kind(env_id: str) -> str:
@@ -153,10 +160,12 @@ def env_kind(env_id: str) -> str:
 
     "image" if any observation entry is a rank-3 array (a screen, which
     :class:`~fnrl.networks.ModularNetwork` sends through the vision trunk), whatever the
-    actions; otherwise "continuous" if any action entry is a Box (a Gaussian head), "vector"
-    if not (rank-1 arrays and Discrete spaces observed, which become one-hot vectors). Atari
-    ids are images without any lookup; envpool tasks are read from ``envpool.make_spec``
-    without making a pool; Gymnasium and gym ids make one env to read its spaces and close it.
+    actions, and "small_image" if every screen is smaller than :data:`SMALL_IMAGE_SIDE` on a
+    side (MinAtar's boards); otherwise "continuous" if any action entry is a Box (a Gaussian
+    head), "vector" if not (rank-1 arrays and Discrete spaces observed, which become one-hot
+    vectors). Atari ids are images without any lookup; envpool tasks are read from
+    ``envpool.make_spec`` without making a pool; Gymnasium and gym ids make one env to read its
+    spaces and close it.
 
     Args:
       env_id: the environment id, as for :func:`make_env`.
@@ -181,8 +190,10 @@ def env_kind(env_id: str) -> str:
             observations, actions = env.observation_space, env.action_space
         finally:
             env.close()
-    if any(len(s.shape or ()) == 3 for s in _leaf_spaces(observations)):
-        return "image"
+    screens = [s.shape for s in _leaf_spaces(observations) if len(s.shape or ()) == 3]
+    if screens:
+        small = all(min(height, width) < SMALL_IMAGE_SIDE for height, width, _ in screens)
+        return "small_image" if small else "image"
     if any(isinstance(s, _gymnasium.spaces.Box) for s in _leaf_spaces(actions)):
         return "continuous"
     return "vector"
