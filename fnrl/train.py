@@ -213,9 +213,14 @@ def _listed(names: list[str]) -> str:
     return " and ".join(filter(None, [", ".join(names[:-1]), names[-1]]))
 
 
+def _words(kind: str) -> str:
+    """A kind of env as -h writes it: ``"small_image"`` → ``"small image"``."""
+    return kind.replace("_", " ")
+
+
 def _a(kind: str) -> str:
     """``"a vector env"``, ``"an image env"``, ``"a small image env"``."""
-    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind.replace('_', ' ')} env"
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {_words(kind)} env"
 
 
 def _defaults_text(name: str, default: object, presets: dict[str, dict], env: HelpEnv) -> str:
@@ -234,7 +239,7 @@ def _defaults_text(name: str, default: object, presets: dict[str, dict], env: He
     first = None if env.kind is None else values[env.kind]
     texts = [] if first is None else [f"{first} for {env.env_id}, {_a(env.kind)}"]
     texts += [
-        f"{value} for {_listed([kind.replace('_', ' ') for kind in kinds])} envs"
+        f"{value} for {_listed([_words(kind) for kind in kinds])} envs"
         for value, kinds in by_value.items()
         if value != first
     ]

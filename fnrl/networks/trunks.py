@@ -156,7 +156,7 @@ class MinAtar(_ConvTrunk):
 
     For MinAtar's 10x10 boards (and other small images, which adept's trunks shrink to nothing):
     10 → 8, flattened to ``16 * 8 * 8 = 1024``; the paper's 128-unit layer is the ``Linear``
-    body with ``hidden_size`` 128.
+    body of ``ModularNetwork(hidden_size=128)`` (runs keep adept's width, 512).
     Source: Young & Tian, "MinAtar: An Atari-Inspired Testbed for Thorough and Reproducible
     Reinforcement Learning Experiments", 2019 (arXiv:1903.03176), the network of its
     actor-critic and DQN agents.
