@@ -42,6 +42,7 @@ EPISODES_CSV = "episodes.csv"
 EPISODES_COLUMNS = ("step", "frames", "return", "length")
 EVAL_CSV = "eval.csv"
 EVAL_COLUMNS = ("step", "frames", "mean", "std", "min", "max", "episodes")
+TRAIN_LOG = "train_log.txt"
 
 # Tensorboard names of the learner metrics, adept's where adept had one.
 _METRIC_TAGS = {
@@ -276,7 +277,7 @@ class RunLogger:
         self._lock = threading.RLock()
         self._frames_per_step = frames_per_step
         purge_step = None if resume_step is None else resume_step + 1
-        self._text_path = self.run_dir / "train_log.txt"
+        self._text_path = self.run_dir / TRAIN_LOG
         self._files: list[tuple[Path, Any]] = []  # (path, close) of what is open, in order
         try:
             self._text = open(self._text_path, "a", buffering=1)  # noqa: SIM115

@@ -232,14 +232,19 @@ def _group_key(config: dict[str, Any]) -> str:
     )
 
 
-def _group_labels(groups: Sequence[Sequence[RunCurves]]) -> list[str]:
-    """Each group's settings that differ between groups; the run name for a single group."""
+def _group_labels(
+    groups: Sequence[Sequence[RunCurves]], label_by: Sequence[str] | None = None
+) -> list[str]:
+    """Each group's settings that differ between groups (or those of ``label_by``); the run
+    name for a single group."""
     if len(groups) == 1:
         names = {_RUN_SEED_AND_STAMP.sub("", run.run_dir.name) for run in groups[0]}
         first = groups[0][0]
         name = names.pop() if len(names) == 1 and len(groups[0]) > 1 else first.run_dir.name
         return [f"{first.config['env_id']}/{name}"]
     configs = [group[0].config for group in groups]
+    if label_by:
+        return [", ".join(f"{k}={_shown(c.get(k))}" for k in label_by) for c in configs]
     keys = set().union(*configs) - _NOT_GROUPING
     differing = sorted(k for k in keys if len({_shown(c.get(k)) for c in configs}) > 1)
     # Settings only some groups have (another agent's fields) follow from one all of them have.
@@ -354,13 +359,17 @@ def _draw_series(ax: Any, s: Series, color: str, *, kind: str, one_group: bool) 
         ax.fill_between(s.x, s.low, s.high, color=color, alpha=0.2, lw=0, label=band)
 
 
-def plot_curves(runs: Sequence[RunCurves], *, x: str = "frames") -> Plot:
+def plot_curves(
+    runs: Sequence[RunCurves], *, x: str = "frames", label_by: Sequence[str] | None = None
+) -> Plot:
     """A figure of the learning curves of runs of one env, grouped by settings; see the module.
 
     Args:
         runs: the curves of each run, as :func:`read_curves` returns them.
         x: ``"frames"`` (agent steps × frame skip) or ``"steps"`` (agent steps summed over
             envs).
+        label_by: the settings that name each group in the legend (``("agent",)``); None
+            names them by every setting that differs between groups.
 
     Returns:
         The figure and, per panel, the series drawn.
@@ -378,7 +387,7 @@ def plot_curves(runs: Sequence[RunCurves], *, x: str = "frames") -> Plot:
     for run in runs:
         grouped.setdefault(_group_key(run.config), []).append(run)
     groups = [sorted(g, key=lambda run: str(run.config.get("seed"))) for g in grouped.values()]
-    labels = _group_labels(groups)
+    labels = _group_labels(groups, label_by)
     panels = {}
     for kind in ("train", "eval"):
         pairs = enumerate(zip(labels, groups, strict=True))
@@ -412,7 +421,11 @@ def plot_curves(runs: Sequence[RunCurves], *, x: str = "frames") -> Plot:
 
 
 def plot_runs(
-    run_dirs: Sequence[str | Path], out_path: str | Path | None, *, x: str = "frames"
+    run_dirs: Sequence[str | Path],
+    out_path: str | Path | None,
+    *,
+    x: str = "frames",
+    label_by: Sequence[str] | None = None,
 ) -> Plot:
     """Reads runs' curves, draws them (:func:`plot_curves`) and writes the figure as a PNG.
 
@@ -420,6 +433,7 @@ def plot_runs(
         run_dirs: run directories of one env.
         out_path: the PNG to write; None writes nothing.
         x: ``"frames"`` or ``"steps"``, the x axis.
+        label_by: the settings naming the groups (see :func:`plot_curves`).
 
     Returns:
         The figure and the series drawn.
@@ -429,7 +443,7 @@ def plot_runs(
             :func:`plot_curves`.
         OSError: the PNG cannot be written.
     """
-    plot = plot_curves([read_curves(run_dir) for run_dir in run_dirs], x=x)
+    plot = plot_curves([read_curves(run_dir) for run_dir in run_dirs], x=x, label_by=label_by)
     if out_path is not None:
         plot.figure.savefig(out_path, dpi=100)
     return plot
@@ -469,6 +483,13 @@ def make_parser() -> argparse.ArgumentParser:
         help="x axis: frames (agent steps × frame skip, default) or agent steps",
     )
     parser.add_argument(
+        "--label-by",
+        nargs="+",
+        metavar="SETTING",
+        help="settings of config.json that name the groups in the legend, e.g. agent "
+        "(default: every setting that differs between groups)",
+    )
+    parser.add_argument(
         "--out",
         default=None,
         help=f"the PNG to write (default: RUN/{PLOT_NAME} for one run, else ./{PLOT_NAME})",
@@ -495,7 +516,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         out = run_dirs[0] / PLOT_NAME if len(run_dirs) == 1 else Path(PLOT_NAME)
     try:
-        plot_runs(run_dirs, out, x=args.x)
+        plot_runs(run_dirs, out, x=args.x, label_by=args.label_by)
     except (ValueError, OSError) as e:
         print(f"fnrl.plot: error: {e}", file=sys.stderr)
         return 1

@@ -103,6 +103,22 @@ def test_three_seeds_form_one_group_drawn_as_their_mean_and_min_max_band(tmp_pat
     assert result.figure.texts[0].get_text() == ENV
 
 
+def test_label_by_names_groups_by_the_chosen_settings_alone(tmp_path):
+    # Two agents whose own defaults differ too: labelled by every difference, or by the agent.
+    a2c = _run(tmp_path, "a2c", evals=[(8, 1.0, 0.0)])
+    ppo = _run(tmp_path, "ppo", agent="PPO", nb_env=4, evals=[(8, 2.0, 0.0)])
+    labels = [s.label for s in plot.plot_runs([a2c, ppo], None).eval]
+    assert labels == [
+        "agent=ActorCritic, nb_env=16 (n=1 seed)",
+        "agent=PPO, nb_env=4 (n=1 seed)",
+    ]
+    labels = [s.label for s in plot.plot_runs([a2c, ppo], None, label_by=["agent"]).eval]
+    assert labels == ["agent=ActorCritic (n=1 seed)", "agent=PPO (n=1 seed)"]
+    out = tmp_path / "agents.png"
+    assert plot.main([str(a2c), str(ppo), "--label-by", "agent", "--out", str(out)]) == 0
+    assert out.exists()
+
+
 def test_many_points_are_averaged_on_a_grid_of_500(tmp_path):
     runs = [
         _run(tmp_path, f"s{s}", seed=s, episodes=[(step, 1.0) for step in range(s, 3000, 2)])
