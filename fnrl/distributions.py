@@ -17,6 +17,7 @@ import distrax
 import jax
 import jax.numpy as jnp
 
+from fnrl.specs import ActionSpec, DiscreteSpec
 from fnrl.types import PRNGKey
 
 
@@ -81,9 +82,64 @@ def entropy(policy: Policy) -> jax.Array:
     return -jnp.sum(jnp.exp(log_pi) * safe_log_pi, axis=-1)
 
 
-def joint_log_prob(policies: dict[str, Policy], actions: dict[str, jax.Array]) -> jax.Array:
-    """``log π(a)`` of a dict action: the sum over action keys of each key's log-probability."""
-    return sum(log_prob(policies[name], actions[name]) for name in sorted(actions))
+def mask_policies(
+    specs: dict[str, ActionSpec], policies: dict[str, Policy], obs: dict[str, jax.Array]
+) -> dict[str, Policy]:
+    """The policies with the values each action's ``mask`` observation disallows at ``-inf``.
+
+    Args:
+      specs: action name -> spec; a :class:`~fnrl.specs.DiscreteSpec` with a ``mask`` names
+        the observation of its ``[..., A]`` bool mask (set where a value may be chosen).
+      policies: action name -> ``[..., A]`` logits (or a Gaussian, left as it is).
+      obs: the observations the policies were computed from, with the same leading axes.
+
+    Returns:
+      The policies, masked logits in place of the logits of masked actions.
+    """
+    masked = dict(policies)
+    for name, spec in specs.items():
+        if isinstance(spec, DiscreteSpec) and spec.mask is not None:
+            allowed = jnp.asarray(obs[spec.mask]).astype(bool)
+            chex.assert_equal_shape([allowed, policies[name]])
+            masked[name] = jnp.where(allowed, policies[name], -jnp.inf)
+    return masked
+
+
+def used_actions(
+    specs: dict[str, ActionSpec], actions: dict[str, jax.Array]
+) -> dict[str, jax.Array | None]:
+    """Per action name, where it mattered: ``[...]`` bool from its ``used_when``, else None.
+
+    An action with ``used_when=(key, used)`` mattered where ``used[actions[key]]`` is set
+    (StarCraft II: an argument head, where the chosen function takes that argument).
+    """
+    used = {}
+    for name, spec in specs.items():
+        rule = spec.used_when if isinstance(spec, DiscreteSpec) else None
+        used[name] = None if rule is None else jnp.asarray(rule[1], bool)[actions[rule[0]]]
+    return used
+
+
+def only_used(x: jax.Array, used: jax.Array | None) -> jax.Array:
+    """``x`` where the action mattered, 0 elsewhere (``x`` itself when ``used`` is None)."""
+    return x if used is None else jnp.where(used, x, 0.0)
+
+
+def joint_log_prob(
+    policies: dict[str, Policy],
+    actions: dict[str, jax.Array],
+    used: dict[str, jax.Array | None] | None = None,
+) -> jax.Array:
+    """``log π(a)`` of a dict action: the sum over action keys of each key's log-probability.
+
+    With ``used`` (:func:`used_actions`), a key counts only where it mattered: the
+    log-probability of what the env did with the action.
+    """
+    used = used or {}
+    return sum(
+        only_used(log_prob(policies[name], actions[name]), used.get(name))
+        for name in sorted(actions)
+    )
 
 
 def sample(key: PRNGKey, policy: Policy) -> jax.Array:

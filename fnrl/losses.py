@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import rlax
 
-from fnrl.distributions import Policy, entropy, log_prob
+from fnrl.distributions import Policy, entropy, log_prob, only_used
 
 __all__ = [
     "VTraceOutput",
@@ -294,6 +294,7 @@ def policy_gradient_loss(
     a_t: jax.typing.ArrayLike,
     adv_t: jax.typing.ArrayLike,
     mask_t: jax.typing.ArrayLike,
+    used_t: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
     """Policy-gradient loss, the masked mean of ``-log π(a_t) * stop_gradient(adv_t)``.
 
@@ -307,18 +308,23 @@ def policy_gradient_loss(
       a_t: ``[T, B]`` int actions taken (``[T, B, D]`` floats for a Gaussian).
       adv_t: ``[T, B]`` advantages of those actions; no gradient flows into them.
       mask_t: ``[T, B]`` bool, set where the step carries a learning signal.
+      used_t: ``[T, B]`` bool, set where the env used the action (see
+        :func:`~fnrl.distributions.used_actions`); elsewhere ``log π(a_t)`` counts as 0.
+        None: everywhere.
 
     Returns:
       Scalar loss.
     """
     chex.assert_rank([adv_t, mask_t], 2)
     chex.assert_equal_shape([adv_t, mask_t])
-    log_pi_t = log_prob(policy_t, a_t)
+    log_pi_t = only_used(log_prob(policy_t, a_t), used_t)
     chex.assert_equal_shape([log_pi_t, mask_t])
     return masked_mean(-log_pi_t * jax.lax.stop_gradient(adv_t), mask_t)
 
 
-def entropy_loss(policy_t: Policy, mask_t: jax.typing.ArrayLike) -> jax.Array:
+def entropy_loss(
+    policy_t: Policy, mask_t: jax.typing.ArrayLike, used_t: jax.typing.ArrayLike | None = None
+) -> jax.Array:
     """Entropy regularization loss, the masked mean of ``-entropy(policy_t)``.
 
     See Williams & Peng, 1991, "Function Optimization using Connectionist Reinforcement Learning
@@ -328,12 +334,14 @@ def entropy_loss(policy_t: Policy, mask_t: jax.typing.ArrayLike) -> jax.Array:
       policy_t: the policy being learned: ``[T, B, A]`` logits, or a
         :class:`~fnrl.distributions.Gaussian` of ``[T, B, D]``.
       mask_t: ``[T, B]`` bool, set where the step carries a learning signal.
+      used_t: ``[T, B]`` bool, set where the env used the action; elsewhere the entropy counts
+        as 0. None: everywhere.
 
     Returns:
       Scalar loss; minimizing it raises the entropy.
     """
     chex.assert_rank(mask_t, 2)
-    entropy_t = entropy(policy_t)
+    entropy_t = only_used(entropy(policy_t), used_t)
     chex.assert_equal_shape([entropy_t, mask_t])
     return -masked_mean(entropy_t, mask_t)
 

@@ -20,9 +20,23 @@ class ArraySpec(NamedTuple):
 
 
 class DiscreteSpec(NamedTuple):
-    """A discrete action with ``num_values`` choices, ``0 .. num_values - 1``."""
+    """A discrete action with ``num_values`` choices, ``0 .. num_values - 1``.
+
+    Two optional fields make a many-headed action (StarCraft II's function and its arguments)
+    out of discrete heads, for any env that declares them:
+
+    * ``mask``: the observation key of a ``[num_values]`` bool array, per step, set where a value
+      may be chosen; the policy gives the others probability 0 (logits of ``-inf``), so they are
+      never sampled nor chosen greedily.
+    * ``used_when``: ``(key, used)``: this action matters only when the action ``key`` (another
+      discrete head) takes a value ``v`` with ``used[v]`` set. Where it does not, its
+      log-probability and entropy count as 0 in every loss: the env ignored it, so the policy
+      is not credited or blamed for it.
+    """
 
     num_values: int
+    mask: str | None = None
+    used_when: tuple[str, tuple[bool, ...]] | None = None
 
     @property
     def shape(self) -> tuple[()]:

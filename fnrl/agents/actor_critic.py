@@ -17,6 +17,7 @@ from fnrl import losses
 from fnrl.agents.base import Agent, LossOutput, make_act, make_init, unroll
 from fnrl.agents.registry import AgentPlugin, PolicyGradientSettings, from_settings
 from fnrl.config import setting
+from fnrl.distributions import used_actions
 from fnrl.networks import NetworkOutput
 from fnrl.specs import EnvSpec
 from fnrl.types import Params, Trajectory
@@ -37,6 +38,7 @@ def actor_critic_objective(
     value_targets_t: jax.Array,
     valid_t: jax.Array,
     entropy_coef: float,
+    used: dict[str, jax.Array | None] | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The actor-critic objective over the valid steps of a trajectory, and its metrics.
 
@@ -54,6 +56,9 @@ def actor_critic_objective(
         value_targets_t: ``[T, B]``, constants of the loss.
         valid_t: ``[T, B]`` bool, the steps that carry a learning signal.
         entropy_coef: the entropy bonus weight.
+        used: per action key, ``[T, B]`` bool where the env used it
+            (:func:`~fnrl.distributions.used_actions`): its log-probability and entropy count
+            only there. None: every key everywhere.
 
     Returns:
         The scalar objective and name -> scalar metrics (the three losses, the entropy loss
@@ -61,12 +66,17 @@ def actor_critic_objective(
         mean advantage).
     """
     names = sorted(trajectory.actions)
+    used = used or {}
     policy_t = jax.tree.map(lambda x: x[:-1], outputs.logits)  # the steps actions were taken in
     policy_loss = sum(
-        losses.policy_gradient_loss(policy_t[name], trajectory.actions[name], advantages_t, valid_t)
+        losses.policy_gradient_loss(
+            policy_t[name], trajectory.actions[name], advantages_t, valid_t, used.get(name)
+        )
         for name in names
     )
-    entropy_loss = sum(losses.entropy_loss(policy_t[name], valid_t) for name in names)
+    entropy_loss = sum(
+        losses.entropy_loss(policy_t[name], valid_t, used.get(name)) for name in names
+    )
     value_loss = losses.value_loss(outputs.value[:-1], value_targets_t, valid_t)
     total = policy_loss + value_loss + entropy_coef * entropy_loss
     metrics = {
@@ -145,8 +155,9 @@ def make_actor_critic(
         if normalize_advantage:
             advantages_t = losses.normalize_advantages(advantages_t, valid_t)
 
+        used = used_actions(spec.actions, trajectory.actions)
         total, metrics = actor_critic_objective(
-            outputs, trajectory, advantages_t, returns_t, valid_t, entropy_coef
+            outputs, trajectory, advantages_t, returns_t, valid_t, entropy_coef, used
         )
         fit = losses.ValueFit(returns_t, values[:-1], valid_t)
         return total, LossOutput(metrics, state, count=valid_t.sum(), value_fit=fit)

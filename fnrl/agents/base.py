@@ -148,7 +148,7 @@ def unroll(
             params, carry, *inputs, train=True, mutable=_STATE_COLLECTIONS, **kwargs
         )
 
-    trunk_updates, obs_stats = {}, {}
+    trunk_updates, obs_stats, inputs = {}, {}, obs
     if isinstance(network, ModularNetwork):
         _, obs_stats = network.apply(
             params,
@@ -171,6 +171,8 @@ def unroll(
             return carry, (output, updates)
 
         _, (outputs, updates) = jax.lax.scan(step, carry, (obs, first))
+    if isinstance(network, ModularNetwork):
+        outputs = network.mask(outputs, inputs)
     # The trunks' statistics moved in the trunk pass, the others in the core pass.
     updates = {
         collection: {

@@ -26,7 +26,7 @@ from fnrl.agents.actor_critic import check_discounting
 from fnrl.agents.base import Agent, LossOutput, make_act, make_init, unroll
 from fnrl.agents.registry import AgentPlugin, PolicyGradientSettings, from_settings
 from fnrl.config import setting
-from fnrl.distributions import joint_log_prob
+from fnrl.distributions import joint_log_prob, used_actions
 from fnrl.specs import EnvSpec
 from fnrl.types import Action, Carry, Observation, Params, PRNGKey, Trajectory
 
@@ -155,7 +155,11 @@ def make_ppo(
             first=trajectory.first[:-1],
             actions=trajectory.actions,
             valid=~trajectory.first[1:],
-            log_prob=joint_log_prob(trajectory.behaviour_logits, trajectory.actions),
+            log_prob=joint_log_prob(
+                trajectory.behaviour_logits,
+                trajectory.actions,
+                used_actions(spec.actions, trajectory.actions),
+            ),
             value=values[:-1],
             advantage=advantage,
             target=advantage + values[:-1],
@@ -168,7 +172,8 @@ def make_ppo(
         advantage = batch.advantage
         if normalize_advantage:
             advantage = losses.normalize_advantages(advantage, batch.valid)
-        log_ratio = joint_log_prob(outputs.logits, batch.actions) - batch.log_prob
+        used = used_actions(spec.actions, batch.actions)
+        log_ratio = joint_log_prob(outputs.logits, batch.actions, used) - batch.log_prob
         policy_loss = losses.clipped_surrogate_loss(log_ratio, advantage, clip, batch.valid)
         if clip_value:
             value_loss = losses.clipped_value_loss(
@@ -177,7 +182,8 @@ def make_ppo(
         else:
             value_loss = losses.value_loss(outputs.value, batch.target, batch.valid)
         entropy_loss = sum(
-            losses.entropy_loss(outputs.logits[name], batch.valid) for name in batch.actions
+            losses.entropy_loss(outputs.logits[name], batch.valid, used[name])
+            for name in batch.actions
         )
         total = policy_loss + value_coef * value_loss + entropy_coef * entropy_loss
         clipped = jnp.abs(jnp.exp(log_ratio) - 1.0) > clip

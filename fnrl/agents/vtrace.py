@@ -18,7 +18,7 @@ from fnrl.agents.actor_critic import actor_critic_objective, check_discounting
 from fnrl.agents.base import Agent, LossOutput, make_act, make_init, unroll
 from fnrl.agents.registry import AgentPlugin, PolicyGradientSettings, from_settings
 from fnrl.config import setting
-from fnrl.distributions import joint_log_prob
+from fnrl.distributions import joint_log_prob, used_actions
 from fnrl.specs import EnvSpec
 from fnrl.types import Params, Trajectory
 
@@ -87,8 +87,9 @@ def make_actor_critic_vtrace(
         lambda_t = gae_lambda * (1.0 - trajectory.truncated.astype(jnp.float32))
         # The ratios are constants of the loss: gradients flow through log π in the losses only.
         policy_t = jax.tree.map(lambda x: jax.lax.stop_gradient(x[:-1]), outputs.logits)
-        log_rho_t = joint_log_prob(policy_t, trajectory.actions) - joint_log_prob(
-            trajectory.behaviour_logits, trajectory.actions
+        used = used_actions(spec.actions, trajectory.actions)
+        log_rho_t = joint_log_prob(policy_t, trajectory.actions, used) - joint_log_prob(
+            trajectory.behaviour_logits, trajectory.actions, used
         )
         rho_t = jnp.exp(log_rho_t)
         vtrace = losses.vtrace(
@@ -106,7 +107,7 @@ def make_actor_critic_vtrace(
             advantages_t = losses.normalize_advantages(advantages_t, valid_t)
 
         total, metrics = actor_critic_objective(
-            outputs, trajectory, advantages_t, vtrace.targets, valid_t, entropy_coef
+            outputs, trajectory, advantages_t, vtrace.targets, valid_t, entropy_coef, used
         )
         metrics["importance"] = losses.masked_mean(rho_t, valid_t)
         fit = losses.ValueFit(vtrace.targets, values[:-1], valid_t)

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnrl.distributions import Gaussian, Policy
+from fnrl.distributions import Gaussian, Policy, mask_policies
 from fnrl.networks import registry
 from fnrl.networks._layers import check_normalization, torch_dense
 from fnrl.networks.bodies import reset_carry
@@ -27,7 +27,7 @@ from fnrl.networks.zscore import (
     update_moments,
     zscore_normalize,
 )
-from fnrl.specs import ActionSpec, EnvSpec, is_continuous, is_image, is_vector
+from fnrl.specs import ActionSpec, DiscreteSpec, EnvSpec, is_continuous, is_image, is_vector
 from fnrl.types import Carry, Observation
 
 
@@ -89,6 +89,28 @@ def _validate(network: ModularNetwork) -> None:
                 )
         elif action_spec.num_values < 1:
             raise ValueError(f"action {name!r} has {action_spec.num_values} values; need >= 1")
+        else:
+            _check_action_rules(spec, name, action_spec)
+
+
+def _check_action_rules(spec: EnvSpec, name: str, action_spec: DiscreteSpec) -> None:
+    """Raises ``ValueError`` for a ``mask`` or ``used_when`` that does not fit the spec."""
+    if action_spec.mask is not None:
+        mask = spec.observations.get(action_spec.mask)
+        if mask is None or tuple(mask.shape) != (action_spec.num_values,):
+            shape = None if mask is None else tuple(mask.shape)
+            raise ValueError(
+                f"action {name!r} is masked by observation {action_spec.mask!r}, which must be "
+                f"a ({action_spec.num_values},) array; the spec has {shape}"
+            )
+    if action_spec.used_when is not None:
+        key, used = action_spec.used_when
+        selector = spec.actions.get(key)
+        if not isinstance(selector, DiscreteSpec) or len(used) != selector.num_values:
+            raise ValueError(
+                f"action {name!r} is used when action {key!r} takes some of its values: "
+                f"{key!r} must be a discrete action with {len(used)} values"
+            )
 
 
 def _to_float(x: jax.Array) -> jax.Array:
@@ -327,7 +349,15 @@ class ModularNetwork(nn.Module):
         features = self._trunks(obs, train)
         if part == "trunks":
             return features
-        return self._core(carry, features, first, train)
+        carry, output = self._core(carry, features, first, train)
+        return carry, self.mask(output, obs)
+
+    @nn.nowrap
+    def mask(self, output: NetworkOutput, obs: Observation) -> NetworkOutput:
+        """The output with every action's masked values at ``-inf`` (its spec's ``mask``,
+        :func:`fnrl.distributions.mask_policies`); a step applies it, and so must whoever runs
+        ``part="core"`` on its own (``fnrl.agents.unroll`` does)."""
+        return output._replace(logits=mask_policies(self.spec.actions, output.logits, obs))
 
     @nn.nowrap
     def _trunks(self, obs: Observation, train: bool) -> jax.Array:
