@@ -41,18 +41,21 @@ from fnrl.envs.gym_legacy import (
     make_gym_env,
 )
 from fnrl.envs.gymnasium import GymnasiumEnv
+from fnrl.envs.sc2 import SC2_ENVS, SC2Env, is_sc2_id
 
 __all__ = [
     "ATARI_6_ENVS",
     "ATARI_ENVS",
     "ENV_KINDS",
     "MINATAR_PREFIX",
+    "SC2_ENVS",
     "SMALL_IMAGE_SIDE",
     "BatchedEnv",
     "EnvpoolEnv",
     "EpisodeTracker",
     "GymLegacyEnv",
     "GymnasiumEnv",
+    "SC2Env",
     "SpaceConverter",
     "atari_task_id",
     "env_kind",
@@ -61,6 +64,7 @@ __all__ = [
     "import_env_module",
     "is_envpool_task",
     "is_gym_id",
+    "is_sc2_id",
     "make_atari_env",
     "make_env",
     "make_envpool_env",
@@ -90,7 +94,9 @@ def make_env(
     """Make ``num_envs`` copies of ``env_id``, env i seeded with ``seed + i`` (adept).
 
     Routing: (1) Atari ids (``"PongNoFrameskip-v4"``, ``"Pong-v5"``) -> envpool with adept's
-    DeepMind preprocessing (:func:`make_atari_env`); (2) other envpool tasks, e.g.
+    DeepMind preprocessing (:func:`make_atari_env`); adept's StarCraft II minigames
+    (``"MoveToBeacon"``, :data:`SC2_ENVS`) -> :class:`SC2Env` (the ``sc2`` extra); (2) other
+    envpool tasks, e.g.
     ``"CartPole-v1"`` -> envpool (:func:`make_envpool_env`); (3) any other id in
     ``gymnasium.envs.registry`` -> :class:`GymnasiumEnv`; (4) an id registered with the old
     ``gym`` package, if installed -> :class:`GymnasiumEnv` of :func:`make_gym_env`'s adapted
@@ -132,6 +138,10 @@ def make_env(
             clip_rewards=True if clip_rewards is None else clip_rewards,
             render=render,
         )
+    if is_sc2_id(env_id):
+        if max_episode_steps is not None or clip_rewards:
+            raise ValueError(f"{env_id} ends when its map says, with adept's reward scaling")
+        return SC2Env(env_id, num_envs, seed, render=render)
     options = dict(
         max_episode_steps=max_episode_steps, clip_rewards=bool(clip_rewards), render=render
     )
@@ -177,7 +187,7 @@ def env_kind(env_id: str) -> str:
       ValueError: an unknown id (the message of :func:`make_env`, with close matches).
     """
     env_id = import_env_module(env_id)
-    if atari_task_id(env_id) is not None:
+    if atari_task_id(env_id) is not None or is_sc2_id(env_id):
         return "image"
     if is_envpool_task(env_id):
         observations, actions = gymnasium_spaces(_envpool.make_spec(env_id))
@@ -256,7 +266,9 @@ def _unknown_env_id(env_id: str) -> ValueError:
     """The error for an id no backend knows, naming close matches."""
     gym_ids = list(_gym_registry())
     # gym registers most of Gymnasium's ids too: each is suggested once.
-    known = dict.fromkeys([*ATARI_ENVS, *_envpool.list_all_envs(), *_gymnasium.envs.registry])
+    known = dict.fromkeys(
+        [*ATARI_ENVS, *SC2_ENVS, *_envpool.list_all_envs(), *_gymnasium.envs.registry]
+    )
     known.update(dict.fromkeys(gym_ids))
     matches = difflib.get_close_matches(env_id, list(known), n=5)
     hint = f" Did you mean {', '.join(map(repr, matches))}?" if matches else ""

@@ -276,6 +276,7 @@ def next_timestep(
     game_over: Any | None = None,
     *,
     clip_rewards: bool,
+    reward_scale: float = 1.0,
     xp: Any = np,
 ) -> TimeStep:
     """The TimeStep after ``previous`` from one raw next-step-autoreset output of B envs.
@@ -302,6 +303,8 @@ def next_timestep(
         termination is one.
       clip_rewards: clip learning rewards to ``[-1, 1]`` (adept's ``Clip`` normalizer); the
         episode statistics always use the raw reward.
+      reward_scale: learning rewards are the raw ones times this (before any clipping; adept's
+        per-game scaling of StarCraft II rewards); the episode statistics stay raw.
       xp: the array module, ``numpy`` or ``jax.numpy``.
 
     Returns:
@@ -320,9 +323,10 @@ def next_timestep(
     restart = previous.episode.done
     returns = xp.where(restart, np.float32(0), previous.episode.returns) + raw
     length = (xp.where(restart, 0, previous.episode.length) + ~first).astype(np.int32)
+    learned = raw * np.float32(reward_scale) if reward_scale != 1.0 else raw
     return TimeStep(
         obs=obs,
-        reward=xp.clip(raw, -1.0, 1.0) if clip_rewards else raw,
+        reward=xp.clip(learned, -1.0, 1.0) if clip_rewards else learned,
         terminated=terminated,
         truncated=truncated,
         first=first,
@@ -340,12 +344,14 @@ class EpisodeTracker:
       num_envs: B.
       clip_rewards: clip learning rewards to ``[-1, 1]`` (adept's ``Clip`` normalizer); the
         episode statistics always use the raw reward.
+      reward_scale: learning rewards are the raw ones times this (see :func:`next_timestep`).
     """
 
-    def __init__(self, num_envs: int, *, clip_rewards: bool) -> None:
+    def __init__(self, num_envs: int, *, clip_rewards: bool, reward_scale: float = 1.0) -> None:
         """Create the tracker; call :meth:`reset` before :meth:`step`."""
         self.num_envs = num_envs
         self.clip_rewards = clip_rewards
+        self.reward_scale = reward_scale
         self._last: TimeStep | None = None
 
     @property
@@ -375,6 +381,13 @@ class EpisodeTracker:
     ) -> TimeStep:
         """Record one step of every env (see :func:`next_timestep` for the arguments)."""
         self._last = next_timestep(
-            self.last, obs, reward, terminated, truncated, game_over, clip_rewards=self.clip_rewards
+            self.last,
+            obs,
+            reward,
+            terminated,
+            truncated,
+            game_over,
+            clip_rewards=self.clip_rewards,
+            reward_scale=self.reward_scale,
         )
         return self._last
