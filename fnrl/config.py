@@ -697,7 +697,8 @@ def stored_config(
     ``config.json`` records every effective value of the run, its env's preset included; fields
     it lacks (written before they existed) come from its env's preset rather than adept's Atari
     defaults, or are the values such runs trained with (:data:`OLD_RUN_VALUES`). Fields that
-    ``config_class`` and the agent do not have (another mode's) are ignored.
+    ``config_class`` and the agent do not have (another mode's) are ignored, and so are those
+    another mode stored in its own type (a towered run's ``gpu_id`` list, for an evaluation).
 
     Args:
         run_dir: the run directory, as errors name it.
@@ -712,10 +713,28 @@ def stored_config(
     """
     base = getattr(config_class, "mode_config", config_class)
     run_class = agent_config_class(base, given.get("agent", stored.get("agent", base.agent)))
-    fields = {f.name for f in dataclasses.fields(run_class)}
-    settings = {name: value for name, value in stored.items() if name in fields}
+    types = {f.name: f.type for f in dataclasses.fields(run_class)}
+    retyped = _retyped_fields()
+    settings = {
+        name: value
+        for name, value in stored.items()
+        if name in types and not (name in retyped and type(value).__name__ != types[name])
+    }
     with _naming_config_json(run_dir, given):
         return make_config(run_class, **{**OLD_RUN_VALUES, **settings, **given})
+
+
+def _retyped_fields() -> set[str]:
+    """Fields a mode gives another type (towered's and IMPALA's ``--gpu-id`` lists devices): a
+    run of that mode stored them in its type, which another mode's evaluation ignores."""
+    base = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    modes = (ToweredConfig, ImpalaConfig)
+    return {
+        f.name
+        for mode in modes
+        for f in dataclasses.fields(mode)
+        if f.name in base and f.type != base[f.name]
+    }
 
 
 def flags_of(name: str, config_class: type[TrainConfig] = TrainConfig) -> tuple[str, ...]:

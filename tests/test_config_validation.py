@@ -23,6 +23,7 @@ from fnrl.config import (
     agent_config_class,
     field_kind,
     long_flag,
+    stored_config,
 )
 from fnrl.networks import NETWORK_BODIES
 from fnrl.plugins import UNKNOWN_NAME_HINT
@@ -237,3 +238,11 @@ def test_towered_refuses_dropping_gradients_and_says_why(capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--num-grads-to-drop (num_grads_to_drop) must be 0, got 1" in err
     assert "synchronous all-reduce" in err
+
+
+def test_a_device_list_another_mode_stored_is_ignored_by_this_modes_config(tmp_path):
+    # A towered run stores --gpu-id as a list of devices; evaluating it takes the default device.
+    stored = {"env_id": "CartPole-v1", "gpu_id": "0,1"}
+    assert stored_config(tmp_path, stored).gpu_id == 0
+    assert stored_config(tmp_path, stored, ToweredConfig).gpu_id == "0,1"
+    assert stored_config(tmp_path, {**stored, "gpu_id": 1}).gpu_id == 1
