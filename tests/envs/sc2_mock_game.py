@@ -18,3 +18,10 @@ def mock_game(**settings):
 
 
 sc2.use_game(mock_game)
+
+
+def scoring_mock_game(**settings):
+    """The mock game scoring 10 at every step."""
+    game = mock_game(**settings)
+    game.next_timestep = [step._replace(reward=10.0) for step in game.next_timestep]
+    return game

@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("pysc2_evolved")
 
 from cli_runs import run_fnrl  # noqa: E402
-from sc2_mock_game import mock_game  # noqa: E402
+from sc2_mock_game import mock_game, scoring_mock_game  # noqa: E402
 
 from fnrl.agents import make_actor_critic  # noqa: E402
 from fnrl.envs import make_env, sc2  # noqa: E402
@@ -75,6 +75,22 @@ def test_obs_and_actions_have_the_documented_keys_shapes_and_dtypes(mock_env):
     assert mock_env.step({k: np.zeros(2, np.int32) for k in spec.actions}).first.all()
 
 
+def test_adepts_reward_scales_apply_to_learning_rewards_only():
+    assert sc2.REWARD_SCALES == {"DefeatRoaches": 0.1, "DefeatZerglingsAndBanelings": 0.2}
+    sc2.use_game(scoring_mock_game)
+    try:
+        for env_id, learned in [("DefeatRoaches", 1.0), ("MoveToBeacon", 10.0)]:
+            env = make_env(env_id, 1, 0)
+            env.reset()
+            for _ in range(3):
+                step = env.step({k: np.zeros(1, np.int32) for k in env.spec.actions})
+            env.close()
+            np.testing.assert_allclose(step.reward, [learned], rtol=1e-6)
+            np.testing.assert_allclose(step.episode.returns, [30.0])  # the game's score
+    finally:
+        sc2.use_game(sc2.launch_game)
+
+
 def test_every_function_call_is_valid_for_pysc2s_valid_actions():
     actions, features = _actions_module()
     interface = sc2.game_settings("MoveToBeacon", 0)["agent_interface_format"]
@@ -113,6 +129,14 @@ def test_masked_functions_are_never_sampled(mock_env):
         actions, _, _ = act(params, jax.random.key(step), (), batch, np.ones(512, bool))
         sampled |= set(np.asarray(actions["func_id"]).tolist())
     assert sampled <= set(MOCK_AVAILABLE) and len(sampled) > 3
+
+
+def test_importing_fnrl_never_imports_pysc2():
+    code = "import sys, fnrl, fnrl.envs, fnrl.train, fnrl.evaluate; print('pysc2_evolved' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert result.stdout.strip() == "False", result.stderr
 
 
 def test_an_sc2_id_without_the_extra_names_it(monkeypatch):
