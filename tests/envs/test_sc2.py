@@ -132,7 +132,8 @@ def test_masked_functions_are_never_sampled(mock_env):
 
 
 def test_importing_fnrl_never_imports_pysc2():
-    code = "import sys, fnrl, fnrl.envs, fnrl.train, fnrl.evaluate; print('pysc2_evolved' in sys.modules)"
+    code = "import sys, fnrl, fnrl.envs, fnrl.train, fnrl.evaluate; "
+    code += "print('pysc2_evolved' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
     )
