@@ -1,6 +1,8 @@
-"""Command line: ``python -m fnrl.networks.adept_convert ADEPT_RUN_DIR OUT_RUN_DIR``.
+"""Command line: ``python -m fnrl.networks.adept_convert ADEPT_RUN_DIR OUT_RUN_DIR``, and
+``python -m fnrl.networks.adept_convert --to-adept FNRL_RUN_DIR OUT_ADEPT_DIR`` back.
 
-Turns an adept run directory into an fnrl one, which ``fnrl.evaluate`` plays.
+Turns an adept run directory into an fnrl one, which ``fnrl.evaluate`` plays, and an fnrl run
+into adept's layout (:func:`to_adept`), which adept's ``evaluate`` and ``render`` scripts read.
 adept's ``local`` mode wrote ``args.json`` (its flags) and, every epoch, ``<step>/model_<step>.pth``
 (the network's ``state_dict``) beside ``<step>/optimizer_<step>.pth`` (adept's
 ``SimpleModelSaver``). The conversion writes
@@ -43,6 +45,16 @@ _NOT_CONVERTED = {"log_dir", "resume", "profile", "debug", "tag"}
 # What adept's networks were whatever the env: ``--normalize`` meant batch norm, and
 # ``--zscore-norm-env`` was accepted but never normalized anything.
 _ADEPT_NETWORK = {"normalization": "batch", "zscore_norm_env": False}
+# adept's args.json names of fnrl's settings where they differ.
+_ADEPT_NAMES = {"entropy_coef": "entropy_weight"}
+# The fnrl settings adept's local mode had under the same name (its 2018 flags).
+_ADEPT_SHARED = (
+    "agent", "debug", "discount", "env_id", "epoch_len", "exp_length",
+    "generalized_advantage_estimation", "gpu_id", "learning_rate", "log_dir",
+    "max_episode_length", "max_train_steps", "nb_env", "nb_eval_env", "nb_top_model",
+    "normalize", "normalize_advantage", "profile", "seed", "skip_rate", "summary_frequency",
+    "tag", "tau",
+)  # fmt: skip
 
 
 def _epochs(adept_dir: Path) -> list[tuple[int, Path]]:
@@ -80,7 +92,9 @@ def fnrl_settings(args: Mapping[str, Any]) -> dict[str, Any]:
     except ValueError:  # an agent fnrl lacks: the network still evaluates under fnrl's default
         run_class = agent_config_class(TrainConfig, TrainConfig.agent)
     fields = {f.name: f for f in dataclasses.fields(run_class)}
+    renamed = {adept: fnrl for fnrl, adept in _ADEPT_NAMES.items()}
     for name, value in args.items():
+        name = renamed.get(name, name)
         if name not in fields or name in _NOT_CONVERTED or name in settings:
             continue
         if field_kind(fields[name]) is int and isinstance(value, float) and value.is_integer():
@@ -188,13 +202,97 @@ def convert(
     ]
 
 
+def adept_args(config: Any) -> dict[str, Any]:
+    """adept's ``args.json`` for an fnrl run's config: the settings adept shared, by its names.
+
+    Raises:
+        ValueError: a network adept had not, or settings its networks could not have (layer
+            norm, running observation statistics); the message names them.
+    """
+    from fnrl.networks.torch_interop import adept_network_name
+
+    differs = {k: getattr(config, k) for k, v in _ADEPT_NETWORK.items() if getattr(config, k) != v}
+    if not config.normalize:  # without --normalize the kind of norm does not matter
+        differs.pop("normalization", None)
+    if differs:
+        shown = ", ".join(f"{k}={v!r}" for k, v in differs.items())
+        raise ValueError(f"adept's networks had batch norm and no observation statistics: {shown}")
+    args = {name: getattr(config, name) for name in _ADEPT_SHARED}
+    args.update({adept: getattr(config, fnrl) for fnrl, adept in _ADEPT_NAMES.items()})
+    for field, (names, kind) in _NETWORK_ARGS.items():
+        args[names[0]] = adept_network_name(getattr(config, field), kind)
+    return args
+
+
+def to_adept(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
+    """Writes the fnrl run ``run_dir`` in adept's layout at ``out_dir``.
+
+    ``args.json`` (:func:`adept_args`, sorted, indent 4, as adept wrote it) and, per checkpoint,
+    ``<step>/model_<step>.pth``: the network's weights under adept's keys
+    (:func:`fnrl.networks.torch_interop.to_adept_state_dict`), which adept's
+    ``ModularNetwork`` loads strictly. No ``optimizer_<step>.pth`` is written: adept's torch
+    RMSprop state is keyed by its parameters' order, which fnrl does not know.
+
+    Returns:
+        The model files written, fewest steps first.
+
+    Raises:
+        ValueError: no run or checkpoint, settings adept's networks could not have, an
+            existing adept run at ``out_dir``.
+    """
+    import jax
+    import torch
+
+    from fnrl.checkpoint import list_checkpoints, load_params, read_meta
+    from fnrl.evaluate import load_run_config
+    from fnrl.networks.torch_interop import to_adept_state_dict
+    from fnrl.parallel.build import make_agent, make_network, make_training_env
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    config = load_run_config(run_dir)
+    checkpoints = list_checkpoints(run_dir / "checkpoints")
+    if not checkpoints:
+        raise ValueError(f"{run_dir} holds no checkpoint")
+    if (out_dir / "args.json").exists():
+        raise ValueError(f"{out_dir} already holds an adept run (args.json); pick a new one")
+    args = adept_args(config)
+    env = make_training_env(config, 1, config.seed)
+    try:
+        spec = env.spec
+    finally:
+        env.close()
+    network = make_network(config, spec)
+    target = jax.eval_shape(make_agent(config, spec).init, jax.random.PRNGKey(0))
+    models = []
+    for path in checkpoints:
+        variables = load_params(path, target)
+        models.append((int(read_meta(path)["env_steps"]), to_adept_state_dict(variables, network)))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "args.json").write_text(json.dumps(args, sort_keys=True, indent=4))
+    written = []
+    for step, state_dict in models:
+        (out_dir / str(step)).mkdir(exist_ok=True)
+        written.append(out_dir / str(step) / f"model_{step}.pth")
+        torch.save(state_dict, written[-1])
+    return written
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The ``adept_convert`` argument parser."""
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Turn an adept run directory into an fnrl one."
+        prog=PROG, description="Turn an adept run directory into an fnrl one, or back."
     )
-    parser.add_argument("adept_dir", help="adept's run directory (args.json, <step>/model_*.pth)")
-    parser.add_argument("out_dir", help="the fnrl run directory to write")
+    parser.add_argument(
+        "adept_dir",
+        help="adept's run directory (args.json, <step>/model_*.pth); with --to-adept, the fnrl run",
+    )
+    parser.add_argument("out_dir", help="the fnrl run directory to write; with --to-adept, adept's")
+    parser.add_argument(
+        "--to-adept",
+        action="store_true",
+        help="write the fnrl run ADEPT_DIR in adept's layout at OUT_DIR (args.json and "
+        "<step>/model_<step>.pth, no optimizer files)",
+    )
     parser.add_argument("--env-id", default=None, help="override adept's env id")
     parser.add_argument(
         "--observation-names",
@@ -212,6 +310,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: converts, prints each checkpoint written."""
     args = make_parser().parse_args(sys.argv[1:] if argv is None else argv)
     overrides = {} if args.env_id is None else {"env_id": args.env_id}
+    if args.to_adept:
+        try:
+            for path in to_adept(args.adept_dir, args.out_dir):
+                print(f"wrote {path}", flush=True)
+        except (ValueError, OSError) as e:
+            print(f"{PROG}: error: {e}", file=sys.stderr)
+            return 1
+        return 0
     try:
         written = convert(
             args.adept_dir,

@@ -369,6 +369,19 @@ ADEPT_NETWORK_BODIES: Mapping[str, str] = MappingProxyType(
 )
 
 
+_ADEPT_NETWORKS = {
+    "vision": ADEPT_VISION_NETWORKS,
+    "discrete": ADEPT_DISCRETE_NETWORKS,
+    "body": ADEPT_NETWORK_BODIES,
+}
+
+
+def _adept_table(kind: str) -> Mapping[str, str]:
+    if kind not in _ADEPT_NETWORKS:
+        raise ValueError(f"kind must be one of {sorted(_ADEPT_NETWORKS)}, got {kind!r}")
+    return _ADEPT_NETWORKS[kind]
+
+
 def fnrl_network_name(adept_name: str, kind: str = "vision") -> str:
     """The fnrl registry name of adept's network ``adept_name`` (``"ResNet50"`` → ``"ResNet50V2"``).
 
@@ -380,19 +393,28 @@ def fnrl_network_name(adept_name: str, kind: str = "vision") -> str:
     Raises:
         ValueError: adept had no such network (the message lists adept's names).
     """
-    tables = {
-        "vision": ADEPT_VISION_NETWORKS,
-        "discrete": ADEPT_DISCRETE_NETWORKS,
-        "body": ADEPT_NETWORK_BODIES,
-    }
-    if kind not in tables:
-        raise ValueError(f"kind must be one of {sorted(tables)}, got {kind!r}")
+    table = _adept_table(kind)
     try:
-        return tables[kind][adept_name]
+        return table[adept_name]
     except KeyError:
         raise ValueError(
-            f"adept had no {kind} network {adept_name!r}; its names: {', '.join(tables[kind])}"
+            f"adept had no {kind} network {adept_name!r}; its names: {', '.join(table)}"
         ) from None
+
+
+def adept_network_name(fnrl_name: str, kind: str = "vision") -> str:
+    """adept's name of the fnrl network ``fnrl_name``: the same name, where adept's network of
+    that name computes what fnrl's does (``ResNet50V2``; fnrl's post-activation ``ResNet50``
+    has no adept twin).
+
+    Raises:
+        ValueError: adept had no such network (the message lists the fnrl names it had).
+    """
+    table = _adept_table(kind)
+    if table.get(fnrl_name) != fnrl_name:
+        names = ", ".join(name for name, fnrl in table.items() if name == fnrl)
+        raise ValueError(f"adept had no {kind} network like fnrl's {fnrl_name!r}; it had {names}")
+    return fnrl_name
 
 
 class _AdeptLayout(NamedTuple):

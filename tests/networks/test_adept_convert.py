@@ -123,3 +123,58 @@ def test_adept_settings_map_to_fnrl_names():
     assert (later["vision_network"], later["network_body"]) == ("Nature", "Mnih2013LSTM")
     with pytest.raises(ValueError, match="adept had no vision network 'IMPALA'"):
         fnrl_settings({"network_vision": "IMPALA"})
+
+
+ADEPT_LIKE = ("--normalization", "batch", "--zscore-norm-env", "false", "--nb-eval-env", "0")
+
+
+def test_an_fnrl_run_goes_to_adepts_layout_and_back_bit_for_bit(tmp_path):
+    flags = ["-n", "4", "--exp-length", "5", "-mts", "80", "--epoch-len", "40", *ADEPT_LIKE]
+    flags += ["--entropy-coef", "0.02", "--log-dir", str(tmp_path / "logs")]
+    assert run("fnrl.train", *flags).returncode == 0
+    (run_dir,) = (tmp_path / "logs" / "CartPole-v1").iterdir()
+    adept_dir = tmp_path / "adept"
+    result = run("fnrl.networks.adept_convert", "--to-adept", str(run_dir), str(adept_dir))
+    assert result.returncode == 0, result.stderr
+    args = json.loads((adept_dir / "args.json").read_text())
+    assert (args["network_vision"], args["network_body"], args["entropy_weight"]) == (
+        "FourConv",
+        "Linear",
+        0.02,
+    )
+    assert (args["env_id"], args["nb_env"], args["exp_length"]) == ("CartPole-v1", 4, 5)
+    steps = sorted(int(p.name) for p in adept_dir.iterdir() if p.is_dir())
+    checkpoints = sorted((run_dir / "checkpoints").iterdir(), key=lambda p: int(p.name[5:]))
+    assert steps == [int(p.name[5:]) for p in checkpoints] and len(steps) >= 2
+
+    config = make_config(**fnrl_settings(args))
+    assert config.entropy_coef == 0.02
+    env = make_training_env(config, 1, 0)
+    spec = env.spec
+    env.close()
+    network = make_network(config, spec)
+    target = jax.eval_shape(make_agent(config, spec).init, jax.random.PRNGKey(0))
+    back = tmp_path / "back"
+    assert run("fnrl.networks.adept_convert", str(adept_dir), str(back)).returncode == 0
+    for step, checkpoint in zip(steps, checkpoints, strict=True):
+        original = load_params(checkpoint, target)
+        state_dict = torch.load(adept_dir / str(step) / f"model_{step}.pth", weights_only=True)
+        # adept's keys, loaded strictly, hold the run's weights exactly
+        jax.tree.map(
+            np.testing.assert_array_equal, from_adept_state_dict(state_dict, network), original
+        )
+        returned = load_params(back / "checkpoints" / checkpoint.name, target)
+        jax.tree.map(np.testing.assert_array_equal, returned, original)
+
+
+def test_a_run_adepts_networks_could_not_be_is_refused_by_name(tmp_path):
+    logs = tmp_path / "logs"
+    assert (
+        run("fnrl.train", "-mts", "80", "--nb-eval-env", "0", "--log-dir", str(logs)).returncode
+        == 0
+    )
+    (run_dir,) = (logs / "CartPole-v1").iterdir()
+    result = run("fnrl.networks.adept_convert", "--to-adept", str(run_dir), str(tmp_path / "a"))
+    assert result.returncode == 1
+    assert "normalization='layer'" in result.stderr and "zscore_norm_env=True" in result.stderr
+    assert not (tmp_path / "a").exists()
