@@ -181,10 +181,14 @@ def frames_per_step(env_id: str) -> int:
     return TrainConfig.skip_rate if atari_task_id(env_id) else 1
 
 
+def file_name(env_id: str) -> str:
+    """``env_id`` as one file name: ``MinAtar/Breakout-v1`` -> ``MinAtar_Breakout-v1``."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", env_id)
+
+
 def run_root(out: Path, experiment: Experiment, seed: int) -> Path:
     """Where the run of ``experiment`` and ``seed`` writes: its own ``--log-dir``."""
-    env = re.sub(r"[^A-Za-z0-9.-]+", "_", experiment.env_id)
-    return out / "runs" / env / experiment.agent / f"seed{seed}"
+    return out / "runs" / file_name(experiment.env_id) / experiment.agent / f"seed{seed}"
 
 
 def find_run_dir(root: Path, env_id: str) -> Path | None:
@@ -352,7 +356,7 @@ def write_plots(results: Sequence[RunResult], out: Path) -> list[Path]:
             by_env.setdefault(result.experiment.env_id, []).append(result.run_dir)
     paths = []
     for env_id, run_dirs in by_env.items():
-        path = out / (re.sub(r"[^A-Za-z0-9.-]+", "_", env_id) + ".png")
+        path = out / f"{file_name(env_id)}.png"
         plot_runs(run_dirs, path, x="frames", label_by=("agent",)).figure.clf()
         paths.append(path)
     return paths

@@ -166,13 +166,8 @@ def argument_heads() -> dict[str, tuple[str, int]]:
     heads = {}
     for arg in features.Features(interface).action_spec().types:
         if len(arg.sizes) == 2:
-            heads[f"{arg.name}_x"], heads[f"{arg.name}_y"] = (
-                (arg.name, arg.sizes[0]),
-                (
-                    arg.name,
-                    arg.sizes[1],
-                ),
-            )
+            heads[f"{arg.name}_x"] = (arg.name, arg.sizes[0])
+            heads[f"{arg.name}_y"] = (arg.name, arg.sizes[1])
         else:
             heads[arg.name] = (arg.name, arg.sizes[0])
     return heads
