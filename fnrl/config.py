@@ -233,8 +233,9 @@ class TrainConfig:
     )
     optimizer: str = setting(
         "rmsprop",
-        "'rmsprop' (adept's: torch's RMSprop, decay 0.99, eps 1e-5 outside the root) or 'adam' "
-        "(eps 1e-5)",
+        "'rmsprop' (adept's: torch's RMSprop, decay 0.99, eps 1e-5 outside the root), "
+        "'rmsprop_tf' (TensorFlow's: the mean square starts at 1, eps 1e-5 inside the root) or "
+        "'adam' (eps 1e-5)",
         "--optimizer",
         choices=OPTIMIZERS,
     )

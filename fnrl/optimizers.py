@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import optax
 
-OPTIMIZERS = ("rmsprop", "adam")
+OPTIMIZERS = ("rmsprop", "rmsprop_tf", "adam")
 
 
 def make_rmsprop(
@@ -29,10 +29,35 @@ def make_rmsprop(
     )
 
 
+def make_rmsprop_tf(
+    learning_rate: float, *, decay: float = 0.99, eps: float = 1e-5, max_grad_norm: float = 0.0
+) -> optax.GradientTransformation:
+    """RMSprop as TensorFlow 1 computes it: ``g / sqrt(nu + eps)`` with ``nu`` starting at 1.
+
+    TensorFlow's ``RMSPropOptimizer`` (which the A2C of OpenAI Baselines used) starts the
+    squared-gradient average at ones, so the first updates are about ``learning_rate * g``;
+    torch's (:func:`make_rmsprop`) starts it at zero, so its first update moves every weight by
+    about ``learning_rate / sqrt(1 - decay)``, ten learning rates at decay 0.99. The RL Baselines3
+    Zoo trains A2C on Atari with this form (``RMSpropTFLike``, eps 1e-5).
+
+    Args:
+        learning_rate: step size.
+        decay: smoothing constant of the squared-gradient average.
+        eps: added to the mean square inside the root.
+        max_grad_norm: clip gradients to this global norm first; 0 disables.
+    """
+    return _clipped(
+        optax.rmsprop(learning_rate, decay=decay, eps=eps, initial_scale=1.0, eps_in_sqrt=True),
+        learning_rate,
+        max_grad_norm,
+    )
+
+
 def make_optimizer(
     name: str, learning_rate: float, *, max_grad_norm: float = 0.0
 ) -> optax.GradientTransformation:
-    """The optimizer ``--optimizer`` names: :func:`make_rmsprop` or Adam with eps 1e-5.
+    """The optimizer ``--optimizer`` names: :func:`make_rmsprop`, :func:`make_rmsprop_tf` or
+    Adam with eps 1e-5.
 
     Adam's eps is CleanRL's PPO setting (``ppo_atari.py``), 1e-5 instead of optax's 1e-8.
 
@@ -41,6 +66,8 @@ def make_optimizer(
     """
     if name == "rmsprop":
         return make_rmsprop(learning_rate, max_grad_norm=max_grad_norm)
+    if name == "rmsprop_tf":
+        return make_rmsprop_tf(learning_rate, max_grad_norm=max_grad_norm)
     if name == "adam":
         return _clipped(optax.adam(learning_rate, eps=1e-5), learning_rate, max_grad_norm)
     raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
