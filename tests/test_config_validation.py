@@ -85,7 +85,10 @@ def _train_error(capsys, *argv):
         ),
         (["--tag", "a/b"], '--tag (tag) must be one path component (no /, \\ or ..), got "a/b"'),
         (["--resume", ""], '--resume (resume) must name a run directory, got ""'),
-        (["--optimizer", "sgd"], '--optimizer (optimizer) must be one of rmsprop, adam, got "sgd"'),
+        (
+            ["--optimizer", "sgd"],
+            '--optimizer (optimizer) must be one of rmsprop, rmsprop_tf, adam, got "sgd"',
+        ),
         (
             ["-nb", "GRU"],
             '--network-body (network_body) must be one of {bodies}, got "GRU"; {hint}',
