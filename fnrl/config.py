@@ -344,7 +344,8 @@ class TrainConfig:
     eval_every: int = setting(
         250_000,
         "environment steps between two evaluations, each of --eval-episodes greedy games on "
-        "fresh envs at an update boundary, logged as reward/eval and in eval.csv; 0 disables them",
+        "fresh envs with the params of an update boundary, played beside training and logged as "
+        "reward/eval and in eval.csv; 0 disables them",
         "--eval-every",
         at_least=0,
     )

@@ -98,7 +98,8 @@ def render_episodes(
         env: from :func:`make_render_env`.
         policy: a compiled ``fnrl.parallel.make_eval_policy`` policy.
         params: the network variables.
-        key: consumed by sampling policies, one subkey per step.
+        key: consumed by sampling policies, one subkey per step
+            (:func:`~fnrl.parallel.evaluation.step_keys`).
         initial_carry: the body's zero state for one env.
         episodes: how many episodes to record.
         write: receives ``[H, W, 3]`` uint8 frames.
@@ -110,16 +111,17 @@ def render_episodes(
     """
     import jax
 
+    from fnrl.parallel.evaluation import step_keys
+
     def frame(timestep) -> np.ndarray:
         return _agent_view(timestep.obs) if agent_view else env.render()
 
     recorded: list[RenderedEpisode] = []
-    timestep, carry = env.reset(), initial_carry
+    timestep, carry, keys = env.reset(), initial_carry, step_keys(key)
     write(frame(timestep))
     steps = 0
     while True:
-        key, step_key = jax.random.split(key)
-        actions, carry = policy(params, step_key, carry, timestep.obs, timestep.first)
+        actions, carry = policy(params, next(keys), carry, timestep.obs, timestep.first)
         actions = jax.device_get(actions)
         timestep = env.step(actions)
         steps += 1

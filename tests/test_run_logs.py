@@ -2,9 +2,12 @@
 every ``--log-interval`` updates, and the CSV curves of training games and evaluations."""
 
 import csv
+import dataclasses
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -12,7 +15,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from fnrl.config import TrainConfig
 from fnrl.logging import EPISODES_COLUMNS, CsvLog
+from fnrl.parallel.evaluation import ScheduledEvaluation
 from fnrl.parallel.local import train_local
+from fnrl.parallel.run import TrainingRun
 
 SMALL = dict(env_id="CartPole-v1", nb_env=2, exp_length=5, network_body="Linear", nb_eval_env=0)
 
@@ -88,6 +93,46 @@ def test_scheduled_evaluation_plays_fresh_games_at_each_multiple_of_eval_every(t
     assert [e.value for e in logged] == pytest.approx([float(r["mean"]) for r in rows])
     log = (result.run_dir / "train_log.txt").read_text()
     assert "EVAL: STEP: 300 REWARD:" in log and "evaluation=" in log  # its own phase
+
+
+def test_scheduled_evaluations_play_beside_training_and_do_not_depend_on_its_timing(
+    tmp_path, monkeypatch
+):
+    config = TrainConfig(**SMALL, max_train_steps=400, eval_every=100, eval_episodes=3)
+    quick = train_local(dataclasses.replace(config, log_dir=str(tmp_path / "quick")))
+    play, record = ScheduledEvaluation.__call__, TrainingRun.record
+    threads, playing, updates_while_playing = [], threading.Event(), []
+
+    def slow_play(self, params, index):
+        threads.append(threading.current_thread())
+        playing.set()
+        time.sleep(0.5)
+        games = play(self, params, index)
+        playing.clear()
+        return games
+
+    def counted_record(self, *args, **kwargs):
+        updates_while_playing.append(playing.is_set())
+        return record(self, *args, **kwargs)
+
+    monkeypatch.setattr(ScheduledEvaluation, "__call__", slow_play)
+    monkeypatch.setattr(TrainingRun, "record", counted_record)
+    slow = train_local(dataclasses.replace(config, log_dir=str(tmp_path / "slow")))
+    assert len(threads) == 4 and threading.main_thread() not in threads
+    assert any(updates_while_playing), "no update was recorded while an evaluation played"
+    # the same games, logged in order, every one before the run returned
+    assert _rows(slow.run_dir / "eval.csv") == _rows(quick.run_dir / "eval.csv")
+    assert [int(r["step"]) for r in _rows(slow.run_dir / "eval.csv")] == [100, 200, 300, 400]
+
+
+def test_a_failed_scheduled_evaluation_ends_the_run_with_its_error(tmp_path, monkeypatch):
+    def crash(self, params, index):
+        raise RuntimeError(f"evaluation env {index} crashed")
+
+    monkeypatch.setattr(ScheduledEvaluation, "__call__", crash)
+    config = TrainConfig(**SMALL, max_train_steps=400, eval_every=100, log_dir=str(tmp_path))
+    with pytest.raises(RuntimeError, match="evaluation env 1 crashed"):
+        train_local(config)
 
 
 def test_a_resumed_csv_drops_the_rows_written_after_the_resume_step(tmp_path):

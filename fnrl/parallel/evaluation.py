@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import flax.linen as nn
@@ -76,6 +76,18 @@ def episode_quotas(episodes: int, num_envs: int) -> np.ndarray:
     return episodes // num_envs + (np.arange(num_envs) < episodes % num_envs)
 
 
+def step_keys(key: PRNGKey, block: int = 256) -> Iterator[np.ndarray]:
+    """Endless keys, one per env step, split from ``key`` ``block`` at a time.
+
+    Each block is ``jax.random.split(key, block + 1)``: its first key makes the next block, the
+    others are its steps' keys, as host arrays (one split and one copy per block, not per step).
+    """
+    while True:
+        keys = np.asarray(jax.random.split(key, block + 1))
+        key = keys[0]
+        yield from keys[1:]
+
+
 def run_episodes(
     env: BatchedEnv,
     policy: Callable,
@@ -93,7 +105,7 @@ def run_episodes(
         env: fresh envs (reset here).
         policy: a compiled :func:`make_eval_policy` policy.
         params: the network variables.
-        key: consumed; split into one key per step.
+        key: consumed; split into one key per step (:func:`step_keys`).
         initial_carry: the body's zero state for ``env.num_envs`` envs.
         episodes: the number of games.
 
@@ -103,10 +115,9 @@ def run_episodes(
     quota = episode_quotas(episodes, env.num_envs)
     played: list[list[Episode]] = [[] for _ in range(env.num_envs)]
     count = np.zeros(env.num_envs, np.int64)
-    timestep, carry = env.reset(), initial_carry
+    timestep, carry, keys = env.reset(), initial_carry, step_keys(key)
     while (count < quota).any():
-        key, step_key = jax.random.split(key)
-        actions, carry = policy(params, step_key, carry, timestep.obs, timestep.first)
+        actions, carry = policy(params, next(keys), carry, timestep.obs, timestep.first)
         timestep = env.step(jax.device_get(actions))
         for i in np.flatnonzero(timestep.episode.done & (count < quota)):
             played[i].append(
@@ -290,13 +301,11 @@ class EvaluationThread:
         if current is None:
             return
         params, params_step = current
-        timestep, carry = self._env.reset(), self._initial_carry
-        key = self._key
+        timestep, carry, keys = self._env.reset(), self._initial_carry, step_keys(self._key)
         compiled = False
         while not self._stop.is_set():
             start = time.perf_counter()
-            key, step_key = jax.random.split(key)
-            actions, carry = self._policy(params, step_key, carry, timestep.obs, timestep.first)
+            actions, carry = self._policy(params, next(keys), carry, timestep.obs, timestep.first)
             timestep = self._env.step(jax.device_get(actions))
             done = timestep.episode.done
             for i in np.flatnonzero(done):

@@ -1,7 +1,8 @@
 """What every execution mode does around its loop: run directory, logs, checkpoints, budget,
-resume and the evaluation thread.
+resume and evaluation.
 
-Impure: owns files, the clock, the progress bar and the evaluation thread. A mode gets a
+Impure: owns files, the clock, the progress bar and the evaluation threads (the scheduled
+evaluations' worker and adept's evaluation thread). A mode gets a
 ``TrainingRun`` from :func:`fnrl.parallel.build.build_run` (a :class:`SilentRun`, which writes
 nothing, on a process that must not write), calls ``record`` after each learner update and
 ``finish`` at the end; the builder calls ``close``.
@@ -15,12 +16,14 @@ latest checkpoint; :meth:`TrainingRun.restore` loads the learner state and carry
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -250,8 +253,11 @@ class TrainingRun:
     stdout and ``train_log.txt`` every ``config.summary_frequency`` seconds, and at the end. On a
     terminal a progress bar shows the steps, the recent frames per second and the recent
     return. Every ``config.eval_every`` steps (at the first update boundary at or after a
-    multiple), the run plays ``config.eval_episodes`` greedy games with its params
-    (:class:`~fnrl.parallel.evaluation.ScheduledEvaluation`) and logs them.
+    multiple), the run plays ``config.eval_episodes`` greedy games with a copy of its params
+    (:class:`~fnrl.parallel.evaluation.ScheduledEvaluation`) and logs them, in a worker thread
+    while training goes on: at most one evaluation is in flight (the next one waits for it), and
+    every evaluation of the steps a checkpoint covers is logged before the checkpoint is written.
+    The games depend on the params and the evaluation's index only, not on the timing.
 
     Checkpoints are written after the first update (adept wrote its first one right away), then
     each time the step count crosses a multiple of ``config.epoch_len``, and at the end; the
@@ -320,6 +326,8 @@ class TrainingRun:
         self._saved_step = self.env_steps if self.resumed_from else None
         self._next_eval = self._next_multiple(config.eval_every) if config.eval_every else math.inf
         self._scheduled: ScheduledEvaluation | None = None
+        self._evaluator: ThreadPoolExecutor | None = None
+        self._pending_evaluation: Future | None = None
         self._tensorboard_window = MetricsWindow(self.env_steps)
         self._line_window = MetricsWindow(self.env_steps)
         self._last_line = time.monotonic()
@@ -460,6 +468,7 @@ class TrainingRun:
             self._scheduled = ScheduledEvaluation(
                 make_env, network, episodes=self.config.eval_episodes, seed=self.config.seed
             )
+            self._evaluator = ThreadPoolExecutor(1, thread_name_prefix="fnrl-evaluation")
         if self.config.nb_eval_env == 0:
             return
         env = make_env(self.config.nb_eval_env, self.config.seed + EVAL_THREAD_SEED_OFFSET)
@@ -521,14 +530,12 @@ class TrainingRun:
         if not self.metrics:
             self._warmup_seconds = time.perf_counter() - self._start
         self.metrics.append(metrics)
-        try:
+        with self._saving_on_log_failure(state, carry):
             self._report(state, metrics, env_steps, episodes)
             if self.env_steps >= self._next_eval:
                 self._evaluate(state)
-        except (LogWriteError, RuntimeError) as e:
-            if self.logger.failure is None:
-                raise
-            raise self._saved_after(self.logger.failure, state, carry) from e
+            if self.env_steps >= self._next_save:
+                self._wait_for_evaluation()
         if self.env_steps >= self._next_save:
             self.save(state, carry)
             epoch_len = self.config.epoch_len
@@ -577,15 +584,43 @@ class TrainingRun:
         self._last_line = time.monotonic()
 
     def _evaluate(self, state: TrainState) -> None:
-        """Plays the scheduled evaluation with ``state``'s params and logs it."""
-        index = self.env_steps // self.config.eval_every
+        """Hands the scheduled evaluation of ``state``'s params to the worker thread.
+
+        Waits first for the one before it; the params are copied to the host, since the next
+        update may reuse their device buffers.
+        """
+        index, step = self.env_steps // self.config.eval_every, self.env_steps
+        self._wait_for_evaluation()
         with self.timer.phase("evaluation"):
-            games = self._scheduled(state.params, index)
-        line = self.logger.evaluation(
-            self.env_steps, [g.returns for g in games], [g.length for g in games]
-        )
-        console(line)
+            params = jax.device_get(state.params)
+        play = self._play_evaluation
+        self._pending_evaluation = self._evaluator.submit(play, params, index, step)
         self._next_eval = self._next_multiple(self.config.eval_every)
+
+    def _play_evaluation(self, params: Any, index: int, step: int) -> None:
+        """Plays evaluation number ``index`` with ``params`` (of training ``step``) and logs it."""
+        games = self._scheduled(params, index)
+        line = self.logger.evaluation(step, [g.returns for g in games], [g.length for g in games])
+        console(line)
+
+    def _wait_for_evaluation(self) -> None:
+        """Waits for the evaluation in flight, if any, re-raising its exception; the wait is
+        timed as the ``evaluation`` phase."""
+        pending, self._pending_evaluation = self._pending_evaluation, None
+        if pending is not None:
+            with self.timer.phase("evaluation"):
+                pending.result()
+
+    @contextlib.contextmanager
+    def _saving_on_log_failure(self, state: TrainState, carry: Carry) -> Iterator[None]:
+        """Turns a log-write failure raised inside (by this thread or an evaluation) into one
+        that names the final checkpoint saved after it (see :meth:`_saved_after`)."""
+        try:
+            yield
+        except (LogWriteError, RuntimeError) as e:
+            if self.logger.failure is None:
+                raise
+            raise self._saved_after(self.logger.failure, state, carry) from e
 
     def _saved_after(
         self, failure: LogWriteError, state: TrainState, carry: Carry
@@ -646,7 +681,10 @@ class TrainingRun:
         return self.last_checkpoint
 
     def finish(self, state: TrainState, carry: Carry = None) -> RunResult:
-        """Saves the final checkpoint and summary and returns what the run did."""
+        """Waits for the evaluation in flight, saves the final checkpoint and summary and
+        returns what the run did."""
+        with self._saving_on_log_failure(state, carry):
+            self._wait_for_evaluation()
         if self.updates and self._saved_step != self.env_steps:
             self.save(state, carry)
         if self._tensorboard_window.updates:
@@ -674,12 +712,15 @@ class TrainingRun:
         )
 
     def close(self) -> None:
-        """Stops the evaluation thread, logs the totals and timings and closes the files.
+        """Waits for the evaluation in flight, stops the evaluation thread, logs the totals and
+        timings and closes the files.
 
         Call it in ``finally``. Re-raises the evaluation thread's exception, if it failed, unless
         it is the logger's failure (already raised by :meth:`record`).
         """
         try:
+            if self._evaluator is not None:
+                self._evaluator.shutdown(wait=True)
             if self._evaluation is not None:
                 self._evaluation.close()
         except RuntimeError as e:

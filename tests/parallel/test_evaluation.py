@@ -1,5 +1,6 @@
 """The evaluation policy, episode runs and the evaluation thread."""
 
+import itertools
 import threading
 import time
 
@@ -20,6 +21,7 @@ from fnrl.parallel.evaluation import (
     episode_quotas,
     make_eval_policy,
     run_episodes,
+    step_keys,
 )
 from fnrl.parallel.local import train_local
 from fnrl.specs import ArraySpec, DiscreteSpec, EnvSpec
@@ -95,6 +97,19 @@ def test_episode_quotas_split_episodes_evenly():
     np.testing.assert_array_equal(episode_quotas(2, 4), [1, 1, 0, 0])
     with pytest.raises(ValueError, match="at least 1 episode"):
         episode_quotas(0, 2)
+
+
+def test_step_keys_split_a_block_at_a_time_and_never_repeat():
+    key = jax.random.PRNGKey(3)
+    keys = list(itertools.islice(step_keys(key, block=4), 10))
+    first = jax.random.split(key, 5)
+    second = jax.random.split(first[0], 5)
+    third = jax.random.split(second[0], 5)
+    expected = np.concatenate([first[1:], second[1:], third[1:3]])
+    np.testing.assert_array_equal(np.stack(keys), expected)
+    assert keys[0].dtype == np.uint32 and keys[0].shape == (2,)
+    many = np.stack(list(itertools.islice(step_keys(key), 2000)))
+    assert len(np.unique(many, axis=0)) == 2000
 
 
 def test_run_episodes_plays_each_envs_quota_not_the_first_to_finish():
