@@ -180,9 +180,11 @@ class EventFile:
             start = SessionLog(status=SessionLog.START)
             self.write(Event(wall_time=time.time(), step=purge_step, session_log=start))
 
-    def scalar(self, tag: str, value: float, step: int) -> None:
-        """Appends the scalar ``value`` of ``tag`` at ``step``."""
-        summary = Summary(value=[Summary.Value(tag=tag, simple_value=value)])
+    def scalars(self, values: Mapping[str, float], step: int) -> None:
+        """Appends the scalars ``values`` (tag -> value) at ``step``, as one event."""
+        summary = Summary(
+            value=[Summary.Value(tag=tag, simple_value=value) for tag, value in values.items()]
+        )
         self.write(Event(wall_time=time.time(), step=step, summary=summary))
 
     def write(self, event: Event) -> None:
@@ -304,9 +306,9 @@ class RunLogger:
         self.failure = _write_error(path, error)
         return self.failure
 
-    def _scalar(self, tag: str, value: float, step: int) -> None:
+    def _scalars(self, values: Mapping[str, float], step: int) -> None:
         try:
-            self._events.scalar(tag, value, step)
+            self._events.scalars(values, step)
             if time.monotonic() - self._last_flush >= self._flush_seconds:
                 self._events.flush()
                 self._last_flush = time.monotonic()
@@ -330,8 +332,7 @@ class RunLogger:
         with self._lock:
             self.recent_returns.append(returns)
             if self.failure is None:
-                self._scalar("reward/train", returns, step)
-                self._scalar("episode/length", length, step)
+                self._scalars({"reward/train": returns, "episode/length": length}, step)
                 frames = step * self._frames_per_step
                 self._row(self._episodes, (step, frames, returns, length))
 
@@ -349,9 +350,12 @@ class RunLogger:
         )
         with self._lock:
             if self.failure is None:
-                self._scalar("reward/eval", float(stats[0]), step)
-                self._scalar("reward/eval_std", float(stats[1]), step)
-                self._scalar("episode/eval_length", float(np.mean(lengths)), step)
+                scalars = {
+                    "reward/eval": float(stats[0]),
+                    "reward/eval_std": float(stats[1]),
+                    "episode/eval_length": float(np.mean(lengths)),
+                }
+                self._scalars(scalars, step)
                 frames = step * self._frames_per_step
                 self._row(self._evaluations, (step, frames, *map(float, stats), len(values)))
                 self._line(text)
@@ -361,8 +365,7 @@ class RunLogger:
         """Logs a game of the evaluation thread, played with the params of training ``step``."""
         with self._lock:
             if self.failure is None:
-                self._scalar("reward/eval", returns, step)
-                self._scalar("episode/eval_length", length, step)
+                self._scalars({"reward/eval": returns, "episode/eval_length": length}, step)
                 self._line(f"EVAL: STEP: {step} REWARD: {returns:.2f} LENGTH: {length}")
 
     def mean_recent_return(self) -> float:
@@ -376,8 +379,11 @@ class RunLogger:
         """Writes learner and speed metrics as tensorboard scalars at ``step``."""
         with self._lock:
             if self.failure is None:
-                for name, value in metrics.items():
-                    self._scalar(_METRIC_TAGS.get(name, f"metric/{name}"), float(value), step)
+                tags = {
+                    _METRIC_TAGS.get(name, f"metric/{name}"): float(value)
+                    for name, value in metrics.items()
+                }
+                self._scalars(tags, step)
 
     def summary(self, step: int, metrics: Mapping[str, float]) -> str:
         """Writes the summary line of ``step`` to ``train_log.txt`` and returns it.
