@@ -66,16 +66,26 @@ def chosen_local_devices(positions: Sequence[int] | None) -> list[jax.Device]:
     Raises:
         ValueError: a position with no device, naming the devices there are.
     """
-    local = jax.local_devices()
+    return devices_at(positions, jax.local_devices(), "this process")
+
+
+def devices_at(
+    positions: Sequence[int] | None, devices: Sequence[jax.Device], owner: str
+) -> list[jax.Device]:
+    """The devices at ``positions`` in ``owner``'s ``devices`` (all of them for None).
+
+    Raises:
+        ValueError: a position with no device, naming ``owner`` and the devices it has.
+    """
     if positions is None:
-        return local
-    missing = [p for p in positions if p >= len(local)]
+        return list(devices)
+    missing = [p for p in positions if p >= len(devices)]
     if missing:
         raise ValueError(
-            f"--gpu-id {','.join(map(str, positions))}: no device {missing[0]}; this process "
-            f"has {len(local)}: {', '.join(f'{i} = {d}' for i, d in enumerate(local))}"
+            f"--gpu-id {','.join(map(str, positions))}: no device {missing[0]}; {owner} "
+            f"has {len(devices)}: {', '.join(f'{i} = {d}' for i, d in enumerate(devices))}"
         )
-    return [local[p] for p in positions]
+    return [devices[p] for p in positions]
 
 
 def make_network(config: TrainConfig, spec: EnvSpec) -> ModularNetwork:

@@ -34,7 +34,7 @@ from jax.sharding import PartitionSpec as P
 
 from fnrl.agents import Agent, make_update
 from fnrl.config import ToweredConfig
-from fnrl.parallel.build import build_run
+from fnrl.parallel.build import build_run, devices_at
 from fnrl.parallel.rollout import SegmentCollector
 from fnrl.parallel.run import RunResult
 from fnrl.types import TrainState, Trajectory
@@ -173,14 +173,7 @@ def make_mesh(positions: list[int] | None) -> Mesh:
     devices = []
     for process in range(jax.process_count()):
         local = [d for d in jax.devices() if d.process_index == process]
-        chosen = range(len(local)) if positions is None else positions
-        missing = [p for p in chosen if p >= len(local)]
-        if missing:
-            raise ValueError(
-                f"--gpu-id {','.join(map(str, positions))}: process {process} has only "
-                f"{len(local)} devices ({', '.join(map(str, local))})"
-            )
-        devices.extend(local[p] for p in chosen)
+        devices.extend(devices_at(positions, local, f"process {process}"))
     return Mesh(np.array(devices), (AXIS,))
 
 

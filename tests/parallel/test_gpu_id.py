@@ -106,7 +106,7 @@ def test_towered_uses_the_devices_listed(tmp_path):
         # --nb-env counts envs per device: 2 x 5 steps per update and device.
         assert (result.updates, result.env_steps) == (2 if count == 1 else 1, 20)
         assert f"Devices: {count} over 1 process" in (result.run_dir / "train_log.txt").read_text()
-    with pytest.raises(ValueError, match="--gpu-id 2: process 0 has only 2 devices"):
+    with pytest.raises(ValueError, match="--gpu-id 2: no device 2; process 0 has 2: 0 = cpu:0"):
         train_towered(make_config(ToweredConfig, **SMALL, gpu_id="2", log_dir=str(tmp_path)))
 
 

@@ -159,7 +159,7 @@ def test_bad_devices_flag_gives_one_clear_error(tmp_path):
     # --devices is the same as adept's --gpu-id, which the error names.
     result = _train("--devices", "0,5", "-mts", "100", "--log-dir", str(tmp_path), devices=2)
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "--gpu-id 0,5: process 0 has only 2 devices" in result.stderr
+    assert "--gpu-id 0,5: no device 5; process 0 has 2: 0 = cpu:0, 1 = cpu:1" in result.stderr
 
 
 @pytest.mark.parametrize(
