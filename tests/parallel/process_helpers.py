@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent  # its env modules (hanging_envs) import from here
+REPO = HERE.parents[1]
+TWO_DEVICES = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
 
 
 def free_port() -> int:
@@ -14,6 +16,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def pytest_with_two_devices(*args: str) -> subprocess.CompletedProcess:
+    """``pytest -q *args`` in a process with two CPU devices, output captured, within 10 min."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        env=TWO_DEVICES,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def start_train(

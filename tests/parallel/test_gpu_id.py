@@ -4,21 +4,18 @@ The device count of a JAX process is fixed when JAX starts, so the checks run in
 subprocess with two host devices (``--xla_force_host_platform_device_count=2``).
 """
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import jax
 import pytest
+from process_helpers import TWO_DEVICES, pytest_with_two_devices
 
 from fnrl.config import ImpalaConfig, ToweredConfig, TrainConfig, make_config
 from fnrl.parallel.impala import train_impala
 from fnrl.parallel.local import train_local
 from fnrl.parallel.towered import train_towered
 
-REPO = Path(__file__).parents[2]
-TWO_DEVICES = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
 needs_two_devices = pytest.mark.skipif(
     jax.device_count() != 2, reason="run by test_gpu_id_in_a_two_device_process"
 )
@@ -37,24 +34,7 @@ def _param_devices(result) -> set:
 
 
 def test_gpu_id_in_a_two_device_process():
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            __file__,
-            "-k",
-            "local or towered or impala",
-        ],
-        env=TWO_DEVICES,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = pytest_with_two_devices(__file__, "-k", "local or towered or impala")
     assert result.returncode == 0 and "5 passed" in result.stdout, result.stdout + result.stderr
 
 

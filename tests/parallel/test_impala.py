@@ -5,17 +5,16 @@ pytest in a subprocess with ``--xla_force_host_platform_device_count=2``.
 """
 
 import json
-import os
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 from flax.traverse_util import flatten_dict
+from process_helpers import pytest_with_two_devices
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from fnrl.checkpoint import list_checkpoints
@@ -25,8 +24,6 @@ from fnrl.parallel.impala import ActorFailed, Rollout, stack_rollouts, train_imp
 from fnrl.parallel.run import TrainingRun
 from fnrl.train import parse_args
 from fnrl.types import Trajectory
-
-REPO = Path(__file__).parents[2]
 
 
 def _config(tmp_path, **settings) -> ImpalaConfig:
@@ -315,23 +312,7 @@ def test_two_actors_reach_475_on_cartpole_within_800k_steps(tmp_path, monkeypatc
 
 @pytest.mark.slow
 def test_learner_shards_over_two_host_devices_and_learns():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            f"{__file__}::test_sharded_learning_in_a_two_device_process",
-        ],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = pytest_with_two_devices(f"{__file__}::test_sharded_learning_in_a_two_device_process")
     assert result.returncode == 0 and "1 passed" in result.stdout, result.stdout + result.stderr
 
 
