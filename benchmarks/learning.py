@@ -253,7 +253,8 @@ def run_one(experiment: Experiment, seed: int, out: Path, eval_episodes: int) ->
     root = run_root(out, experiment, seed)
     run_dir = find_run_dir(root, experiment.env_id)
     budget = experiment.frames // frames_per_step(experiment.env_id)
-    if run_dir is None or progress(run_dir)[0] < budget:
+    steps, seconds = (0, 0.0) if run_dir is None else progress(run_dir)
+    if steps < budget:
         command = train_command(experiment, seed, root, eval_episodes)
         if run_dir is not None and any((run_dir / "checkpoints").glob("*")):
             command += ["--resume", str(run_dir)]
@@ -263,12 +264,13 @@ def run_one(experiment: Experiment, seed: int, out: Path, eval_episodes: int) ->
         with open(root / "train_output.txt", "a") as output:
             done = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, check=False)
         run_dir = find_run_dir(root, experiment.env_id)
-        if done.returncode != 0 or run_dir is None or progress(run_dir)[0] < budget:
+        steps, seconds = (0, 0.0) if run_dir is None else progress(run_dir)
+        if done.returncode != 0 or steps < budget:
             lines = (root / "train_output.txt").read_text().strip().splitlines()
             error = lines[-1] if lines else f"exit status {done.returncode}"
             return RunResult(experiment, seed, str(run_dir), [], [], 0.0, error)
     frames, means = read_evaluations(run_dir)
-    return RunResult(experiment, seed, str(run_dir), frames, means, progress(run_dir)[1])
+    return RunResult(experiment, seed, str(run_dir), frames, means, seconds)
 
 
 # ------------------------------------------------------------------------------- the table
