@@ -14,7 +14,9 @@ sides, each row measures:
 * ``fnrl host`` / ``fnrl compiled``: ``fnrl.parallel.local.train_local`` with
   ``rollout="host"`` and ``rollout="compiled"`` and the evaluation thread off
   (``nb_eval_env=0``), speed after its first update (``RunResult.steady_frames_per_second``:
-  compilation excluded; logging and checkpoints included), each after an untimed warm-up run.
+  compilation excluded; logging, checkpoints and the preset's scheduled evaluations included:
+  on CartPole 10 greedy games every 25k steps, played beside training), each after an untimed
+  warm-up run.
   The field is passed as given; the notes column names the phase that bounded the run
   (``rollout+learner`` where the rollout and the update run as one computation).
 * ``loop: ...``: fnrl's three loop shapes without the run shell (no logging, no checkpoints),
