@@ -51,7 +51,9 @@ def initialize_distributed(config: ToweredConfig) -> None:
     CPU devices exchange gradients over gloo. A process that cannot join within
     ``--heartbeat-timeout`` seconds ends with one line. JAX's runtime aborts every process with
     a page of C++ logs once one stops sending heartbeats, with no hook to run first; it gets
-    twice the timeout, so that :class:`PeerWatchdog` names the fault and ends the process before.
+    four times the timeout, so that :class:`PeerWatchdog` names the fault and ends the process
+    before (with twice, a peer's last heartbeat, sent before it froze, let JAX's abort come
+    first on a busy machine).
     """
     slurm_tasks = int(os.environ.get("SLURM_NTASKS", "1"))
     if config.num_processes == 1 and slurm_tasks == 1:
@@ -62,7 +64,7 @@ def initialize_distributed(config: ToweredConfig) -> None:
     # be swallowed. Without it the CLI's handler stops the run as on Ctrl-C.
     jax.config.update("jax_enable_preemption_service", False)
     timeouts = {
-        "heartbeat_timeout_seconds": 2 * config.heartbeat_timeout,
+        "heartbeat_timeout_seconds": 4 * config.heartbeat_timeout,
         # Past this JAX aborts with a page of C++ logs; the watchdog below speaks first.
         "initialization_timeout": 2 * config.heartbeat_timeout + 30,
     }
@@ -116,7 +118,8 @@ class PeerWatchdog:
     """Ends the process with one line when a wait for the other processes outlasts a timeout.
 
     A frozen or unreachable peer otherwise blocks this process in a collective until JAX's
-    runtime aborts it with C++ logs (after twice the timeout, see :func:`initialize_distributed`).
+    runtime aborts it with C++ logs (after four times the timeout, see
+    :func:`initialize_distributed`).
     Only waits inside :meth:`waiting` count; with one process nothing is watched.
     """
 
