@@ -379,11 +379,11 @@ class RunLogger:
         """Writes learner and speed metrics as tensorboard scalars at ``step``."""
         with self._lock:
             if self.failure is None:
-                tags = {
+                scalars = {
                     _METRIC_TAGS.get(name, f"metric/{name}"): float(value)
                     for name, value in metrics.items()
                 }
-                self._scalars(tags, step)
+                self._scalars(scalars, step)
 
     def summary(self, step: int, metrics: Mapping[str, float]) -> str:
         """Writes the summary line of ``step`` to ``train_log.txt`` and returns it.

@@ -530,13 +530,14 @@ class TrainingRun:
         if not self.metrics:
             self._warmup_seconds = time.perf_counter() - self._start
         self.metrics.append(metrics)
+        saving = self.env_steps >= self._next_save
         with self._saving_on_log_failure(state, carry):
             self._report(state, metrics, env_steps, episodes)
             if self.env_steps >= self._next_eval:
                 self._evaluate(state)
-            if self.env_steps >= self._next_save:
+            if saving:
                 self._wait_for_evaluation()
-        if self.env_steps >= self._next_save:
+        if saving:
             self.save(state, carry)
             epoch_len = self.config.epoch_len
             self._next_save = (self.env_steps // epoch_len + 1) * epoch_len
