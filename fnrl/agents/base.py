@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -14,8 +13,8 @@ import optax
 
 from fnrl.distributions import Policy, mode, sample
 from fnrl.losses import ValueFit, explained_variance
-from fnrl.networks import ModularNetwork, NetworkOutput
-from fnrl.networks.zscore import OBS_STATS, RunningMoments, pool_moments
+from fnrl.networks import NetworkOutput, mean_over_steps, scan_apply
+from fnrl.networks.zscore import RunningMoments, pool_moments
 from fnrl.specs import EnvSpec
 from fnrl.types import Action, Carry, Metrics, Observation, Params, PRNGKey, TrainState, Trajectory
 
@@ -112,25 +111,24 @@ def unroll(
 ) -> tuple[NetworkOutput, Params]:
     """Runs ``network`` over a time-major sequence, as acting did step by step.
 
-    The recurrent carry is reset inside the network wherever ``first`` is set, exactly as during
-    acting, so gradients flow through the whole segment (truncated BPTT at segment boundaries,
-    adept's semantics). Every step sees the variables of ``params`` unchanged, batch-norm running
-    statistics included, so each step computes what ``act`` computed with those params. A
-    ``ModularNetwork``'s trunks, which carry no state, run on all ``T`` steps at once (``vmap``
-    over time: one batch of ``T * B`` images for the convolutions, batch statistics still per
-    step); so do a feed-forward body and the heads, and only a recurrent body and its heads run
-    step by step.
+    A network that defines ``unroll(params, carry, obs, first) -> (outputs, collections)`` unrolls
+    itself, with what it knows of its own layers and collections (the modular network runs its
+    stateless trunks on all steps at once and updates its observation statistics); any other
+    runs step by step in a ``lax.scan`` over time (:func:`fnrl.networks.scan_apply`). Either way
+    the outputs are what ``act`` computed with ``params`` at each step: the recurrent carry is
+    reset inside the network wherever ``first`` is set, exactly as during acting, so gradients
+    flow through the whole segment (truncated BPTT at segment boundaries, adept's semantics), and
+    every step sees the variables of ``params`` unchanged, batch-norm running statistics included.
 
-    The non-trainable collections receive one update per call: the mean over steps of what each
-    step's call would write, i.e. for batch norm one moving-average step towards the mean of the
-    steps' batch statistics (adept moved them once per acting step instead; one step per update
-    keeps them from shifting within the segment the loss differentiates). A ``ModularNetwork``
-    with ``zscore_norm_env`` merges the observations ``obs[1:]`` into its running observation
-    statistics (``update_obs_stats``): ``obs[0]`` is the previous segment's last observation,
-    which the previous update counted.
+    On the generic path the non-trainable collections receive one update per call: the mean over
+    steps of what each step's call would write (:func:`fnrl.networks.mean_over_steps`), i.e. for
+    batch norm one moving-average step towards the mean of the steps' batch statistics (adept
+    moved them once per acting step instead; one step per update keeps them from shifting within
+    the segment the loss differentiates).
 
     Args:
-        network: a module called as ``network(carry, obs, first, train=True)``.
+        network: a module called as ``network(carry, obs, first, train=True)``, optionally with
+            its own ``unroll`` method.
         params: flax variables.
         carry: the body state before ``obs[0]``, leading axis [B].
         obs: name -> [T, B, ...] observations; for a trajectory, ``T`` is its length plus the
@@ -142,48 +140,11 @@ def unroll(
         non-trainable collections.
     """
     chex.assert_rank(first, 2)
-
-    def apply(carry, inputs, **kwargs):
-        return network.apply(
-            params, carry, *inputs, train=True, mutable=_STATE_COLLECTIONS, **kwargs
-        )
-
-    trunk_updates, obs_stats, inputs = {}, {}, obs
-    if isinstance(network, ModularNetwork):
-        _, obs_stats = network.apply(
-            params,
-            jax.tree.map(lambda x: x[1:], obs),
-            method=ModularNetwork.update_obs_stats,
-            mutable=[OBS_STATS],
-        )
-        obs, trunk_updates = jax.vmap(lambda o: apply((), (o, None), part="trunks"))(obs)
-        core = functools.partial(apply, part="core")
-    else:
-        core = apply
-
-    if isinstance(network, ModularNetwork) and not network.recurrent:
-        # A feed-forward body carries nothing from step to step: all T steps at once.
-        (_, outputs), updates = jax.vmap(lambda o, f: core((), (o, f)))(obs, first)
-    else:
-
-        def step(carry, inputs):
-            (carry, output), updates = core(carry, inputs)
-            return carry, (output, updates)
-
-        _, (outputs, updates) = jax.lax.scan(step, carry, (obs, first))
-    if isinstance(network, ModularNetwork):
-        outputs = network.mask(outputs, inputs)
-    # The trunks' statistics moved in the trunk pass, the others in the core pass.
-    updates = {
-        collection: {
-            **variables,
-            **{
-                k: v for k, v in trunk_updates.get(collection, {}).items() if k.startswith("trunk_")
-            },
-        }
-        for collection, variables in updates.items()
-    }
-    return outputs, {**jax.tree.map(lambda x: jnp.mean(x, axis=0), updates), **obs_stats}
+    own_unroll = getattr(network, "unroll", None)
+    if callable(own_unroll):
+        return own_unroll(params, carry, obs, first)
+    outputs, updates = scan_apply(network, params, carry, obs, first, mutable=_STATE_COLLECTIONS)
+    return outputs, mean_over_steps(updates)
 
 
 def make_init(network: nn.Module, spec: EnvSpec) -> Callable[[PRNGKey], Params]:

@@ -5,7 +5,8 @@ and a value), never distribution objects. ``fnrl.networks.torch_interop`` (optio
 ``torch``) converts their variables to and from PyTorch ``state_dict`` s;
 ``python -m fnrl.networks`` lists the registered networks (``--params``: with their parameter
 counts);
-``fnrl.networks.zscore`` holds the running observation statistics of ``--zscore-norm-env``.
+``fnrl.networks.zscore`` holds the running observation statistics of ``--zscore-norm-env``;
+``fnrl.networks.scan`` runs a one-step network over a time-major sequence (``scan_apply``).
 """
 
 from fnrl.networks._layers import NORMALIZATIONS, BatchNorm, LayerNorm
@@ -54,6 +55,7 @@ from fnrl.networks.resnets import (
     ResNet152,
     ResNet152V2,
 )
+from fnrl.networks.scan import STATE_COLLECTIONS, mean_over_steps, scan_apply
 from fnrl.networks.trunks import (
     FourConv,
     FourConvLarger,
@@ -119,6 +121,7 @@ __all__ = [
     "ResNet50",
     "ResNet50V2",
     "RunningMoments",
+    "STATE_COLLECTIONS",
     "batch_moments",
     "build_module",
     "count_params",
@@ -129,12 +132,14 @@ __all__ = [
     "init_moments",
     "initial_memory",
     "is_recurrent",
+    "mean_over_steps",
     "merge_moments",
     "pool_moments",
     "register_discrete_network",
     "register_network_body",
     "register_vision_network",
     "reset_carry",
+    "scan_apply",
     "update_moments",
     "zscore_normalize",
 ]

@@ -20,6 +20,7 @@ from fnrl.distributions import Gaussian, Policy, mask_policies
 from fnrl.networks import registry
 from fnrl.networks._layers import check_normalization, torch_dense
 from fnrl.networks.bodies import reset_carry
+from fnrl.networks.scan import STATE_COLLECTIONS, mean_over_steps, scan_apply
 from fnrl.networks.zscore import (
     OBS_STATS,
     RunningMoments,
@@ -28,7 +29,7 @@ from fnrl.networks.zscore import (
     zscore_normalize,
 )
 from fnrl.specs import ActionSpec, DiscreteSpec, EnvSpec, is_continuous, is_image, is_vector
-from fnrl.types import Carry, Observation
+from fnrl.types import Carry, Observation, Params
 
 
 class NetworkOutput(NamedTuple):
@@ -125,6 +126,11 @@ def _stats_name(key: str) -> str:
     return f"zscore_{key}"
 
 
+def _trunk_name(key: str) -> str:
+    """The trunk of observation ``key``: its params and ``batch_stats`` are under this name."""
+    return f"trunk_{key}"
+
+
 def _check_carry(carry: Carry, initial: Carry, body_name: str) -> None:
     """Raises ``ValueError`` naming the mismatch if ``carry`` is not shaped like ``initial``."""
     got = jax.tree.structure(carry)
@@ -167,8 +173,8 @@ class ModularNetwork(nn.Module):
     as they are. The statistics are ``RunningMoments`` in the ``obs_stats`` collection, one
     ``zscore_<obs key>`` per vector observation, starting at mean 0 and variance 1. Calling the
     network only reads them: the learner merges each update's new observations in with
-    ``update_obs_stats`` (``fnrl.agents.unroll`` does), so acting, the loss and evaluation all
-    normalize with the statistics of the params they are given.
+    ``update_obs_stats`` (``unroll`` does), so acting, the loss and evaluation all normalize
+    with the statistics of the params they are given.
 
     **Normalization in RL.** With ``normalize``, ``normalization`` chooses the layer after each
     (bias-free) conv or Dense of the trunks and Linear bodies. Batch norm's running statistics
@@ -207,6 +213,8 @@ class ModularNetwork(nn.Module):
         (carry, out), updates = network.apply(
             variables, carry, obs, first, train=True, mutable=["batch_stats"]
         )
+        # The learner: a time-major segment obs [T, B, ...], first [T, B] at once.
+        outputs, collections = network.unroll(variables, carry, obs_seq, first_seq)
 
     Attributes:
         spec: the environment's observation and action specs (per env, no batch axis).
@@ -319,7 +327,7 @@ class ModularNetwork(nn.Module):
         A step is the trunks (``part="trunks"``), which see one observation each, then the
         body and heads (``part="core"``), which carry the state. A learner that has a whole
         sequence runs the trunks on all its steps at once and only the core step by step
-        (``fnrl.agents.unroll``); the parts compose to exactly the step.
+        (:meth:`unroll`); the parts compose to exactly the step.
 
         Args:
             carry: the body's state before this step, leading axis ``[B]`` (``()`` if none);
@@ -353,10 +361,77 @@ class ModularNetwork(nn.Module):
         return carry, self.mask(output, obs)
 
     @nn.nowrap
+    def unroll(
+        self, params: Params, carry: Carry, obs: Observation, first: jax.Array
+    ) -> tuple[NetworkOutput, Params]:
+        """Runs the network over a time-major sequence, as acting did step by step.
+
+        What ``fnrl.agents.unroll`` calls for this network. The outputs are those of applying
+        the network step by step with ``params`` (``train=True``), the recurrent carry reset
+        wherever ``first`` is set, so gradients flow through the whole segment (truncated BPTT
+        at segment boundaries, adept's semantics). The trunks, which carry no state, run on all
+        ``T`` steps at once (``vmap`` over time: one batch of ``T * B`` images for the
+        convolutions, batch statistics still per step); so do a feed-forward body and the
+        heads, and only a recurrent body and its heads run step by step
+        (:func:`fnrl.networks.scan.scan_apply`). Every step sees the variables of ``params``
+        unchanged, batch-norm running statistics included.
+
+        The ``batch_stats`` collection receives one update: the mean over steps of what each
+        step would write (:func:`fnrl.networks.scan.mean_over_steps`), the trunks' statistics
+        from the trunk pass, the body's from the body and heads pass. With ``zscore_norm_env``
+        the observations ``obs[1:]`` are merged into the running observation statistics
+        (:meth:`update_obs_stats`): ``obs[0]`` is the previous segment's last observation,
+        which the previous update counted.
+
+        Args:
+            params: flax variables of this network.
+            carry: the body state before ``obs[0]``, leading axis [B] (``()`` if none).
+            obs: name -> [T, B, ...] observations; for a trajectory, ``T`` is its length plus
+                the bootstrap observation.
+            first: [T, B] bool episode starts.
+
+        Returns:
+            ``(outputs, collections)``: the outputs stacked over time (logits [T, B, A] per
+            action name, masked as a step masks them, value [T, B]) and the updated
+            non-trainable collections (``batch_stats``, ``obs_stats``; ``{}`` if none).
+        """
+        chex.assert_rank(first, 2)
+        _, obs_stats = self.apply(
+            params,
+            jax.tree.map(lambda x: x[1:], obs),
+            method=ModularNetwork.update_obs_stats,
+            mutable=[OBS_STATS],
+        )
+
+        def apply(carry: Carry, x: Any, first: jax.Array | None, part: str) -> Any:
+            return self.apply(
+                params, carry, x, first, train=True, mutable=list(STATE_COLLECTIONS), part=part
+            )
+
+        features, trunk_updates = jax.vmap(lambda o: apply((), o, None, "trunks"))(obs)
+        if self.recurrent:
+            outputs, updates = scan_apply(self, params, carry, features, first, part="core")
+        else:
+            # A feed-forward body carries nothing from step to step: all T steps at once.
+            (_, outputs), updates = jax.vmap(lambda x, f: apply((), x, f, "core"))(features, first)
+        outputs = self.mask(outputs, obs)
+        # Each pass returns the whole collection, the variables it did not use unchanged: the
+        # trunks' statistics moved in the trunk pass, the others in the body and heads pass.
+        trunks = {_trunk_name(key) for key in self.spec.observations}
+        updates = {
+            collection: {
+                **variables,
+                **{k: v for k, v in trunk_updates.get(collection, {}).items() if k in trunks},
+            }
+            for collection, variables in updates.items()
+        }
+        return outputs, {**mean_over_steps(updates), **obs_stats}
+
+    @nn.nowrap
     def mask(self, output: NetworkOutput, obs: Observation) -> NetworkOutput:
         """The output with every action's masked values at ``-inf`` (its spec's ``mask``,
         :func:`fnrl.distributions.mask_policies`); a step applies it, and so must whoever runs
-        ``part="core"`` on its own (``fnrl.agents.unroll`` does)."""
+        ``part="core"`` on its own (:meth:`unroll` does)."""
         return output._replace(logits=mask_policies(self.spec.actions, output.logits, obs))
 
     @nn.nowrap
@@ -384,7 +459,7 @@ class ModularNetwork(nn.Module):
                 stats = self.variable(OBS_STATS, _stats_name(key), init_moments, obs_spec.shape)
                 x = zscore_normalize(stats.value, x)
             trunk_cls = vision_cls if is_image(obs_spec) else discrete_cls
-            trunk = build_module(trunk_cls, name=f"trunk_{key}", **self.trunk_options)
+            trunk = build_module(trunk_cls, name=_trunk_name(key), **self.trunk_options)
             features.append(trunk(x, train=train))
         return jnp.concatenate(features, axis=-1)
 
