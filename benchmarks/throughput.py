@@ -40,7 +40,8 @@ from fnrl.config import ImpalaConfig, TrainConfig
 from fnrl.envs import atari_task_id
 from fnrl.parallel.impala import train_impala
 from fnrl.parallel.local import make_agent, make_training_env, make_training_optimizer, train_local
-from fnrl.parallel.rollout import PhaseTimer, collect
+from fnrl.parallel.phases import PhaseTimer
+from fnrl.parallel.rollout import collect
 
 
 def raw_envpool_fps(env_id: str, num_envs: int, steps: int, seed: int = 0) -> float:

@@ -1,14 +1,18 @@
 """Atomic checkpoints of a training run: everything needed to continue it exactly.
 
-A checkpoint is a directory ``checkpoints/step_{N}/`` (N = environment steps) holding
+A checkpoint is a directory ``checkpoints/step_{N}/`` (N = environment steps) of named
+pieces, one file each:
 
 * ``state.msgpack``: the ``TrainState`` (params with batch-norm statistics, optimizer state,
   PRNG key, update count), flax serialization;
+* one ``{name}.msgpack`` per entry of ``TrainState.agent_state``: what an agent keeps besides
+  its params (a replay buffer, target params), saved and checked like the state;
 * ``meta.json``: counters, the mode, the run's config and what the retention policy ranks by;
-* ``carry.msgpack`` (optional): the recurrent state of the acting envs (local mode);
-* ``env_actions.npz`` (optional): the actions sent to the envs since their seeded reset, one
-  ``[N, B]`` integer array per action name, which :mod:`fnrl.parallel.resume` replays to bring
-  fresh envs back to the exact state they had at the save.
+* further pieces the run names (:func:`save_checkpoint`'s ``pieces``), such as
+  ``carry.msgpack``, the recurrent state of the acting envs (local mode), and
+  ``env_actions.npz``, the actions sent to the envs since their seeded reset, one ``[N, B]``
+  integer array per action name, which :mod:`fnrl.parallel.resume` replays to bring fresh envs
+  back to the exact state they had at the save.
 
 ``meta.json`` also holds the SHA-256 of every other file (``files``) and of its own other
 fields (``meta_sha256``), which every load checks: a flipped byte anywhere, a counter included,
@@ -41,13 +45,17 @@ import flax.serialization
 import jax
 import numpy as np
 
-from fnrl.types import Carry, Params, TrainState
+from fnrl.types import Params, TrainState
 
 STATE_FILE = "state.msgpack"
 META_FILE = "meta.json"
 META_CHECKSUM = "meta_sha256"  # of meta.json's other fields, as sorted-key JSON
-CARRY_FILE = "carry.msgpack"
+CARRY = "carry"  # the piece of the acting envs' recurrent state
+ENV_ACTIONS = "env_actions"  # the piece of the env action log
 ACTIONS_FILE = "env_actions.npz"
+# Pieces stored as compressed arrays (an action log compresses well) rather than msgpack.
+_ARRAY_PIECES = {ENV_ACTIONS: ACTIONS_FILE}
+_RESERVED = frozenset({"state", "meta", CARRY, ENV_ACTIONS})  # no agent_state entry may use them
 _PREFIX = "step_"
 
 
@@ -107,14 +115,42 @@ def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
+def piece_file(name: str) -> str:
+    """The file name of the checkpoint piece ``name``: ``{name}.msgpack``, or the action log's
+    ``env_actions.npz``."""
+    return _ARRAY_PIECES.get(name, f"{name}.msgpack")
+
+
+def _agent_pieces(state: TrainState) -> Mapping[str, Any]:
+    """``state.agent_state``, its names checked against the pieces the run itself writes.
+
+    Raises:
+        ValueError: an entry named like one of them.
+    """
+    clash = _RESERVED.intersection(state.agent_state)
+    if clash:
+        raise ValueError(
+            f"agent_state entry {sorted(clash)[0]!r} clashes with a checkpoint piece of the "
+            f"run; rename it (reserved: {', '.join(sorted(_RESERVED))})"
+        )
+    return state.agent_state
+
+
+def _state_bytes(state: TrainState) -> bytes:
+    """The state piece: the ``TrainState`` without ``agent_state``, which has pieces of its own
+    (so a state without agent state is stored exactly as before that field existed)."""
+    state_dict = flax.serialization.to_state_dict(state)
+    del state_dict["agent_state"]
+    return flax.serialization.msgpack_serialize(state_dict)
+
+
 def save_checkpoint(
     directory: str | os.PathLike,
     state: TrainState,
     meta: Mapping[str, Any],
     *,
     env_steps: int,
-    carry: Carry | None = None,
-    env_actions: Mapping[str, np.ndarray] | None = None,
+    pieces: Mapping[str, Any] | None = None,
 ) -> Path:
     """Writes a checkpoint to ``directory/step_{env_steps}`` atomically.
 
@@ -123,12 +159,14 @@ def save_checkpoint(
 
     Args:
         directory: the run's ``checkpoints`` directory (created if missing).
-        state: the learner state to save (fetched from the devices).
+        state: the learner state to save (fetched from the devices); each entry of its
+            ``agent_state`` becomes a piece of that name.
         meta: JSON-serializable counters and config saved beside the state.
         env_steps: environment steps consumed so far; names the checkpoint.
-        carry: optional pytree of arrays, e.g. the ``[B, ...]`` recurrent carry of the envs.
-        env_actions: optional action name -> ``[N, B]`` integer actions (``[N, B, D]`` float
-            ones for a continuous action) sent to the envs.
+        pieces: more named pieces, each a pytree of arrays: ``CARRY`` (the ``[B, ...]``
+            recurrent carry of the envs), ``ENV_ACTIONS`` (action name -> ``[N, B]`` integer
+            actions, or ``[N, B, D]`` float ones for a continuous action, sent to the envs),
+            or any other name (:func:`load_piece` reads them back).
 
     Returns:
         The path of the new checkpoint.
@@ -142,11 +180,12 @@ def save_checkpoint(
     final = directory / f"{_PREFIX}{env_steps}"
     state = jax.device_get(state)
     _check_finite(final, "state", state)
-    files = {STATE_FILE: flax.serialization.to_bytes(state)}
-    if carry is not None:
-        files[CARRY_FILE] = flax.serialization.to_bytes(jax.device_get(carry))
-    if env_actions is not None:
-        files[ACTIONS_FILE] = _npz_bytes(env_actions)
+    files = {STATE_FILE: _state_bytes(state)}
+    for name, piece in {**_agent_pieces(state), **(pieces or {})}.items():
+        piece = jax.device_get(piece)
+        files[piece_file(name)] = (
+            _npz_bytes(piece) if name in _ARRAY_PIECES else flax.serialization.to_bytes(piece)
+        )
     checksums = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
     meta = {**meta, "env_steps": env_steps, "files": checksums}
     files[META_FILE] = json.dumps({**meta, META_CHECKSUM: _meta_checksum(meta)}).encode()
@@ -263,25 +302,39 @@ def _read_msgpack(path: Path, name: str) -> Any:
 
 
 def load_checkpoint(path: str | os.PathLike, target: TrainState) -> tuple[TrainState, dict]:
-    """Reads a checkpoint into the structure of ``target``.
+    """Reads a checkpoint's state, with its agent state's pieces, into the structure of ``target``.
 
     Args:
         path: a ``step_{N}`` checkpoint directory.
         target: a state with the expected structure, shapes and dtypes (a fresh init, or
-            ``jax.eval_shape`` of one).
+            ``jax.eval_shape`` of one); each entry of its ``agent_state`` is read from the piece
+            of that name.
 
     Returns:
         The restored state (numpy arrays) and the checkpoint's meta dict.
 
     Raises:
-        CheckpointError: the checkpoint is missing or corrupt, or its arrays do not match
-            ``target`` (naming the first mismatching entry).
+        CheckpointError: the checkpoint is missing or corrupt, lacks a piece of
+            ``target.agent_state``, or its arrays do not match ``target`` (naming the first
+            mismatching entry).
         NonFiniteState: it holds a NaN or an infinity.
     """
     path = Path(path)
     meta = read_meta(path)
+    target = jax.device_get(target)
     state_dict = _read_msgpack(path, STATE_FILE)
-    state = _restore(path, "state", jax.device_get(target), state_dict)
+    if not isinstance(state_dict, dict):
+        raise CheckpointError(f"checkpoint {path} is corrupt: {STATE_FILE} holds no state")
+    state_dict = {**state_dict, "agent_state": {}}
+    state = _restore(path, "state", target._replace(agent_state={}), state_dict)
+    agent_state = {}
+    for name, piece in target.agent_state.items():
+        agent_state[name] = load_piece(path, name, piece)
+        if agent_state[name] is None:
+            raise CheckpointError(
+                f"checkpoint {path} does not fit this agent: it has no {piece_file(name)}"
+            )
+    state = state._replace(agent_state=agent_state)
     _check_finite(path, "state", state)
     return state, meta
 
@@ -309,16 +362,17 @@ def load_params(path: str | os.PathLike, target: Params) -> Params:
     return params
 
 
-def load_carry(path: str | os.PathLike, target: Carry) -> Carry | None:
-    """The saved carry in the structure of ``target``, or None if the checkpoint has none.
+def load_piece(path: str | os.PathLike, name: str, target: Any) -> Any | None:
+    """The saved piece ``name`` in the structure of ``target``, or None if the checkpoint has
+    none (e.g. ``CARRY`` of a mode that saves no carry).
 
     Raises:
         CheckpointError: it is corrupt or does not fit ``target`` (e.g. another ``--nb-env``).
     """
-    path = Path(path)
-    if not (path / CARRY_FILE).exists():
+    path, file = Path(path), piece_file(name)
+    if not (path / file).exists():
         return None
-    return _restore(path, "carry", jax.device_get(target), _read_msgpack(path, CARRY_FILE))
+    return _restore(path, name, jax.device_get(target), _read_msgpack(path, file))
 
 
 def load_env_actions(path: str | os.PathLike) -> dict[str, np.ndarray] | None:

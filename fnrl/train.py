@@ -357,7 +357,7 @@ def _resumed_config(mode: str, run_dir: str, stored: dict, given: dict) -> Train
     """The stored config with the flags given on the command line over it (with a warning);
     refused if a flag changes what the checkpoints were trained with (the envs, the network...).
     """
-    from fnrl.parallel.run import check_fixed_on_resume
+    from fnrl.parallel.checkpointer import check_fixed_on_resume
 
     config = stored_config(
         run_dir, stored, MODES[mode].config_class, **{**given, "resume": run_dir}
@@ -440,7 +440,7 @@ def _run(mode: str, config: TrainConfig, stop: threading.Event, signals: list[in
 
     module, function = MODES[mode].runner.split(":")
     result = getattr(importlib.import_module(module), function)(config, stop=stop)
-    if result is None:  # a towered process other than 0: process 0 reports
+    if result.run_dir is None:  # a process that writes nothing (towered, not 0) says nothing
         return _stop_code(signals) if stop.is_set() else 0
     episodes = (
         f"recent return {result.recent_return:.2f} (mean of the last {RECENT_EPISODES} games)"

@@ -64,9 +64,16 @@ class Trajectory(NamedTuple):
 
 
 class TrainState(NamedTuple):
-    """Everything the learner step reads and writes."""
+    """Everything the learner step reads and writes.
+
+    ``agent_state`` holds what an agent keeps besides its params and optimizer state, by name
+    (a replay buffer, target params: see ``fnrl.agents.DataPath``); each entry is a pytree of
+    arrays that the learner step threads through and every checkpoint saves as a piece of that
+    name. On-policy agents keep none.
+    """
 
     params: Params
     opt_state: Any
     key: PRNGKey
     step: jax.Array  # [] int32: number of updates applied
+    agent_state: dict[str, Any] = {}  # name -> pytree of arrays

@@ -6,7 +6,7 @@ from fnrl.agents import init_train_state
 from fnrl.config import TrainConfig, with_agent_settings
 from fnrl.optimizers import make_rmsprop
 from fnrl.parallel.local import make_agent, make_training_env
-from fnrl.parallel.run import TrainingRun
+from fnrl.parallel.run import open_run
 
 
 def untrained_run(log_dir, **settings):
@@ -17,7 +17,7 @@ def untrained_run(log_dir, **settings):
     agent = make_agent(config, env.spec)
     env.close()
     state = init_train_state(agent, make_rmsprop(1e-3), jax.random.PRNGKey(config.seed))
-    run = TrainingRun(config, "local", frames_per_step=frames_per_step, show_progress=False)
+    run = open_run(config, "local", frames_per_step=frames_per_step, show_progress=False)
     try:
         run.save(state)
     finally:

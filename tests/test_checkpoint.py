@@ -15,10 +15,10 @@ from fnrl.checkpoint import (
     find_checkpoint,
     latest_good_checkpoint,
     list_checkpoints,
-    load_carry,
     load_checkpoint,
     load_env_actions,
     load_params,
+    load_piece,
     prune_checkpoints,
     remove_incomplete,
     save_checkpoint,
@@ -27,7 +27,7 @@ from fnrl.checkpoint import (
 from fnrl.config import make_config
 from fnrl.parallel.local import train_local
 from fnrl.parallel.resume import ResumeWarning
-from fnrl.parallel.run import TrainingRun
+from fnrl.parallel.run import open_run
 from fnrl.types import TrainState
 
 
@@ -56,19 +56,21 @@ def test_round_trip_is_exact(tmp_path):
         "env_steps": 640,
         "files": {"state.msgpack": meta["files"]["state.msgpack"]},
     }
-    assert load_carry(path, np.zeros(3)) is None and load_env_actions(path) is None
+    assert load_piece(path, "carry", np.zeros(3)) is None and load_env_actions(path) is None
 
 
 def test_carry_and_env_actions_round_trip_exactly(tmp_path):
     carry = (np.arange(6, dtype=np.float32).reshape(2, 3), np.full((2, 3), -1.5, np.float32))
     actions = {"action": np.array([[0, 5], [255, 3], [7, 7]], np.uint8)}
-    path = save_checkpoint(tmp_path, _state(), {}, env_steps=6, carry=carry, env_actions=actions)
-    _assert_equal_trees(load_carry(path, jax.tree.map(np.zeros_like, carry)), carry)
+    path = save_checkpoint(
+        tmp_path, _state(), {}, env_steps=6, pieces={"carry": carry, "env_actions": actions}
+    )
+    _assert_equal_trees(load_piece(path, "carry", jax.tree.map(np.zeros_like, carry)), carry)
     restored = load_env_actions(path)
     assert restored.keys() == {"action"} and restored["action"].dtype == np.uint8
     np.testing.assert_array_equal(restored["action"], actions["action"])
     with pytest.raises(CheckpointError, match=r"carry\[0\] is float32\[2, 3\] in the checkpoint"):
-        load_carry(path, (np.zeros((4, 3), np.float32), np.zeros((4, 3), np.float32)))
+        load_piece(path, "carry", (np.zeros((4, 3), np.float32), np.zeros((4, 3), np.float32)))
 
 
 def test_load_params_needs_no_optimizer_state(tmp_path):
@@ -109,7 +111,11 @@ def _save(directory, seed, steps):
     carry = np.full((2, 3), seed, np.float32)
     actions = {"action": np.full((seed + 1, 2), seed, np.uint8)}
     return save_checkpoint(
-        directory, _state(seed), {"seed": seed}, env_steps=steps, carry=carry, env_actions=actions
+        directory,
+        _state(seed),
+        {"seed": seed},
+        env_steps=steps,
+        pieces={"carry": carry, "env_actions": actions},
     )
 
 
@@ -117,7 +123,7 @@ def _assert_checkpoint_is(path, seed):
     restored, meta = load_checkpoint(path, _state(99))
     _assert_equal_trees(restored, _state(seed))
     assert meta["seed"] == seed
-    np.testing.assert_array_equal(load_carry(path, np.zeros((2, 3), np.float32)), seed)
+    np.testing.assert_array_equal(load_piece(path, "carry", np.zeros((2, 3), np.float32)), seed)
     assert load_env_actions(path)["action"].shape == (seed + 1, 2)
 
 
@@ -259,14 +265,16 @@ def _flip_a_byte(path):
 def test_a_flipped_byte_in_any_file_is_found_by_its_checksum(tmp_path, name):
     carry = np.arange(6, dtype=np.float32).reshape(2, 3)
     actions = {"action": np.arange(40, dtype=np.int32).reshape(20, 2)}
-    path = save_checkpoint(tmp_path, _state(1), {}, env_steps=6, carry=carry, env_actions=actions)
+    path = save_checkpoint(
+        tmp_path, _state(1), {}, env_steps=6, pieces={"carry": carry, "env_actions": actions}
+    )
     _flip_a_byte(path / name)
     loads = {
         "state.msgpack": [
             lambda: load_checkpoint(path, _state(1)),
             lambda: load_params(path, _state(1).params),
         ],
-        "carry.msgpack": [lambda: load_carry(path, carry)],
+        "carry.msgpack": [lambda: load_piece(path, "carry", carry)],
         "env_actions.npz": [lambda: load_env_actions(path)],
     }
     for load in loads[name]:
@@ -334,7 +342,7 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint(tmp_path):
 
 def test_a_live_run_directory_refuses_a_second_writer(tmp_path):
     config = make_config(nb_env=2, nb_eval_env=0, log_dir=str(tmp_path))
-    live = TrainingRun(config, "local", frames_per_step=1, show_progress=False)
+    live = open_run(config, "local", frames_per_step=1, show_progress=False)
     try:
         live.save(_state())
         in_flight = live.run_dir / "checkpoints" / ".step_99.tmp123"  # a save being written
@@ -343,8 +351,8 @@ def test_a_live_run_directory_refuses_a_second_writer(tmp_path):
         with pytest.raises(
             ValueError, match=rf"is in use by another training process \(pid {os.getpid()}\)"
         ):
-            TrainingRun(resume, "local", frames_per_step=1, show_progress=False)
+            open_run(resume, "local", frames_per_step=1, show_progress=False)
         assert in_flight.is_dir()  # the refused resume cleaned nothing up
     finally:
         live.close()
-    TrainingRun(resume, "local", frames_per_step=1, show_progress=False).close()  # free again
+    open_run(resume, "local", frames_per_step=1, show_progress=False).close()  # free again

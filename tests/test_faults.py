@@ -36,7 +36,7 @@ from fnrl.config import ImpalaConfig, ToweredConfig, TrainConfig, make_config
 from fnrl.parallel import build
 from fnrl.parallel.impala import train_impala
 from fnrl.parallel.local import train_local
-from fnrl.parallel.run import SilentRun, TrainingDiverged
+from fnrl.parallel.run import TrainingDiverged, silent_run
 from fnrl.parallel.towered import train_towered
 from fnrl.types import TrainState
 
@@ -146,11 +146,11 @@ def test_an_impala_learner_stops_at_the_update_whose_params_went_nan(tmp_path, m
 
 def test_every_towered_process_stops_at_the_same_update_on_a_nan_state(tmp_path):
     # A process other than 0 writes nothing but reads the same replicated check.
-    run = SilentRun(make_config(ToweredConfig, **_SETTINGS, log_dir=str(tmp_path)))
+    run = silent_run(make_config(ToweredConfig, **_SETTINGS, log_dir=str(tmp_path)), "towered")
     run.record(None, {"loss": 1.0, FINITE: 1.0}, 20, [])
     with pytest.raises(TrainingDiverged, match="at update 2 .*process 0 names the last good"):
         run.record(None, {"loss": 1.0, FINITE: 0.0}, 20, [])
-    assert run.updates == 1
+    assert run.budget.updates == 1
 
 
 def test_the_update_reports_whether_its_new_state_is_finite():

@@ -29,6 +29,7 @@ from fnrl.checkpoint import (
 from fnrl.config import TrainConfig
 from fnrl.logging import LogWriteError, RunLogger
 from fnrl.parallel.local import train_local
+from fnrl.types import TrainState
 
 SETTINGS = dict(
     env_id="CartPole-v1",
@@ -77,7 +78,7 @@ def test_a_run_whose_event_file_fills_the_disk_saves_a_final_checkpoint_and_name
 
 
 def test_a_checkpoint_that_cannot_be_written_names_itself_and_leaves_nothing(tmp_path):
-    state = {"params": np.zeros(4096, np.float32)}  # 16 KiB
+    state = TrainState({"params": np.zeros(4096, np.float32)}, (), np.zeros(2, np.uint32), 0)
     first = save_checkpoint(tmp_path, state, {"updates": 1}, env_steps=50)
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

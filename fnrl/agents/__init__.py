@@ -2,13 +2,17 @@
 
 from fnrl.agents.actor_critic import ACTOR_CRITIC, make_actor_critic
 from fnrl.agents.base import (
+    SEGMENTS,
     ActOutput,
     Agent,
+    DataPath,
     LossOutput,
+    data_path,
     greedy_actions,
     init_train_state,
     make_act,
     make_init,
+    make_learner_update,
     make_update,
     sample_actions,
     unroll,
@@ -23,10 +27,13 @@ register_agent("PPO", PPO)
 
 __all__ = [
     "AGENTS",
+    "SEGMENTS",
     "ActOutput",
     "Agent",
     "AgentPlugin",
+    "DataPath",
     "LossOutput",
+    "data_path",
     "get_agent",
     "greedy_actions",
     "init_train_state",
@@ -34,6 +41,7 @@ __all__ = [
     "make_init",
     "make_actor_critic",
     "make_actor_critic_vtrace",
+    "make_learner_update",
     "make_ppo",
     "make_update",
     "register_agent",

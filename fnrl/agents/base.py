@@ -59,6 +59,8 @@ class Agent(NamedTuple):
             into minibatches stacked on a new leading axis, one gradient step each, in order;
             the key is consumed. None: one gradient step on the whole batch.
         epochs: passes over the minibatches per learner step, reshuffled each time.
+        data_path: how the agent learns from the segments the modes collect (a
+            :class:`DataPath`); None: from each segment once, on-policy (:data:`SEGMENTS`).
     """
 
     init: Callable[[PRNGKey], Params]
@@ -68,6 +70,32 @@ class Agent(NamedTuple):
     prepare: Callable[[Params, Trajectory], tuple[Any, Params]] | None = None
     minibatches: Callable[[PRNGKey, Any], Any] | None = None
     epochs: int = 1
+    data_path: DataPath | None = None
+
+
+class DataPath(NamedTuple):
+    """How an agent learns from what the modes collect: its experience path.
+
+    Every mode collects segments of T steps of B envs (``--exp-length``, ``--nb-env``) and hands
+    each to the learner step this builds; it knows nothing else of the agent's experience.
+    On-policy agents (A2C, PPO, V-trace) learn from each segment once (:data:`SEGMENTS`). An
+    agent that keeps its own experience, such as a replay buffer (adept's DQN family, SAC;
+    adept's experience caches, acme's builders, sbx's off-policy base class), keeps it in
+    ``TrainState.agent_state``: its learner step adds the segment there and learns from
+    samples of it, and every checkpoint saves each entry as a piece of its name, so resume
+    restores it exactly.
+
+    Attributes:
+        init: ``init(params) -> agent_state``: the named pytrees of arrays the learner keeps
+            besides params and optimizer state (an empty buffer, target params); ``{}``: none.
+        make_update: ``make_update(agent, optimizer, *, axis_name=None) -> update``, the pure
+            learner step ``update(state, trajectory) -> (state, metrics)`` with the contract of
+            :func:`make_update`: scalar metrics with ``FINITE``, and with ``axis_name`` (inside
+            ``shard_map``) the same result as one update of the whole batch.
+    """
+
+    init: Callable[[Params], dict[str, Any]]
+    make_update: Callable[..., Callable[[TrainState, Trajectory], tuple[TrainState, Metrics]]]
 
 
 _STATE_COLLECTIONS = ["batch_stats"]  # non-trainable flax collections the learner writes
@@ -304,15 +332,45 @@ def make_update(
             if jnp.issubdtype(x.dtype, jnp.inexact)
         ]
         metrics = {**metrics, FINITE: jnp.all(jnp.stack(finite)).astype(jnp.float32)}
-        return TrainState(params, opt_state, state.key, state.step + 1), metrics
+        return state._replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
 
     return update
+
+
+def _no_agent_state(params: Params) -> dict[str, Any]:
+    del params
+    return {}
+
+
+SEGMENTS = DataPath(init=_no_agent_state, make_update=make_update)
+"""The on-policy data path: one learner step (:func:`make_update`) per collected segment."""
+
+
+def data_path(agent: Agent) -> DataPath:
+    """``agent.data_path``, or :data:`SEGMENTS` where it declares none."""
+    return agent.data_path or SEGMENTS
+
+
+def make_learner_update(
+    agent: Agent, optimizer: optax.GradientTransformation, *, axis_name: str | None = None
+) -> Callable[[TrainState, Trajectory], tuple[TrainState, Metrics]]:
+    """The pure learner step of ``agent``'s data path: what every mode calls on a segment.
+
+    ``update(state, trajectory) -> (state, metrics)``: :func:`make_update` for on-policy agents,
+    the agent's own for one that keeps its experience (see :class:`DataPath`).
+
+    Args:
+        agent: the agent.
+        optimizer: the optimizer to apply.
+        axis_name: for data-parallel updates, the mesh axis to average over.
+    """
+    return data_path(agent).make_update(agent, optimizer, axis_name=axis_name)
 
 
 def init_train_state(
     agent: Agent, optimizer: optax.GradientTransformation, key: PRNGKey
 ) -> TrainState:
-    """Initial parameters, optimizer state and counters.
+    """Initial parameters, optimizer state, counters and the agent state of its data path.
 
     Args:
         agent: the agent whose parameters to initialize.
@@ -322,4 +380,5 @@ def init_train_state(
     init_key, act_key = jax.random.split(key)
     params = agent.init(init_key)
     opt_state = optimizer.init(params["params"])
-    return TrainState(params, opt_state, act_key, jnp.zeros((), jnp.int32))
+    agent_state = data_path(agent).init(params)
+    return TrainState(params, opt_state, act_key, jnp.zeros((), jnp.int32), agent_state)

@@ -2,8 +2,8 @@
 
 Every execution mode trains with the same parts: its training envs (from
 :func:`make_training_env`), the network and agent the config names, the optimizer, and the run
-shell that owns the run directory (a :class:`~fnrl.parallel.run.TrainingRun`, or a
-:class:`~fnrl.parallel.run.SilentRun` on a process that must not write). :func:`build_run`
+shell that owns the run directory (a :class:`~fnrl.parallel.run.TrainingRun`, whose parts
+write nothing on a process that must not write). :func:`build_run`
 builds them in the order that keeps a bad configuration from leaving anything behind (envs and
 names are checked before the run directory exists) and closes them when the mode's loop ends;
 the mode passes what differs (how many envs, their seeds, whether this process writes).
@@ -34,7 +34,7 @@ from fnrl.networks import (
 )
 from fnrl.optimizers import make_optimizer
 from fnrl.parallel.rollout import check_rollout
-from fnrl.parallel.run import SilentRun, TrainingRun
+from fnrl.parallel.run import TrainingRun, open_run, silent_run
 from fnrl.specs import EnvSpec
 from fnrl.types import Carry, TrainState
 
@@ -136,7 +136,7 @@ class RunParts:
     network: ModularNetwork
     agent: Agent  # acting and learning with ``network``
     optimizer: optax.GradientTransformation
-    run: TrainingRun | SilentRun  # the run shell: counters, timer, stop, logs, checkpoints
+    run: TrainingRun  # the run shell: counters, timer, stop, logs, checkpoints
 
     def start(self, carry: Carry = None, *lines: str) -> tuple[TrainState, Carry]:
         """The learner state (and carry) the loop starts from; announces the run first.
@@ -183,10 +183,10 @@ def build_run(
         mode: the execution mode's name, written into the checkpoints.
         num_envs: envs per batch.
         seeds: one batch of ``num_envs`` envs per seed, seeded ``seed, seed + 1, ...``.
-        writes: False on a process that must not write (a :class:`SilentRun`).
+        writes: False on a process that must not write (its run's parts write nothing).
         stop: when set, the run stops at the next update boundary.
         show_progress: progress bar on/off; ``None`` shows it on a terminal only (a
-            ``SilentRun`` shows none).
+            process that must not write shows none).
         in_use: True for an env that a thread still steps, which is left open on exit.
 
     Raises:
@@ -222,7 +222,7 @@ def _built_run(
         agent = get_agent(config.agent).make(network, spec, config)
         optimizer = make_training_optimizer(config)
         if writes:
-            run = TrainingRun(
+            run = open_run(
                 config,
                 mode,
                 frames_per_step=envs[0].frames_per_step,
@@ -231,7 +231,7 @@ def _built_run(
                 show_progress=show_progress,
             )
         else:
-            run = SilentRun(config, stop=stop)
+            run = silent_run(config, mode, stop=stop)
         try:
             yield RunParts(config, tuple(envs), network, agent, optimizer, run)
         finally:

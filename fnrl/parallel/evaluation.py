@@ -13,10 +13,12 @@ statistics (``train=False``), and returns are whole games in real (unclipped) ga
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import flax.linen as nn
@@ -27,8 +29,9 @@ import numpy as np
 from fnrl.agents import greedy_actions, sample_actions
 from fnrl.envs import BatchedEnv
 from fnrl.logging import RunLogger
-from fnrl.parallel.rollout import Episode
-from fnrl.types import Carry, Params, PRNGKey
+from fnrl.parallel.budget import Schedule
+from fnrl.parallel.phases import Episode
+from fnrl.types import Carry, Params, PRNGKey, TrainState
 
 # Env seeds of evaluation: far above the training envs' ``seed + i`` (adept used seed + nb_env,
 # which other modes' per-device or per-actor envs can reach).
@@ -330,3 +333,146 @@ class EvaluationThread:
                 pause = busy * (1.0 / self._busy_fraction - 1.0)
             if pause > 0:
                 self._stop.wait(pause)
+
+
+class Evaluations:
+    """A run's evaluations: scheduled greedy games in a worker thread, or adept's thread.
+
+    Every ``config.eval_every`` steps (at the first update boundary at or after a multiple),
+    the run plays ``config.eval_episodes`` greedy games with a copy of its params
+    (:class:`ScheduledEvaluation`) and logs them, in a worker thread while training goes on: at
+    most one evaluation is in flight (the next one waits for it), and the run waits for it
+    (:meth:`wait`) before each checkpoint, so that every evaluation of the steps a checkpoint
+    covers is logged before it is written. The games depend on the params and the evaluation's
+    index only, not on the timing. Or, with ``config.nb_eval_env``, adept's
+    :class:`EvaluationThread` plays the latest params alongside training.
+
+    Args:
+        config: the run's settings.
+        log: the run's log (a ``fnrl.parallel.runlog.RunLog``).
+        timer: accumulates the ``evaluation`` phase (copying params, waiting for a game).
+        env_steps: the run's steps so far (a resumed run's).
+    """
+
+    def __init__(self, config: Any, log: Any, timer: Any, env_steps: int) -> None:
+        self._config, self._log, self._timer = config, log, timer
+        self._schedule = Schedule(config.eval_every, env_steps)
+        self._scheduled: ScheduledEvaluation | None = None
+        self._worker: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
+        self.thread: EvaluationThread | None = None
+
+    @property
+    def next_due(self) -> float:
+        """The step at which the next scheduled evaluation is due (inf: none)."""
+        return self._schedule.next
+
+    def start(self, make_env: Callable[[int, int], BatchedEnv], network: nn.Module) -> None:
+        """Prepares the scheduled evaluation (``config.eval_every``), or starts the evaluation
+        thread of ``config.nb_eval_env`` envs; neither when both are 0.
+
+        Args:
+            make_env: ``make_env(num_envs, seed)`` builds the evaluation envs (seeded from
+                ``config.seed + EVAL_THREAD_SEED_OFFSET``, apart from every training env).
+            network: the run's network, played greedily with its running batch-norm stats.
+        """
+        config = self._config
+        if config.eval_every:
+            self._scheduled = ScheduledEvaluation(
+                make_env, network, episodes=config.eval_episodes, seed=config.seed
+            )
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="fnrl-evaluation")
+        if config.nb_eval_env == 0:
+            return
+        env = make_env(config.nb_eval_env, config.seed + EVAL_THREAD_SEED_OFFSET)
+        self.thread = EvaluationThread(
+            env,
+            jax.jit(make_eval_policy(network, greedy=True)),
+            network.initial_carry(env.num_envs),
+            self._log.writer,
+            key=jax.random.PRNGKey(config.seed + EVAL_THREAD_SEED_OFFSET),
+            step_rate=config.eval_step_rate,
+        )
+        self.thread.start()
+
+    def after_update(self, state: TrainState, env_steps: int) -> None:
+        """Hands the params of ``state`` (after ``env_steps`` steps) to the evaluation thread if
+        it waits for them, and to a scheduled evaluation if one is due.
+
+        Raises:
+            RuntimeError: the evaluation thread failed; or the scheduled evaluation before,
+                which this one waits for.
+        """
+        if self.thread is not None:
+            self.thread.check()
+            if self.thread.wants_params:
+                self.thread.publish(state.params, env_steps)
+        if self._schedule.due(env_steps):
+            self._submit(state.params, env_steps)
+
+    def _submit(self, params: Params, env_steps: int) -> None:
+        """Hands the scheduled evaluation of ``params`` to the worker thread.
+
+        Waits first for the one before it; the params are copied to the host, since the next
+        update may reuse their device buffers.
+        """
+        index = env_steps // self._config.eval_every
+        self.wait()
+        with self._timer.phase("evaluation"):
+            params = jax.device_get(params)
+        self._pending = self._worker.submit(self._play, params, index, env_steps)
+        self._schedule.advance(env_steps)
+
+    def _play(self, params: Params, index: int, step: int) -> None:
+        """Plays evaluation number ``index`` with ``params`` (of training ``step``) and logs it."""
+        self._log.evaluation(step, self._scheduled(params, index))
+
+    def wait(self) -> None:
+        """Waits for the evaluation in flight, if any, re-raising its exception; the wait is
+        timed as the ``evaluation`` phase."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            with self._timer.phase("evaluation"):
+                pending.result()
+
+    def close(self, seconds: float) -> None:
+        """Shuts the worker down and stops the evaluation thread (logging how busy it was over
+        the run's ``seconds``).
+
+        Raises:
+            RuntimeError: the evaluation thread failed.
+        """
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
+        if self.thread is not None:
+            try:
+                self.thread.close()
+            finally:
+                busy = self.thread.busy_seconds
+                self._log.line(
+                    f"EVAL: {len(self.thread.episodes)} games, thread busy {busy:.2f}s "
+                    f"({100 * busy / max(seconds, 1e-9):.1f}% of one core)"
+                )
+
+
+class NoEvaluations:
+    """:class:`Evaluations`' methods for a process that must not write: it evaluates nothing
+    (the writing process does)."""
+
+    next_due = math.inf
+    thread = None
+
+    def start(self, make_env: Callable[[int, int], BatchedEnv], network: nn.Module) -> None:
+        """Starts nothing."""
+        del make_env, network
+
+    def after_update(self, state: TrainState, env_steps: int) -> None:
+        """Plays nothing."""
+        del state, env_steps
+
+    def wait(self) -> None:
+        """Nothing is in flight."""
+
+    def close(self, seconds: float) -> None:
+        """Nothing to close."""
+        del seconds

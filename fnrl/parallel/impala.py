@@ -47,11 +47,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from fnrl.agents import Agent, make_update
+from fnrl.agents import Agent, make_learner_update
 from fnrl.config import ImpalaConfig
 from fnrl.envs import BatchedEnv
 from fnrl.parallel.build import RunParts, build_run, chosen_local_devices
-from fnrl.parallel.rollout import Episode, PhaseTimer, SegmentCollector
+from fnrl.parallel.phases import Episode, PhaseTimer
+from fnrl.parallel.rollout import SegmentCollector
 from fnrl.parallel.run import RunResult, TrainingRun
 from fnrl.types import Params, PRNGKey, TrainState, Trajectory
 
@@ -328,13 +329,13 @@ def _stop_actors(actors: list[_Actor], halt: threading.Event, run: TrainingRun) 
             continue
         actor.join(timeout=max(0.0, deadline - time.monotonic()))
         if actor.is_alive():
-            run.logger.line(f"WARNING: actor {actor.actor_id} did not stop in {_JOIN_SECONDS}s")
+            run.log.line(f"WARNING: actor {actor.actor_id} did not stop in {_JOIN_SECONDS}s")
     # Actors run side by side: their mean time per phase is comparable to the learner's.
     for phase in ("env", "inference", "rollout"):
         seconds = sum(a.timer.seconds.get(phase, 0.0) for a in actors) / len(actors)
         if seconds:
             run.timer.seconds[phase] += seconds
-    run.logger.line(
+    run.log.line(
         "ACTORS: "
         + " ".join(
             f"actor{a.actor_id}:"
@@ -387,7 +388,7 @@ def train_impala(
         config, run = parts.config, parts.run
         replicated = NamedSharding(mesh, PartitionSpec())
         update = jax.jit(
-            make_update(parts.agent, parts.optimizer),
+            make_learner_update(parts.agent, parts.optimizer),
             donate_argnums=0,
             out_shardings=(replicated, replicated),
         )
@@ -398,12 +399,12 @@ def train_impala(
         state = jax.device_put(state, replicated)
         sizes = config.dynamic_batch_sizes(mesh.size)
         rollouts_per_batch = f"{sizes} (dynamic)" if sizes else str(config.batch_size)
-        run.logger.line(
+        run.log.line(
             f"LEARNER: {mesh.size} device(s) {[str(d) for d in mesh.devices]}, batch of "
             f"{rollouts_per_batch} rollouts x {config.nb_env} envs x {config.exp_length} "
             f"steps; {config.nb_actor} actor threads"
         )
-        store = VersionedParams(snapshot(state.params), version=run.updates)
+        store = VersionedParams(snapshot(state.params), version=run.budget.updates)
         rollouts = RolloutQueue(config.max_queue_length)
         halt = threading.Event()
         actors.extend(_make_actors(parts, state, store, rollouts, halt))
@@ -457,7 +458,7 @@ def _make_actors(
 ) -> list[_Actor]:
     """One actor thread (not started) per env batch of ``parts``, each with its own key."""
     # A stream per actor and per start of the run (a resumed run starts new ones).
-    actors_key = jax.random.fold_in(state.key, parts.run.updates)
+    actors_key = jax.random.fold_in(state.key, parts.run.budget.updates)
     positions = parts.config.device_positions()
     # Without --gpu-id the actors share the first device; with it they take its devices in turn.
     devices = chosen_local_devices([0] if positions is None else positions)
@@ -526,7 +527,7 @@ def _learn(
             state, metrics = update(state, trajectory)
             metrics = jax.device_get(metrics)
             learner_seconds = time.perf_counter() - start
-        version = run.updates
+        version = run.budget.updates
         store.publish(snapshot(state.params), version + 1)
         metrics = {
             **metrics,
@@ -541,7 +542,7 @@ def _learn(
         run.record(state, metrics, env_steps, episodes)
         info.append(metrics)
         if len(info) == config.host_training_info_interval:
-            run.logger.line(_training_info(run.updates, info))
+            run.log.line(_training_info(run.budget.updates, info))
             info.clear()
     return state
 

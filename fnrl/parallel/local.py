@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 
-from fnrl.agents import make_update
+from fnrl.agents import make_learner_update
 from fnrl.config import TrainConfig
 
 # The builders live in fnrl.parallel.build; they are imported from here too.
@@ -71,13 +71,15 @@ def train_local(
         config, agent, run = parts.config, parts.agent, parts.run
         state, carry = parts.start(agent.initial_carry(config.nb_env))
         env = run.resumable_env(parts.envs[0])
-        update = make_update(agent, parts.optimizer)
+        update = make_learner_update(agent, parts.optimizer)
         train = make_trainer(config.rollout, env, agent.act, update, config.exp_length, run.timer)
         timestep = env.reset()
         steps_per_update = config.exp_length * config.nb_env
         while not run.finished:
             count = min(train.suggested_count(), run.updates_before_pause(steps_per_update))
-            state, timestep, carry, results = train(state, timestep, carry, run.updates, count)
+            state, timestep, carry, results = train(
+                state, timestep, carry, run.budget.updates, count
+            )
             for result in results:
                 run.record(state, result.metrics, steps_per_update, result.episodes, carry=carry)
         return run.finish(state, carry)

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 import jax
@@ -31,6 +29,7 @@ import numpy as np
 
 from fnrl.envs import BatchedEnv, EnvpoolEnv
 from fnrl.envs.envpool import XlaStep
+from fnrl.parallel.phases import Episode, PhaseTimer
 from fnrl.parallel.resume import ResumableEnv
 from fnrl.specs import is_image
 from fnrl.types import (
@@ -44,33 +43,6 @@ from fnrl.types import (
     TrainState,
     Trajectory,
 )
-
-
-class PhaseTimer:
-    """Wall-clock seconds spent in each named phase of a run (env, inference, learner, ...)."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-
-    @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        """Adds the time spent inside the ``with`` block to ``seconds[name]``."""
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] += time.perf_counter() - start
-
-    def bound(self) -> str:
-        """The phase that took the most time: what bound the run."""
-        return max(self.seconds, key=self.seconds.get) if self.seconds else "nothing"
-
-
-class Episode(NamedTuple):
-    """A finished whole game: its unclipped return and length in agent steps."""
-
-    returns: float
-    length: int
 
 
 class RolloutResult(NamedTuple):
@@ -327,7 +299,7 @@ class HostTrainer:
     Args:
         env: the envs, before their first ``reset``.
         act: ``Agent.act``, not compiled.
-        update: the pure learner step (``make_update``), not compiled.
+        update: the pure learner step (``make_learner_update``), not compiled.
         length: T.
         timer: accumulates the ``inference``, ``env`` and ``learner`` phases.
     """

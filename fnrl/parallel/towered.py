@@ -32,7 +32,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from fnrl.agents import Agent, make_update
+from fnrl.agents import Agent, make_learner_update
 from fnrl.config import ToweredConfig
 from fnrl.parallel.build import build_run, devices_at
 from fnrl.parallel.rollout import SegmentCollector
@@ -256,7 +256,7 @@ def make_towered_update(agent: Agent, optimizer: Any, mesh: Mesh) -> Callable:
     )
     update = jax.jit(
         jax.shard_map(
-            make_update(agent, optimizer, axis_name=AXIS),
+            make_learner_update(agent, optimizer, axis_name=AXIS),
             mesh=mesh,
             in_specs=(_REPLICATED, trajectory_specs),
             out_specs=(_REPLICATED, _REPLICATED),
@@ -302,7 +302,7 @@ def train_towered(
     *,
     stop: threading.Event | None = None,
     show_progress: bool | None = None,
-) -> RunResult | None:
+) -> RunResult:
     """Trains A2C data-parallel over the mesh until ``config.max_train_steps`` (global).
 
     Every process runs this function; they agree on the step count and stop together, at the
@@ -314,7 +314,8 @@ def train_towered(
     several, the other processes' envs restart fresh.
 
     Returns:
-        The run's result on process 0; None on the other processes, which write nothing.
+        The run's result; on the processes other than 0, which write nothing, its
+        ``run_dir`` and ``last_checkpoint`` are None.
 
     Raises:
         TrainingDiverged: the loss, the gradient or the new learner state became NaN or
@@ -341,7 +342,7 @@ def train_towered(
         host_state, carry = parts.start(agent.initial_carry(local_envs), devices)
         env = run.resumable_env(parts.envs[0])
         # Process 0's learner state and update count on every process.
-        host_state, updates = multihost_utils.broadcast_one_to_all((host_state, run.updates))
+        host_state, updates = multihost_utils.broadcast_one_to_all((host_state, run.budget.updates))
         updates = int(updates)
         state = to_global(mesh, host_state, _REPLICATED)
         act = make_shardwise_act(agent, positions)

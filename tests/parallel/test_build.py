@@ -8,9 +8,10 @@ from fnrl.agents import init_train_state
 from fnrl.config import ToweredConfig, make_config
 from fnrl.parallel import build
 from fnrl.parallel.build import build_run
+from fnrl.parallel.phases import Episode
 from fnrl.parallel.resume import ResumeWarning
-from fnrl.parallel.rollout import Episode
-from fnrl.parallel.run import SilentRun, TrainingRun
+from fnrl.parallel.run import TrainingRun, silent_run
+from fnrl.parallel.runlog import SilentLog
 
 
 def _config(tmp_path, **settings):
@@ -32,11 +33,11 @@ def test_a_process_that_does_not_write_leaves_no_file_and_prints_nothing(tmp_pat
         config, "towered", num_envs=2, seeds=[0], writes=False, show_progress=True
     ) as parts:
         run = parts.run
-        assert isinstance(run, SilentRun)
+        assert isinstance(run.log, SilentLog)
         fresh = parts.agent.initial_carry(2)
         with pytest.warns(ResumeWarning, match="process 0: resuming with the learner state"):
             state, carry = parts.start(fresh, "Devices: 1 over 1 process(es)")
-        assert carry is fresh and run.evaluation is None
+        assert carry is fresh and run.evaluations.thread is None
         env = run.resumable_env(parts.envs[0])
         assert env is parts.envs[0]
         env.reset()
@@ -45,15 +46,16 @@ def test_a_process_that_does_not_write_leaves_no_file_and_prints_nothing(tmp_pat
             with run.timer.phase("learner"):
                 run.record(state, {"loss": 1.0}, 10, [Episode(1.0, 10)], carry=carry)
             updates += 1
-        assert (updates, run.updates, run.env_steps) == (2, 2, 20)  # stops at the budget
+        assert (updates, run.budget.updates, run.budget.env_steps) == (2, 2, 20)  # the budget
         assert run.timer.seconds["learner"] > 0
-        assert run.finish(state, carry) is None
+        result = run.finish(state, carry)
+        assert (result.run_dir, result.last_checkpoint, result.updates) == (None, None, 2)
     assert list(tmp_path.iterdir()) == []
     assert capsys.readouterr() == ("", "")
 
 
 def test_a_silent_run_stops_when_asked(tmp_path):
-    run = SilentRun(_config(tmp_path))
+    run = silent_run(_config(tmp_path), "towered")
     assert not run.finished and run.updates_before_pause(5) == 4
     run.stop.set()
     assert run.finished
