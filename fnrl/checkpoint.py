@@ -141,7 +141,7 @@ def _state_bytes(state: TrainState) -> bytes:
     (so a state without agent state is stored exactly as before that field existed)."""
     state_dict = flax.serialization.to_state_dict(state)
     del state_dict["agent_state"]
-    return flax.serialization.msgpack_serialize(state_dict)
+    return flax.serialization.msgpack_serialize(state_dict, in_place=True)  # as to_bytes
 
 
 def save_checkpoint(

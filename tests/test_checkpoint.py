@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 
+import flax.serialization
 import jax
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from fnrl.checkpoint import (
     load_params,
     load_piece,
     prune_checkpoints,
+    read_meta,
     remove_incomplete,
     save_checkpoint,
     verify_checkpoint,
@@ -57,6 +59,41 @@ def test_round_trip_is_exact(tmp_path):
         "files": {"state.msgpack": meta["files"]["state.msgpack"]},
     }
     assert load_piece(path, "carry", np.zeros(3)) is None and load_env_actions(path) is None
+
+
+def test_a_state_without_agent_state_is_stored_as_the_four_fields_it_always_had(tmp_path):
+    state = jax.device_get(_state(1))  # as save_checkpoint fetches it
+    path = save_checkpoint(tmp_path, state, {}, env_steps=10)
+    fields = {
+        "params": state.params,
+        "opt_state": state.opt_state,
+        "key": state.key,
+        "step": state.step,
+    }
+    # What flax.serialization.to_bytes wrote for a TrainState of these four fields.
+    assert (path / "state.msgpack").read_bytes() == flax.serialization.to_bytes(fields)
+    assert sorted(p.name for p in path.iterdir()) == ["meta.json", "state.msgpack"]
+
+
+def test_each_agent_state_entry_is_a_piece_that_round_trips_exactly(tmp_path):
+    replay = {"items": np.arange(12, dtype=np.uint8).reshape(4, 3), "size": np.int32(3)}
+    target = {"online": np.float32(2.5)}
+    state = _state(1)._replace(agent_state={"replay": replay, "target": target})
+    path = save_checkpoint(tmp_path, state, {}, env_steps=10)
+    assert {"replay.msgpack", "target.msgpack"} <= set(read_meta(path)["files"])
+    template = _state(2)._replace(agent_state=jax.tree.map(np.zeros_like, state.agent_state))
+    restored, _ = load_checkpoint(path, template)
+    _assert_equal_trees(restored, state)
+    assert restored.agent_state["replay"]["items"].dtype == np.uint8
+    with pytest.raises(CheckpointError, match="has no replay.msgpack"):
+        (path / "replay.msgpack").unlink()
+        load_checkpoint(path, template)
+
+
+def test_an_agent_state_entry_may_not_take_a_piece_name_of_the_run(tmp_path):
+    state = _state(1)._replace(agent_state={"carry": np.zeros(2, np.float32)})
+    with pytest.raises(ValueError, match="agent_state entry 'carry' clashes"):
+        save_checkpoint(tmp_path, state, {}, env_steps=10)
 
 
 def test_carry_and_env_actions_round_trip_exactly(tmp_path):
