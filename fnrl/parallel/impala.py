@@ -34,29 +34,32 @@ Impure shell: threads, queues, devices, environments and the clock live here.
 
 from __future__ import annotations
 
-import itertools
-import queue
 import threading
 import time
-import traceback
 from collections.abc import Callable
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from fnrl.agents import Agent, make_learner_update
+from fnrl.agents import make_learner_update
 from fnrl.config import ImpalaConfig
 from fnrl.envs import BatchedEnv
+from fnrl.parallel.actors import (
+    Actor,
+    Rollout,
+    RolloutQueue,
+    VersionedParams,
+    take,
+    take_dynamic,
+)
 from fnrl.parallel.build import RunParts, build_run, chosen_local_devices
-from fnrl.parallel.phases import Episode, PhaseTimer
-from fnrl.parallel.rollout import SegmentCollector
 from fnrl.parallel.run import RunResult, TrainingRun
-from fnrl.types import Params, PRNGKey, TrainState, Trajectory
+from fnrl.types import Params, TrainState, Trajectory
 
 __all__ = [
+    "Actor",
     "ActorFailed",
     "Rollout",
     "RolloutQueue",
@@ -66,48 +69,12 @@ __all__ = [
     "train_impala",
 ]
 
-_POLL_SECONDS = 0.05  # how often blocked queue operations look at the stop event
 _JOIN_SECONDS = 30.0  # how long shutdown waits for the actor threads, all together
 _BATCH_AXIS = "batch"
 
 
 class ActorFailed(RuntimeError):
     """An actor thread raised; the message holds its exception and traceback."""
-
-
-class Rollout(NamedTuple):
-    """One actor's trajectory segment, as the learner receives it (host memory)."""
-
-    trajectory: Trajectory  # [T + 1, B] obs, [T, B] actions...; initial_carry [B, ...] numpy
-    policy_version: int  # learner updates applied to the params that acted
-    actor_id: int
-    episodes: list[Episode]  # whole games that ended during the segment
-    # Seconds per phase of the segment: "env" and "inference" (the compiled act with the
-    # transfer of its outputs) for the host loop, "rollout" for a compiled rollout.
-    phase_seconds: dict[str, float]
-
-
-class VersionedParams:
-    """The latest published params and their version, shared by the learner and the actors.
-
-    Thread-safe: the learner publishes, every actor reads. Published arrays must never be
-    donated to a later computation, since an actor may still be reading them.
-    """
-
-    def __init__(self, params: Params, version: int = 0) -> None:
-        self._lock = threading.Lock()
-        self._params = params
-        self._version = version
-
-    def publish(self, params: Params, version: int) -> None:
-        """Makes ``params`` the latest, as the result of ``version`` updates."""
-        with self._lock:
-            self._params, self._version = params, version
-
-    def latest(self) -> tuple[int, Params]:
-        """The latest version and its params."""
-        with self._lock:
-            return self._version, self._params
 
 
 def learner_mesh(devices: list[jax.Device] | None = None) -> Mesh:
@@ -148,163 +115,9 @@ def stack_rollouts(rollouts: list[Rollout]) -> Trajectory:
     return stacked._replace(initial_carry=carry)
 
 
-class RolloutQueue:
-    """A FIFO of rollouts with at most ``maxsize`` places, reserved before collecting.
-
-    An actor calls :meth:`reserve` before it fetches params, then :meth:`put` once its rollout
-    is collected (which never blocks); the learner's :meth:`get` frees the place. Every rollout
-    in flight holds a place, which is what bounds the policy lag (see the module docstring).
-    All waits take a timeout, so that a stopping run never hangs on the queue.
-    """
-
-    def __init__(self, maxsize: int) -> None:
-        if maxsize < 1:
-            raise ValueError(f"a rollout queue needs at least 1 place, got {maxsize}")
-        self._places = threading.Semaphore(maxsize)
-        self._rollouts: queue.Queue[Rollout] = queue.Queue(maxsize=maxsize)
-
-    def reserve(self, timeout: float) -> bool:
-        """Takes a place for a rollout about to be collected; False after ``timeout`` seconds."""
-        return self._places.acquire(timeout=timeout)
-
-    def put(self, rollout: Rollout) -> None:
-        """Queues a rollout whose place was reserved."""
-        self._rollouts.put_nowait(rollout)
-
-    def get(self, timeout: float) -> Rollout:
-        """The oldest rollout, freeing its place.
-
-        Raises:
-            queue.Empty: none came within ``timeout`` seconds.
-        """
-        rollout = self._rollouts.get(timeout=timeout)
-        self._places.release()
-        return rollout
-
-    def qsize(self) -> int:
-        """The number of rollouts waiting for the learner."""
-        return self._rollouts.qsize()
-
-
 def _copy_params(params: Params) -> Params:
     """A copy in fresh buffers, so that donating the learner state never frees what actors read."""
     return jax.tree.map(jnp.copy, params)
-
-
-class _Actor(threading.Thread):
-    """One actor thread: owns its envs' stepping, its key and its compiled rollout (or ``act``).
-
-    Its exception, if any, is kept in ``error`` (with ``traceback_text``) and sets ``halt``, so
-    that the learner stops and re-raises it.
-    """
-
-    def __init__(
-        self,
-        actor_id: int,
-        env: BatchedEnv,
-        agent: Agent,
-        store: VersionedParams,
-        rollouts: RolloutQueue,
-        halt: threading.Event,
-        key: PRNGKey,
-        length: int,
-        device: jax.Device,
-        rollout: str,
-    ) -> None:
-        super().__init__(name=f"fnrl-actor-{actor_id}", daemon=True)
-        self.rollout = rollout
-        self.actor_id = actor_id
-        self.env = env
-        self.agent = agent
-        self.store = store
-        self.rollouts = rollouts
-        self.halt = halt
-        self.key = key
-        self.length = length
-        self.device = device
-        self.timer = PhaseTimer()  # written by this thread only; read after it stopped
-        self.error: BaseException | None = None
-        self.traceback_text = ""
-
-    def run(self) -> None:
-        try:
-            self._loop()
-        except BaseException as e:  # noqa: BLE001 - handed to the main thread, never swallowed
-            self.error = e
-            self.traceback_text = traceback.format_exc()
-            self.halt.set()
-
-    def _loop(self) -> None:
-        timestep = self.env.reset()
-        carry = jax.device_put(self.agent.initial_carry(self.env.num_envs), self.device)
-        version, params = -1, None
-        # Compiled ahead of the first rollout, so that its params are not stale by the time
-        # acting starts; the arguments only give shapes and placement here.
-        with self.timer.phase("compile"):
-            collect_segment = SegmentCollector(self.rollout, self.env, self.agent.act, self.length)
-            _, latest = self.store.latest()
-            collect_segment.compile(jax.device_put(latest, self.device), self.key, timestep, carry)
-        for index in itertools.count():
-            with self.timer.phase("queue_wait"):
-                while not self.rollouts.reserve(timeout=_POLL_SECONDS):
-                    if self.halt.is_set():
-                        return
-            if self.halt.is_set():
-                return
-            latest_version, latest = self.store.latest()
-            if latest_version != version:
-                with self.timer.phase("transfer"):
-                    params = jax.device_put(latest, self.device)
-                version = latest_version
-            segment = PhaseTimer()
-            result = collect_segment(
-                params, jax.random.fold_in(self.key, index), timestep, carry, segment
-            )
-            timestep, carry = result.timestep, result.carry
-            for phase, seconds in segment.seconds.items():
-                self.timer.seconds[phase] += seconds
-            rollout = Rollout(
-                trajectory=jax.device_get(result.trajectory),
-                policy_version=version,
-                actor_id=self.actor_id,
-                episodes=result.episodes,
-                phase_seconds=dict(segment.seconds),
-            )
-            self.rollouts.put(rollout)
-
-
-def _take(
-    rollouts: RolloutQueue, count: int, events: tuple[threading.Event, ...]
-) -> list[Rollout] | None:
-    """The next ``count`` rollouts, or None as soon as one of ``events`` is set."""
-    batch: list[Rollout] = []
-    while len(batch) < count:
-        if any(event.is_set() for event in events):
-            return None
-        try:
-            batch.append(rollouts.get(timeout=_POLL_SECONDS))
-        except queue.Empty:
-            continue
-    return batch
-
-
-def _take_dynamic(
-    rollouts: RolloutQueue, sizes: tuple[int, ...], events: tuple[threading.Event, ...]
-) -> list[Rollout] | None:
-    """The rollouts ready now, as many as the largest of ``sizes`` that they fill.
-
-    Waits for ``sizes[0]`` rollouts (adept's ``--min-dynamic-batch``), then takes those that
-    are waiting, up to ``sizes[-1]``, and keeps the ones past the largest size they fill in the
-    queue for the next update; None as soon as one of ``events`` is set.
-    """
-    batch = _take(rollouts, sizes[0], events)
-    if batch is None:
-        return None
-    ready = min(sizes[-1], len(batch) + rollouts.qsize())
-    count = max(size for size in sizes if size <= ready)
-    while len(batch) < count:  # only this thread gets: the rollouts counted are still there
-        batch.append(rollouts.get(timeout=_POLL_SECONDS))
-    return batch
 
 
 def _batch_metrics(batch: list[Rollout], version: int) -> dict[str, float]:
@@ -320,7 +133,7 @@ def _batch_metrics(batch: list[Rollout], version: int) -> dict[str, float]:
     }
 
 
-def _stop_actors(actors: list[_Actor], halt: threading.Event, run: TrainingRun) -> None:
+def _stop_actors(actors: list[Actor], halt: threading.Event, run: TrainingRun) -> None:
     """Stops and joins the actors, then adds their mean phase times to the run's timer."""
     halt.set()
     deadline = time.monotonic() + _JOIN_SECONDS
@@ -370,7 +183,7 @@ def train_impala(
             infinite; it is not saved, and the error names the last finite checkpoint.
     """
     mesh = _checked_learner_mesh(config)
-    actors: list[_Actor] = []
+    actors: list[Actor] = []
 
     def stepped_by_a_live_actor(env: BatchedEnv) -> bool:
         return any(actor.env is env and actor.is_alive() for actor in actors)
@@ -455,7 +268,7 @@ def _make_actors(
     store: VersionedParams,
     rollouts: RolloutQueue,
     halt: threading.Event,
-) -> list[_Actor]:
+) -> list[Actor]:
     """One actor thread (not started) per env batch of ``parts``, each with its own key."""
     # A stream per actor and per start of the run (a resumed run starts new ones).
     actors_key = jax.random.fold_in(state.key, parts.run.budget.updates)
@@ -463,7 +276,7 @@ def _make_actors(
     # Without --gpu-id the actors share the first device; with it they take its devices in turn.
     devices = chosen_local_devices([0] if positions is None else positions)
     return [
-        _Actor(
+        Actor(
             actor_id,
             env,
             parts.agent,
@@ -481,7 +294,7 @@ def _make_actors(
     ]
 
 
-def _raise_if_failed(actors: list[_Actor], result: RunResult) -> None:
+def _raise_if_failed(actors: list[Actor], result: RunResult) -> None:
     """Re-raises the first actor's exception as :class:`ActorFailed`, if an actor failed."""
     failed = [actor for actor in actors if actor.error is not None]
     if not failed:
@@ -513,9 +326,9 @@ def _learn(
         with run.timer.phase("queue_wait"):
             start = time.perf_counter()
             if sizes:
-                batch = _take_dynamic(rollouts, sizes, (halt, run.stop))
+                batch = take_dynamic(rollouts, sizes, (halt, run.stop))
             else:
-                batch = _take(rollouts, config.batch_size, (halt, run.stop))
+                batch = take(rollouts, config.batch_size, (halt, run.stop))
             queue_wait = time.perf_counter() - start
         if batch is None:
             break

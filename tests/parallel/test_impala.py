@@ -19,7 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from fnrl.checkpoint import list_checkpoints
 from fnrl.config import ImpalaConfig, TrainConfig, make_config
-from fnrl.parallel import build, impala
+from fnrl.parallel import actors, build, impala
 from fnrl.parallel.impala import ActorFailed, Rollout, stack_rollouts, train_impala
 from fnrl.parallel.run import TrainingRun
 from fnrl.train import parse_args
@@ -173,13 +173,13 @@ def test_each_actor_has_its_own_env_seeds_and_key(tmp_path, monkeypatch):
         seeds.append(range(seed, seed + num_envs))
         return make_env(config, num_envs, seed)
 
-    class RecordingActor(impala._Actor):
+    class RecordingActor(impala.Actor):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             actors.append(self)
 
     monkeypatch.setattr(build, "make_training_env", recording_make_env)
-    monkeypatch.setattr(impala, "_Actor", RecordingActor)
+    monkeypatch.setattr(impala, "Actor", RecordingActor)
     train_impala(_config(tmp_path, nb_actor=3, seed=7, max_train_steps=40), show_progress=False)
     assert seeds == [range(7, 11), range(11, 15), range(15, 19)]  # env i of actor k: 7 + 4k + i
     assert len({tuple(np.asarray(actor.key).tolist()) for actor in actors}) == 3
@@ -400,7 +400,7 @@ def test_dynamic_batch_sizes_are_the_bounds_and_the_powers_of_two_that_split():
 
 
 def _queue_of(count, places=8):
-    rollouts = impala.RolloutQueue(places)
+    rollouts = actors.RolloutQueue(places)
     for i in range(count):
         assert rollouts.reserve(timeout=1)
         rollouts.put(Rollout(None, 0, i, [], {}))
@@ -410,7 +410,7 @@ def _queue_of(count, places=8):
 @pytest.mark.parametrize(("ready", "taken"), [(1, 1), (3, 2), (4, 4), (7, 4)])
 def test_dynamic_take_takes_what_is_ready_rounded_down_to_a_compiled_size(ready, taken):
     rollouts = _queue_of(ready)
-    batch = impala._take_dynamic(rollouts, (1, 2, 4), (threading.Event(),))
+    batch = actors.take_dynamic(rollouts, (1, 2, 4), (threading.Event(),))
     assert [r.actor_id for r in batch] == list(range(taken))  # oldest first
     assert rollouts.qsize() == ready - taken  # the rest wait for the next update
 
@@ -419,7 +419,7 @@ def test_dynamic_take_waits_for_the_minimum_and_stops_on_an_event():
     stop = threading.Event()
     threading.Timer(0.3, stop.set).start()
     start = time.monotonic()
-    assert impala._take_dynamic(_queue_of(1), (2, 4), (stop,)) is None
+    assert actors.take_dynamic(_queue_of(1), (2, 4), (stop,)) is None
     assert time.monotonic() - start >= 0.25
 
 
