@@ -142,17 +142,18 @@ class RunParts:
         """The learner state (and carry) the loop starts from; announces the run first.
 
         Fresh from ``config.seed``, or the checkpoint's when resuming (see
-        :meth:`TrainingRun.restore`). Then prints and logs the run's size, where it writes and
-        ``lines``, and starts the evaluation thread (``--nb-eval-env``).
+        :meth:`~fnrl.parallel.checkpointer.Checkpointer.restore`). Then prints and logs the
+        run's size, where it writes and ``lines``, and starts the run's evaluations.
 
         Args:
             carry: the fresh carry of the envs whose state a checkpoint holds, if any.
             *lines: more about the run, for the console and the log.
         """
         fresh = init_train_state(self.agent, self.optimizer, jax.random.PRNGKey(self.config.seed))
-        state, carry = self.run.restore(fresh, carry)
+        state, carry = self.run.checkpointer.restore(fresh, carry)
         self.run.announce(state, *lines)
-        self.run.start_evaluation(functools.partial(make_training_env, self.config), self.network)
+        make_env = functools.partial(make_training_env, self.config)
+        self.run.evaluations.start(make_env, self.network)
         return state, carry
 
 

@@ -70,7 +70,7 @@ def train_local(
     ) as parts:
         config, agent, run = parts.config, parts.agent, parts.run
         state, carry = parts.start(agent.initial_carry(config.nb_env))
-        env = run.resumable_env(parts.envs[0])
+        env = run.checkpointer.resumable_env(parts.envs[0])
         update = make_learner_update(agent, parts.optimizer)
         train = make_trainer(config.rollout, env, agent.act, update, config.exp_length, run.timer)
         timestep = env.reset()

@@ -38,9 +38,10 @@ the continued run are exact again.)
 
 What a mode does to get exact resume (``fnrl.parallel.local`` is the example):
 
-1. build its fresh ``TrainState`` and carry, then ``state, carry = run.restore(state, carry)``;
-2. wrap its envs with ``env = run.resumable_env(env)`` before the first ``env.reset()``, and
-   step them only through the wrapper;
+1. build its fresh ``TrainState`` and carry, then
+   ``state, carry = run.checkpointer.restore(state, carry)``;
+2. wrap its envs with ``env = run.checkpointer.resumable_env(env)`` before the first
+   ``env.reset()``, and step them only through the wrapper;
 3. take every per-update key as ``fold_in(state.key, run.budget.updates)``;
 4. pass ``carry=`` to ``run.record`` and ``run.finish`` so that the checkpoint holds the carry
    matching the envs' state; checkpoints must be written between env steps, when the log and

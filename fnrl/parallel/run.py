@@ -29,13 +29,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import flax.linen as nn
 import jax
 
 from fnrl.agents.base import FINITE
 from fnrl.checkpoint import CheckpointWriteError, NonFiniteState
 from fnrl.config import TrainConfig
-from fnrl.envs import BatchedEnv
 from fnrl.logging import LogWriteError, RunDirectoryLock, make_run_dir, run_id
 from fnrl.networks import count_params
 from fnrl.parallel.budget import Budget
@@ -186,20 +184,6 @@ class TrainingRun:
             header.append(f"resuming from {resumed_from} at step {self.budget.env_steps}")
         self.log.announce(*header, *lines)
 
-    def restore(self, state: TrainState, carry: Carry = None) -> tuple[TrainState, Carry]:
-        """The learner state (and carry) to start from (see ``Checkpointer.restore``)."""
-        return self.checkpointer.restore(state, carry)
-
-    def resumable_env(self, env: BatchedEnv) -> BatchedEnv:
-        """``env``, wrapped so that a resume restores it exactly (``Checkpointer``)."""
-        return self.checkpointer.resumable_env(env)
-
-    def start_evaluation(
-        self, make_env: Callable[[int, int], BatchedEnv], network: nn.Module
-    ) -> None:
-        """Starts the run's evaluations (see ``Evaluations.start``)."""
-        self.evaluations.start(make_env, network)
-
     def record(
         self,
         state: TrainState,
@@ -228,7 +212,7 @@ class TrainingRun:
                 not be saved).
             CheckpointWriteError: a checkpoint could not be written (naming it).
             RuntimeError: the evaluation thread failed, or the run resumes but the mode did not
-                call :meth:`restore`.
+                call ``checkpointer.restore``.
         """
         budget = self.budget
         self.checkpointer.check_restored(self.mode)
@@ -243,36 +227,13 @@ class TrainingRun:
         episodes = list(episodes)
         self.episode_returns.extend(episode.returns for episode in episodes)
         saving = budget.env_steps >= self.checkpointer.next_due
-        with self._saving_on_log_failure(state, carry):
+        with _saved_on_log_failure(self, state, carry):
             self.log.update(budget, metrics, env_steps, episodes)
             self.evaluations.after_update(state, budget.env_steps)
             if saving:
                 self.evaluations.wait()
         if saving:
             self.save(state, carry)
-
-    @contextlib.contextmanager
-    def _saving_on_log_failure(self, state: TrainState, carry: Carry) -> Iterator[None]:
-        """Turns a log-write failure raised inside (by this thread or an evaluation) into one
-        that names the final checkpoint saved after it (see :meth:`_saved_after`)."""
-        try:
-            yield
-        except (LogWriteError, RuntimeError) as e:
-            if self.log.failure is None:
-                raise
-            raise self._saved_after(self.log.failure, state, carry) from e
-
-    def _saved_after(
-        self, failure: LogWriteError, state: TrainState, carry: Carry
-    ) -> LogWriteError:
-        """``failure`` with the outcome of the final checkpoint the run attempts after it."""
-        try:
-            checkpoint = self.save(state, carry)
-        except CheckpointWriteError as e:
-            return LogWriteError(f"{failure}; the final checkpoint failed too: {e}")
-        return LogWriteError(
-            f"{failure}; the run stopped at step {self.budget.env_steps}, saved {checkpoint}"
-        )
 
     def _diverged(self, problem: str) -> TrainingDiverged:
         """The error for ``problem``, naming the newest finite checkpoint; logs it first."""
@@ -298,7 +259,7 @@ class TrainingRun:
     def finish(self, state: TrainState, carry: Carry = None) -> RunResult:
         """Waits for the evaluation in flight, saves the final checkpoint and summary and
         returns what the run did."""
-        with self._saving_on_log_failure(state, carry):
+        with _saved_on_log_failure(self, state, carry):
             self.evaluations.wait()
         budget = self.budget
         if budget.updates and not self.checkpointer.saved_at(budget.env_steps):
@@ -341,6 +302,24 @@ class TrainingRun:
                 self.log.close(self.budget, self.timer, time.perf_counter() - self._start)
             finally:
                 self._release()
+
+
+@contextlib.contextmanager
+def _saved_on_log_failure(run: TrainingRun, state: TrainState, carry: Carry) -> Iterator[None]:
+    """Turns a log-write failure raised inside (by this thread or an evaluation) into one that
+    names the final checkpoint the run saves after it, or why it could not."""
+    try:
+        yield
+    except (LogWriteError, RuntimeError) as e:
+        failure = run.log.failure
+        if failure is None:
+            raise
+        try:
+            checkpoint = run.save(state, carry)
+        except CheckpointWriteError as error:
+            raise LogWriteError(f"{failure}; the final checkpoint failed too: {error}") from e
+        step = run.budget.env_steps
+        raise LogWriteError(f"{failure}; the run stopped at step {step}, saved {checkpoint}") from e
 
 
 def open_run(

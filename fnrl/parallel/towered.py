@@ -340,7 +340,7 @@ def train_towered(
         config, agent, run = parts.config, parts.agent, parts.run
         devices = f"Devices: {mesh.size} over {jax.process_count()} process(es)"
         host_state, carry = parts.start(agent.initial_carry(local_envs), devices)
-        env = run.resumable_env(parts.envs[0])
+        env = run.checkpointer.resumable_env(parts.envs[0])
         # Process 0's learner state and update count on every process.
         host_state, updates = multihost_utils.broadcast_one_to_all((host_state, run.budget.updates))
         updates = int(updates)

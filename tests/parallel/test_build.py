@@ -38,7 +38,7 @@ def test_a_process_that_does_not_write_leaves_no_file_and_prints_nothing(tmp_pat
         with pytest.warns(ResumeWarning, match="process 0: resuming with the learner state"):
             state, carry = parts.start(fresh, "Devices: 1 over 1 process(es)")
         assert carry is fresh and run.evaluations.thread is None
-        env = run.resumable_env(parts.envs[0])
+        env = run.checkpointer.resumable_env(parts.envs[0])
         assert env is parts.envs[0]
         env.reset()
         updates = 0
