@@ -16,13 +16,12 @@ pieces, one file each:
 
 ``meta.json`` also holds the SHA-256 of every other file (``files``) and of its own other
 fields (``meta_sha256``), which every load checks: a flipped byte anywhere, a counter included,
-is a :class:`CheckpointError`, never a silently different run. Writes are
-atomic: the files go to a temporary directory, are fsynced, and the directory is renamed into
-place (then the parent is fsynced); pruning renames a checkpoint to a hidden name before it
-deletes it. A crash at any point of a save leaves every earlier checkpoint intact and at most a
-hidden temporary directory behind, which :func:`remove_incomplete` clears. A checkpoint that
-cannot be read or does not fit raises one :class:`CheckpointError` naming the path and the
-problem.
+is a :class:`CheckpointError`, never a silently different run. Writes are atomic: the files go
+to a temporary directory, are fsynced, and the directory is renamed into place (then the
+parent is fsynced). A crash at any point of a save leaves every earlier checkpoint intact and
+at most a hidden temporary directory behind, which :func:`remove_incomplete` clears. A
+checkpoint that cannot be read or does not fit raises one :class:`CheckpointError` naming the
+path and the problem.
 
 A state holding a NaN or an infinity (a diverged run) is never written: saving it raises
 :class:`NonFiniteState`, and so does every load of one found on disk (evaluate and render
@@ -34,7 +33,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
 import os
 import shutil
 from collections.abc import Mapping
@@ -52,9 +50,8 @@ META_FILE = "meta.json"
 META_CHECKSUM = "meta_sha256"  # of meta.json's other fields, as sorted-key JSON
 CARRY = "carry"  # the piece of the acting envs' recurrent state
 ENV_ACTIONS = "env_actions"  # the piece of the env action log
-ACTIONS_FILE = "env_actions.npz"
-# Pieces stored as compressed arrays (an action log compresses well) rather than msgpack.
-_ARRAY_PIECES = {ENV_ACTIONS: ACTIONS_FILE}
+
+_ARRAY_PIECES = {ENV_ACTIONS: "env_actions.npz"}  # compressed arrays: an action log packs well
 _RESERVED = frozenset({"state", "meta", CARRY, ENV_ACTIONS})  # no agent_state entry may use them
 _PREFIX = "step_"
 
@@ -362,9 +359,15 @@ def load_params(path: str | os.PathLike, target: Params) -> Params:
     return params
 
 
-def load_piece(path: str | os.PathLike, name: str, target: Any) -> Any | None:
-    """The saved piece ``name`` in the structure of ``target``, or None if the checkpoint has
-    none (e.g. ``CARRY`` of a mode that saves no carry).
+def load_piece(path: str | os.PathLike, name: str, target: Any = None) -> Any | None:
+    """The saved piece ``name``, or None if the checkpoint has none (e.g. ``CARRY`` of a mode
+    that saves no carry).
+
+    Args:
+        path: a ``step_{N}`` checkpoint directory.
+        name: the piece's name.
+        target: the structure, shapes and dtypes to restore into; the action log
+            (``ENV_ACTIONS``) needs none: it comes back as action name -> ``[N, B]`` array.
 
     Raises:
         CheckpointError: it is corrupt or does not fit ``target`` (e.g. another ``--nb-env``).
@@ -372,27 +375,17 @@ def load_piece(path: str | os.PathLike, name: str, target: Any) -> Any | None:
     path, file = Path(path), piece_file(name)
     if not (path / file).exists():
         return None
-    return _restore(path, name, jax.device_get(target), _read_msgpack(path, file))
-
-
-def load_env_actions(path: str | os.PathLike) -> dict[str, np.ndarray] | None:
-    """The saved env action log (name -> ``[N, B]``), or None if the checkpoint has none.
-
-    Raises:
-        CheckpointError: the file is corrupt.
-    """
-    path = Path(path)
-    if not (path / ACTIONS_FILE).exists():
-        return None
-    data = _read_verified(path, ACTIONS_FILE)
+    if name not in _ARRAY_PIECES:
+        return _restore(path, name, jax.device_get(target), _read_msgpack(path, file))
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+        with np.load(io.BytesIO(_read_verified(path, file)), allow_pickle=False) as arrays:
             return {name: arrays[name] for name in arrays.files}
     except Exception as e:  # zipfile and numpy raise many types for corrupt files
-        raise CheckpointError(f"checkpoint {path} is corrupt ({ACTIONS_FILE}): {e}") from e
+        raise CheckpointError(f"checkpoint {path} is corrupt ({file}): {e}") from e
 
 
-def _step_of(path: Path) -> int | None:
+def step_of(path: Path) -> int | None:
+    """The step a checkpoint directory's name ``step_{N}`` gives, None for another name."""
     suffix = path.name[len(_PREFIX) :]
     return int(suffix) if path.name.startswith(_PREFIX) and suffix.isdigit() else None
 
@@ -402,8 +395,8 @@ def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    found = [p for p in directory.iterdir() if p.is_dir() and _step_of(p) is not None]
-    return sorted(found, key=_step_of)
+    found = [p for p in directory.iterdir() if p.is_dir() and step_of(p) is not None]
+    return sorted(found, key=step_of)
 
 
 def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
@@ -448,7 +441,7 @@ def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     for name in ("env_steps", "updates"):
         if not isinstance(meta.get(name), int):
             raise CheckpointError(f"checkpoint {path} is corrupt: meta.json has no {name}")
-    if _step_of(path) not in (None, meta["env_steps"]):
+    if step_of(path) not in (None, meta["env_steps"]):
         raise CheckpointError(
             f"checkpoint {path} is corrupt: meta.json says env_steps {meta['env_steps']}"
         )
@@ -478,39 +471,6 @@ def latest_good_checkpoint(
             continue
         return path, errors
     return None, errors
-
-
-def _mean_return(path: Path) -> float:
-    try:
-        value = float(read_meta(path).get("mean_return", math.nan))
-    except (CheckpointError, TypeError, ValueError):
-        return math.nan
-    return value
-
-
-def prune_checkpoints(
-    directory: str | os.PathLike, *, keep_last: int, keep_best: int = 0
-) -> list[Path]:
-    """Deletes all checkpoints but the ``keep_last`` most recent and the ``keep_best`` best.
-
-    "Best" ranks by ``meta["mean_return"]`` (higher first; checkpoints without one, or with
-    nan, never rank), adept's top-N model saver.
-
-    Returns:
-        The deleted paths.
-    """
-    found = list_checkpoints(directory)
-    keep = set(found[-keep_last:]) if keep_last > 0 else set()
-    ranked = [(r, _step_of(p), p) for p in found if math.isfinite(r := _mean_return(p))]
-    ranked.sort(key=lambda item: (-item[0], -item[1]))
-    keep.update(p for _, _, p in ranked[:keep_best])
-    removed = [p for p in found if p not in keep]
-    for path in removed:
-        # Hidden first: a crash mid-deletion leaves no half checkpoint that looks complete.
-        hidden = path.with_name(f".{path.name}.deleting")
-        os.replace(path, hidden)
-        shutil.rmtree(hidden)
-    return removed
 
 
 def find_checkpoint(run_dir: str | os.PathLike, which: str | None = None) -> Path:

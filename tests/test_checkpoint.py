@@ -17,16 +17,15 @@ from fnrl.checkpoint import (
     latest_good_checkpoint,
     list_checkpoints,
     load_checkpoint,
-    load_env_actions,
     load_params,
     load_piece,
-    prune_checkpoints,
     read_meta,
     remove_incomplete,
     save_checkpoint,
     verify_checkpoint,
 )
 from fnrl.config import make_config
+from fnrl.parallel.checkpointer import prune_checkpoints
 from fnrl.parallel.local import train_local
 from fnrl.parallel.resume import ResumeWarning
 from fnrl.parallel.run import open_run
@@ -58,7 +57,9 @@ def test_round_trip_is_exact(tmp_path):
         "env_steps": 640,
         "files": {"state.msgpack": meta["files"]["state.msgpack"]},
     }
-    assert load_piece(path, "carry", np.zeros(3)) is None and load_env_actions(path) is None
+    assert (
+        load_piece(path, "carry", np.zeros(3)) is None and load_piece(path, "env_actions") is None
+    )
 
 
 def test_a_state_without_agent_state_is_stored_as_the_four_fields_it_always_had(tmp_path):
@@ -103,7 +104,7 @@ def test_carry_and_env_actions_round_trip_exactly(tmp_path):
         tmp_path, _state(), {}, env_steps=6, pieces={"carry": carry, "env_actions": actions}
     )
     _assert_equal_trees(load_piece(path, "carry", jax.tree.map(np.zeros_like, carry)), carry)
-    restored = load_env_actions(path)
+    restored = load_piece(path, "env_actions")
     assert restored.keys() == {"action"} and restored["action"].dtype == np.uint8
     np.testing.assert_array_equal(restored["action"], actions["action"])
     with pytest.raises(CheckpointError, match=r"carry\[0\] is float32\[2, 3\] in the checkpoint"):
@@ -161,7 +162,7 @@ def _assert_checkpoint_is(path, seed):
     _assert_equal_trees(restored, _state(seed))
     assert meta["seed"] == seed
     np.testing.assert_array_equal(load_piece(path, "carry", np.zeros((2, 3), np.float32)), seed)
-    assert load_env_actions(path)["action"].shape == (seed + 1, 2)
+    assert load_piece(path, "env_actions")["action"].shape == (seed + 1, 2)
 
 
 @pytest.mark.parametrize("replace_same_step", [False, True])
@@ -223,7 +224,7 @@ def test_corrupt_meta_and_action_log_give_clear_errors(tmp_path):
     path = _save(tmp_path, 1, 10)
     (path / "env_actions.npz").write_bytes(b"not a zip file")
     with pytest.raises(CheckpointError, match=r"step_10 is corrupt: env_actions.npz does not"):
-        load_env_actions(path)
+        load_piece(path, "env_actions")
     meta = json.loads((path / "meta.json").read_text())
     (path / "meta.json").write_text(json.dumps({**meta, "updates": 2}))  # one digit changed
     with pytest.raises(CheckpointError, match=r"step_10 is corrupt: meta.json does not match"):
@@ -312,7 +313,7 @@ def test_a_flipped_byte_in_any_file_is_found_by_its_checksum(tmp_path, name):
             lambda: load_params(path, _state(1).params),
         ],
         "carry.msgpack": [lambda: load_piece(path, "carry", carry)],
-        "env_actions.npz": [lambda: load_env_actions(path)],
+        "env_actions.npz": [lambda: load_piece(path, "env_actions")],
     }
     for load in loads[name]:
         with pytest.raises(

@@ -14,6 +14,8 @@ Impure: reads and writes the run directory.
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,13 +28,13 @@ from fnrl.checkpoint import (
     ENV_ACTIONS,
     CheckpointError,
     latest_good_checkpoint,
+    list_checkpoints,
     load_checkpoint,
-    load_env_actions,
     load_piece,
-    prune_checkpoints,
     read_meta,
     remove_incomplete,
     save_checkpoint,
+    step_of,
 )
 from fnrl.config import TrainConfig, long_flag
 from fnrl.envs import BatchedEnv
@@ -74,6 +76,39 @@ def check_fixed_on_resume(stored: Mapping[str, Any], config: TrainConfig) -> Non
                 f"{long_flag(name)} cannot change when resuming: the run used {stored[name]!r}, "
                 f"got {getattr(config, name)!r}"
             )
+
+
+def _mean_return(path: Path) -> float:
+    try:
+        value = float(read_meta(path).get("mean_return", math.nan))
+    except (CheckpointError, TypeError, ValueError):
+        return math.nan
+    return value
+
+
+def prune_checkpoints(
+    directory: str | os.PathLike, *, keep_last: int, keep_best: int = 0
+) -> list[Path]:
+    """Deletes all checkpoints but the ``keep_last`` most recent and the ``keep_best`` best.
+
+    "Best" ranks by ``meta["mean_return"]`` (higher first; checkpoints without one, or with
+    nan, never rank), adept's top-N model saver.
+
+    Returns:
+        The deleted paths.
+    """
+    found = list_checkpoints(directory)
+    keep = set(found[-keep_last:]) if keep_last > 0 else set()
+    ranked = [(r, step_of(p), p) for p in found if math.isfinite(r := _mean_return(p))]
+    ranked.sort(key=lambda item: (-item[0], -item[1]))
+    keep.update(p for _, _, p in ranked[:keep_best])
+    removed = [p for p in found if p not in keep]
+    for path in removed:
+        # Hidden first: a crash mid-deletion leaves no half checkpoint that looks complete.
+        hidden = path.with_name(f".{path.name}.deleting")
+        os.replace(path, hidden)
+        shutil.rmtree(hidden)
+    return removed
 
 
 class ResumePoint(NamedTuple):
@@ -245,7 +280,7 @@ class Checkpointer:
             return env
         replay = None
         if checkpoint is not None:
-            arrays = load_env_actions(checkpoint)
+            arrays = load_piece(checkpoint, ENV_ACTIONS)
             if arrays is None:
                 self._warn(
                     f"{checkpoint} holds no env action log (saved with --exact-resume "

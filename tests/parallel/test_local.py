@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fnrl.checkpoint import list_checkpoints, load_checkpoint, load_env_actions, read_meta
+from fnrl.checkpoint import list_checkpoints, load_checkpoint, load_piece, read_meta
 from fnrl.config import TrainConfig, make_config, with_agent_settings
 from fnrl.parallel.local import train_local
 
@@ -53,7 +53,7 @@ def test_budget_stops_at_first_update_boundary_past_it(tmp_path):
     checkpoints = list_checkpoints(result.run_dir / "checkpoints")
     assert [p.name for p in checkpoints] == ["step_20", "step_60"]
     # what exact resume needs: the actions of all 15 vector steps of the 4 envs, one byte each
-    first, last = (load_env_actions(p)["action"] for p in checkpoints)
+    first, last = (load_piece(p, "env_actions")["action"] for p in checkpoints)
     assert first.shape == (5, 4) and last.shape == (15, 4) and last.dtype == np.uint8
     np.testing.assert_array_equal(last[:5], first)
     assert set(np.unique(last)) <= {0, 1}
