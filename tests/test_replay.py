@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from compilations import counted_compilations
 
 from fnrl import replay
 from fnrl.replay import ReplayBuffer, ReplayState, can_sample, make_uniform_replay
@@ -184,22 +185,12 @@ def test_second_call_of_jitted_add_and_sample_compiles_nothing():
     buffer = make_uniform_replay(6, batch_size=4)
     add, sample = jax.jit(buffer.add), jax.jit(buffer.sample)
     rng = np.random.default_rng(8)
-    compilations = []
-
-    def count_compilations(event, seconds, **kwargs):
-        del seconds, kwargs
-        if event == "/jax/core/compile/backend_compile_duration":
-            compilations.append(event)
-
-    jax.monitoring.register_event_duration_secs_listener(count_compilations)
-    try:
+    with counted_compilations() as compilations:
         state = add(buffer.init(_example_item()), _items(rng, 4))
         sample(state, jax.random.PRNGKey(0))
         first = len(compilations)
         state = add(state, _items(rng, 4))  # wraps round: new position and size, same shapes
         jax.block_until_ready(sample(state, jax.random.PRNGKey(1)))
-    finally:
-        jax.monitoring.unregister_event_duration_listener(count_compilations)
     assert first >= 2  # the listener sees compilations
     assert len(compilations) == first
 

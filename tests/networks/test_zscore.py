@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from compilations import counted_compilations
 
 from fnrl.agents import init_train_state, make_actor_critic, make_update, unroll
 from fnrl.networks import (
@@ -209,12 +210,6 @@ def test_update_merges_the_new_observations_and_learns_with_the_acting_statistic
     )
     np.testing.assert_allclose(outputs.value[0], acted.value, rtol=1e-5, atol=1e-6)
 
-    compilations = []
-
-    def count_compilations(event, seconds, **kwargs):
-        if event == "/jax/core/compile/backend_compile_duration":
-            compilations.append(seconds)
-
     update = jax.jit(make_update(agent, optimizer))
     new_state, _ = update(state, traj)
     stats = new_state.params[OBS_STATS]["zscore_obs"]
@@ -222,10 +217,7 @@ def test_update_merges_the_new_observations_and_learns_with_the_acting_statistic
     expected = update_moments(init_moments((4,)), traj.obs["obs"][1:].reshape(-1, 4))
     chex.assert_trees_all_close(stats, expected, rtol=1e-6)
     assert float(stats.count) == pytest.approx(6 * 4 + 1e-4)
-    jax.monitoring.register_event_duration_secs_listener(count_compilations)
-    try:
+    with counted_compilations() as compilations:
         newer_state, _ = update(new_state, _trajectory(agent, rng))
-    finally:
-        jax.monitoring.unregister_event_duration_listener(count_compilations)
     assert compilations == []  # the updated statistics keep their shapes and dtypes
     assert float(newer_state.params[OBS_STATS]["zscore_obs"].count) == pytest.approx(48 + 1e-4)
