@@ -213,6 +213,7 @@ class Checkpointer:
         self._config, self._mode, self._resume = config, mode, resume
         self._log, self._timer, self._frames_per_step = log, timer, frames_per_step
         self.resumed_from: Path | None = resume.checkpoint
+        self.replayed_steps = 0  # vector steps of the action log replayed by resumable_env
         self.last_checkpoint: Path | None = resume.checkpoint
         self._saved_step: int | None = resume.env_steps if resume.checkpoint else None
         self._env: ResumableEnv | None = None
@@ -301,6 +302,7 @@ class Checkpointer:
         warnings.warn(message, ResumeWarning, stacklevel=3)
 
     def _replayed(self, steps: int, seconds: float, matched: bool | None) -> None:
+        self.replayed_steps = steps
         self._timer.seconds["replay"] += seconds
         self._log.line(
             f"RESUME: replayed {steps} vector steps ({steps * self._env.num_envs} env steps) in "
@@ -373,6 +375,7 @@ class NoCheckpoints:
     resumed_from = None
     last_checkpoint = None
     next_due = math.inf
+    replayed_steps = 0
 
     def __init__(self, config: TrainConfig) -> None:
         self._config = config

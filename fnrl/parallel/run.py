@@ -93,6 +93,8 @@ class RunResult:
     interrupted: bool = False
     start_env_steps: int = 0  # where this start of the run began (0 unless resumed)
     start_updates: int = 0
+    resumed_from: Path | None = None  # the checkpoint this start continued from
+    replayed_steps: int = 0  # vector steps of the env action log replayed on resume
 
     @property
     def _session_frames(self) -> float:
@@ -282,6 +284,8 @@ class TrainingRun:
             interrupted=self.stop.is_set(),
             start_env_steps=budget.start_env_steps,
             start_updates=budget.start_updates,
+            resumed_from=self.checkpointer.resumed_from,
+            replayed_steps=self.checkpointer.replayed_steps,
         )
 
     def close(self) -> None:

@@ -1,5 +1,7 @@
 """The builder: the parts of a run, what it closes, and a run shell that writes nothing."""
 
+import inspect
+
 import jax
 import numpy as np
 import pytest
@@ -8,10 +10,12 @@ from fnrl.agents import init_train_state
 from fnrl.config import ToweredConfig, make_config
 from fnrl.parallel import build
 from fnrl.parallel.build import build_run
+from fnrl.parallel.checkpointer import Checkpointer, NoCheckpoints
+from fnrl.parallel.evaluation import Evaluations, NoEvaluations
 from fnrl.parallel.phases import Episode
 from fnrl.parallel.resume import ResumeWarning
 from fnrl.parallel.run import TrainingRun, silent_run
-from fnrl.parallel.runlog import SilentLog
+from fnrl.parallel.runlog import RunLog, SilentLog
 
 
 def _config(tmp_path, **settings):
@@ -92,3 +96,21 @@ def test_the_writing_process_gets_a_training_run_and_the_envs_close_on_exit(tmp_
             np.testing.assert_array_equal(a, b)  # seeded by config.seed
     assert closed == [5]  # the env in use stays open
     made[0].close()
+
+
+@pytest.mark.parametrize(
+    ("writing", "silent"),
+    [(RunLog, SilentLog), (Checkpointer, NoCheckpoints), (Evaluations, NoEvaluations)],
+)
+def test_the_parts_that_write_nothing_have_the_methods_of_those_that_write(writing, silent):
+    def public(cls):
+        return {name: getattr(cls, name) for name in dir(cls) if not name.startswith("_")}
+
+    def parameters(method):
+        return list(inspect.signature(method).parameters.values())
+
+    writing_names, silent_names = public(writing), public(silent)
+    assert set(writing_names) <= set(silent_names), set(writing_names) - set(silent_names)
+    for name, member in writing_names.items():
+        if callable(member):
+            assert parameters(member) == parameters(silent_names[name]), name
