@@ -13,10 +13,10 @@ small images :data:`SMALL_IMAGE_PRESET`, vectors :data:`VECTOR_PRESET`, continuo
 :func:`make_config` applies them under the flags a user gives; the resulting config holds every
 effective value and is saved as ``config.json``.
 
-Each field also declares the values it may take (:func:`setting`: a range, choices, a safe path
-component; floats must be finite), and every config checks them when it is made
-(:func:`check_settings`): flags, presets and a stored ``config.json`` read back
-(:func:`stored_config`) go through the same check, whose :class:`ConfigError` names the field.
+Each field also declares the values it may take (:func:`fnrl.settings.setting`: a range,
+choices, a safe path component; floats must be finite), and every config checks them when it is
+made (:func:`fnrl.settings.check_settings`): flags, presets and a stored ``config.json`` read
+back (:func:`stored_config`) go through the same check, whose ``ConfigError`` names the field.
 """
 
 from __future__ import annotations
@@ -24,16 +24,25 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
-import numbers
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fnrl import settings
+from fnrl.agents import AGENTS, get_agent
 from fnrl.networks import DISCRETE_NETWORKS, NETWORK_BODIES, NORMALIZATIONS, VISION_NETWORKS
 from fnrl.optimizers import OPTIMIZERS
-from fnrl.plugins import UNKNOWN_NAME_HINT, import_plugins
+from fnrl.plugins import import_plugins
+from fnrl.settings import (  # noqa: F401 (re-exported: the settings machinery's old home)
+    ConfigError,
+    check_settings,
+    field_error,
+    field_kind,
+    setting,
+    shown_value,
+    value_problem,
+)
 
 ROLLOUTS = ("auto", "compiled", "host")
 
@@ -45,168 +54,6 @@ MAX_SEED = 2**31 - 1
 # whole initial scale at the first update: the run diverges to NaN or inf params (as -lr 1e38
 # did) instead of learning. Useful rates are 1e-5 to 1e-2.
 MAX_LEARNING_RATE = 1.0
-
-
-class ConfigError(ValueError):
-    """A setting (a flag or a ``config.json`` value) that its field cannot take.
-
-    The command lines print its message as one line and exit with code 2.
-
-    Attributes:
-        field: the name of the config field; None for a whole ``config.json``.
-        problem: what is wrong with the value, ``"must be ..., got ..."``.
-    """
-
-    def __init__(self, message: str, field: str | None, problem: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.problem = problem
-
-
-def setting(
-    default: Any,
-    help: str,
-    *flags: str,
-    at_least: float | None = None,
-    above: float | None = None,
-    at_most: float | None = None,
-    choices: Collection[str] | Callable[[], Collection[str]] | None = None,
-    path_component: bool = False,
-) -> Any:
-    """A config field with its default, its ``-h`` text, its command-line flags and its limits.
-
-    Every config checks its fields against their type (``bool``, ``int``, ``float`` or ``str``;
-    floats must be finite) and these limits when it is made (:func:`check_settings`).
-
-    Args:
-        default: the field's default.
-        help: the ``-h`` text.
-        *flags: the command-line flags, e.g. ``"-n", "--nb-env"``.
-        at_least: a number's smallest value.
-        above: a number's bound from below, itself excluded.
-        at_most: a number's largest value.
-        choices: the values a string may take, or a function returning them (a registry that
-            plug-ins fill after this module is imported).
-        path_component: the string becomes part of a file name: no separators, no ``..``.
-    """
-    limits = {
-        "at_least": at_least,
-        "above": above,
-        "at_most": at_most,
-        "choices": choices,
-        "path_component": path_component,
-    }
-    return field(default=default, metadata={"help": help, "flags": flags, "limits": limits})
-
-
-def _is_integer(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_finite_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-# The field types a setting may have: what a value must be, and the test of it.
-_TYPES: dict[type, tuple[str, Callable[[Any], bool]]] = {
-    bool: ("a boolean (true or false)", lambda value: isinstance(value, bool)),
-    int: ("an integer", _is_integer),
-    float: ("a finite number", _is_finite_number),
-    str: ("a string", lambda value: isinstance(value, str)),
-}
-_TYPE_NAMES = {kind.__name__: kind for kind in _TYPES}
-
-
-def field_kind(f: dataclasses.Field) -> type | None:
-    """The type of a config field (``bool``, ``int``, ``float`` or ``str``), None if another."""
-    return _TYPE_NAMES.get(f.type, f.type if f.type in _TYPES else None)
-
-
-def _shown(value: Any) -> str:
-    """A value as a user wrote it: strings in JSON's double quotes, numbers and lists as such."""
-    return json.dumps(value) if isinstance(value, str) else repr(value)
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
-
-
-def _range(at_least: float | None, above: float | None, at_most: float | None) -> str:
-    """``"at least 1"``, ``"positive"``, ``"in [0, 1]"``, ``"in (0, 1]"``, ``"at most 9"``."""
-    low = at_least if above is None else above
-    if at_most is not None and low is not None:
-        return f"in {'[' if above is None else '('}{_number(low)}, {_number(at_most)}]"
-    if at_most is not None:
-        return f"at most {_number(at_most)}"
-    if above is None:
-        return f"at least {_number(at_least)}"
-    return "positive" if above == 0 else f"greater than {_number(above)}"
-
-
-def value_problem(
-    value: Any,
-    kind: type | None,
-    *,
-    at_least: float | None = None,
-    above: float | None = None,
-    at_most: float | None = None,
-    choices: Collection[str] | Callable[[], Collection[str]] | None = None,
-    path_component: bool = False,
-) -> str | None:
-    """What makes ``value`` unfit for a setting of type ``kind`` and these limits (:func:`setting`).
-
-    Returns:
-        None if it fits, else ``"must be ..., got ..."``: e.g. ``must be an integer, got "abc"``,
-        ``must be a finite number, got nan``, ``must be in (0, 1], got 1e+38``.
-    """
-    got = f", got {_shown(value)}"
-    if kind in _TYPES and not _TYPES[kind][1](value):
-        return f"must be {_TYPES[kind][0]}{got}"
-    if choices is not None:
-        names = choices() if callable(choices) else choices
-        if value not in names:
-            # A registry (name -> plug-in) also holds what a user's module registers.
-            hint = f"; {UNKNOWN_NAME_HINT}" if isinstance(names, Mapping) else ""
-            return f"must be one of {', '.join(names)}{got}{hint}"
-    if path_component and (".." in value or any(c in value for c in "/\\\0")):
-        return f"must be one path component (no /, \\ or ..){got}"
-    if (
-        (at_least is not None and value < at_least)
-        or (above is not None and value <= above)
-        or (at_most is not None and value > at_most)
-    ):
-        return f"must be {_range(at_least, above, at_most)}{got}"
-    return None
-
-
-def check_settings(config_class: type, settings: Mapping[str, Any]) -> None:
-    """Checks each setting that names a field of ``config_class`` against its type and limits.
-
-    Args:
-        config_class: a dataclass whose fields were made with :func:`setting`.
-        settings: field name -> value; names of other fields are ignored.
-
-    Raises:
-        ConfigError: the first setting that does not fit, e.g. ``--learning-rate
-            (learning_rate) must be a finite number, got nan``.
-    """
-    for f in dataclasses.fields(config_class):
-        if f.name not in settings:
-            continue
-        problem = value_problem(settings[f.name], field_kind(f), **f.metadata["limits"])
-        if problem is not None:
-            raise field_error(config_class, f.name, problem)
-
-
-def field_error(config_class: type, name: str, problem: str) -> ConfigError:
-    """The error of field ``name`` of ``config_class``: ``--flag (name) problem``."""
-    return ConfigError(f"{long_flag(name, config_class)} ({name}) {problem}", name, problem)
-
-
-def _registered_agents() -> Collection[str]:
-    from fnrl.agents import AGENTS  # the agents import this module
-
-    return AGENTS
 
 
 @dataclass(frozen=True)
@@ -330,7 +177,7 @@ class TrainConfig:
     network_body: str = setting(
         "LSTM", "network body", "-nb", "--network-body", choices=NETWORK_BODIES
     )
-    agent: str = setting("ActorCritic", "agent", "--agent", choices=_registered_agents)
+    agent: str = setting("ActorCritic", "agent", "--agent", choices=AGENTS)
     profile: bool = setting(
         False, "train for 10e3 steps and print a per-phase timing report", "--profile"
     )
@@ -529,8 +376,6 @@ def preset(kind: str, agent: str | None = None) -> dict[str, Any]:
         raise ValueError(f"unknown kind of env {kind!r}; choose one of: {', '.join(PRESETS)}")
     if agent is None:
         return dict(PRESETS[kind])
-    from fnrl.agents import get_agent  # the agents import this module
-
     plugin = get_agent(agent)
     fields = {f.name for cls in (TrainConfig, plugin.settings) for f in dataclasses.fields(cls)}
     shared = {name: value for name, value in PRESETS[kind].items() if name in fields}
@@ -554,8 +399,6 @@ def agent_config_class(base: type[TrainConfig], agent: str) -> type[TrainConfig]
     Raises:
         ValueError: an unknown agent, or settings that redefine a field of ``base``.
     """
-    from fnrl.agents import get_agent  # the agents import this module
-
     base = getattr(base, "mode_config", base)
     plugin = get_agent(agent)
     cached = _AGENT_CONFIGS.get((base, agent))
@@ -675,7 +518,7 @@ def read_stored_config(run_dir: str | Path) -> dict[str, Any]:
     except (OSError, ValueError) as e:
         raise ValueError(f"{run_dir} is not a run directory: cannot read {path.name}: {e}") from e
     if not isinstance(stored, dict):
-        problem = f"must hold a JSON object of settings, got {_shown(stored)}"
+        problem = f"must hold a JSON object of settings, got {shown_value(stored)}"
         raise ConfigError(f"config.json of {run_dir} {problem}", None, problem)
     with _naming_config_json(run_dir):
         check_settings(TrainConfig, {k: v for k, v in stored.items() if k == "imports"})
@@ -739,14 +582,14 @@ def _retyped_fields() -> set[str]:
     }
 
 
-def flags_of(name: str, config_class: type[TrainConfig] = TrainConfig) -> tuple[str, ...]:
-    """The command-line flags of a config field."""
-    return config_class.__dataclass_fields__[name].metadata["flags"]
+def flags_of(name: str, config_class: type = TrainConfig) -> tuple[str, ...]:
+    """The command-line flags of a field of ``config_class`` (:func:`fnrl.settings.flags_of`)."""
+    return settings.flags_of(name, config_class)
 
 
-def long_flag(name: str, config_class: type[TrainConfig] = TrainConfig) -> str:
+def long_flag(name: str, config_class: type = TrainConfig) -> str:
     """The main long flag of a config field, e.g. ``--nb-env`` for ``nb_env``."""
-    return next(flag for flag in flags_of(name, config_class) if flag.startswith("--"))
+    return settings.long_flag(name, config_class)
 
 
 def _device_list(config: TrainConfig) -> list[int] | None:
@@ -763,15 +606,17 @@ def _device_list(config: TrainConfig) -> list[int] | None:
     if not given:
         return None
     if len(set(given.values())) > 1:
-        problem = f"must equal --devices {_shown(config.devices)} when both are given, got "
-        raise field_error(type(config), "gpu_id", problem + _shown(config.gpu_id))
+        problem = f"must equal --devices {shown_value(config.devices)} when both are given, got "
+        raise field_error(type(config), "gpu_id", problem + shown_value(config.gpu_id))
     name, text = next(iter(given.items()))
     try:
         positions = [int(p) for p in text.split(",")]
     except ValueError:
-        raise field_error(type(config), name, f"must be like '0,1', got {_shown(text)}") from None
+        raise field_error(
+            type(config), name, f"must be like '0,1', got {shown_value(text)}"
+        ) from None
     if any(p < 0 for p in positions) or len(set(positions)) != len(positions):
-        problem = f"must list distinct positions >= 0, got {_shown(text)}"
+        problem = f"must list distinct positions >= 0, got {shown_value(text)}"
         raise field_error(type(config), name, problem)
     return positions
 
@@ -823,7 +668,7 @@ class ToweredConfig(TrainConfig):
         host, _, port = self.coordinator_address.rpartition(":")
         if self.coordinator_address and not (host and port.isdigit() and 0 < int(port) < 2**16):
             problem = (
-                f"must be HOST:PORT, a port 1 to 65535, got {_shown(self.coordinator_address)}"
+                f"must be HOST:PORT, a port 1 to 65535, got {shown_value(self.coordinator_address)}"
             )
             raise field_error(type(self), "coordinator_address", problem)
         if self.num_processes > 1 and not self.coordinator_address:
@@ -852,7 +697,7 @@ class ImpalaConfig(TrainConfig):
     """
 
     nb_env: int = setting(32, "environments per actor thread", "-n", "--nb-env", at_least=1)
-    agent: str = setting("ActorCriticVtrace", "agent", "--agent", choices=_registered_agents)
+    agent: str = setting("ActorCriticVtrace", "agent", "--agent", choices=AGENTS)
     vision_network: str = setting(
         "Nature",
         "trunk for image observations (IMPALA's default is adept's IMPALA one, Nature)",
