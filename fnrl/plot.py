@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from fnrl.cli import CommandLineParser
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -469,8 +471,6 @@ def write_run_plot(run_dir: str | Path, *, x: str = "frames") -> Path | None:
 
 def make_parser() -> argparse.ArgumentParser:
     """The ``fnrl.plot`` argument parser."""
-    from fnrl.train import CommandLineParser
-
     parser = CommandLineParser(
         prog=PROG,
         description="Plot the learning curves of runs (runs differing only by seed are grouped).",
