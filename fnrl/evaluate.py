@@ -48,7 +48,7 @@ from fnrl.cli import (
     load_run_config,
     setting_type,
 )
-from fnrl.plot import eval_label, new_figure, style_axes
+from fnrl.figures import eval_label, new_figure, style_axes
 from fnrl.settings import ConfigError
 
 PROG = "python -m fnrl.evaluate"
