@@ -16,7 +16,7 @@ import dataclasses
 import json
 import math
 import numbers
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import field
 from typing import Any
 
@@ -187,3 +187,33 @@ def flags_of(name: str, config_class: type) -> tuple[str, ...]:
 def long_flag(name: str, config_class: type) -> str:
     """The main long flag of the field ``name`` of ``config_class``, e.g. ``--nb-env``."""
     return next(flag for flag in flags_of(name, config_class) if flag.startswith("--"))
+
+
+def fields_in_order(name: str, sections: Sequence[type], order: Sequence[str]) -> type:
+    """A frozen dataclass named ``name`` that holds the fields of ``sections``, in ``order``.
+
+    The base of a config made of sections whose fields its command line lists interleaved:
+    dataclasses order a class's fields base after base, so a class inheriting the sections
+    themselves could not keep the order of its flags in ``-h`` and of its checks.
+
+    Raises:
+        ValueError: ``order`` does not name each field of the sections exactly once.
+    """
+    fields = [f for section in sections for f in dataclasses.fields(section)]
+    by_name = {f.name: f for f in fields}
+    if len(by_name) != len(fields) or sorted(order) != sorted(by_name):
+        missing, unknown = sorted(set(by_name) - set(order)), sorted(set(order) - set(by_name))
+        raise ValueError(
+            f"the fields of {name} must be those of its sections, each once: "
+            f"missing {missing}, unknown {unknown}, {len(fields)} fields for {len(by_name)} names"
+        )
+    made = dataclasses.make_dataclass(
+        name,
+        [
+            (n, by_name[n].type, field(default=by_name[n].default, metadata=by_name[n].metadata))
+            for n in order
+        ],
+        frozen=True,
+    )
+    made.__module__ = sections[0].__module__
+    return made
