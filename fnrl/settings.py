@@ -189,8 +189,10 @@ def long_flag(name: str, config_class: type) -> str:
     return next(flag for flag in flags_of(name, config_class) if flag.startswith("--"))
 
 
-def fields_in_order(name: str, sections: Sequence[type], order: Sequence[str]) -> type:
-    """A frozen dataclass named ``name`` that holds the fields of ``sections``, in ``order``.
+def fields_in_order(
+    name: str, sections: Sequence[type], order: Sequence[str], *, module: str
+) -> type:
+    """A frozen dataclass ``module.name`` that holds the fields of ``sections``, in ``order``.
 
     The base of a config made of sections whose fields its command line lists interleaved:
     dataclasses order a class's fields base after base, so a class inheriting the sections
@@ -215,5 +217,5 @@ def fields_in_order(name: str, sections: Sequence[type], order: Sequence[str]) -
         ],
         frozen=True,
     )
-    made.__module__ = sections[0].__module__
+    made.__module__ = module
     return made

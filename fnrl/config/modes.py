@@ -51,9 +51,12 @@ FIELD_ORDER = (
 
 S = TypeVar("S")
 
+# The base that holds TrainConfig's fields.
+TrainFields = fields_in_order("TrainFields", SECTIONS, FIELD_ORDER, module=__name__)
+
 
 @dataclass(frozen=True)
-class TrainConfig(fields_in_order("TrainFields", SECTIONS, FIELD_ORDER)):
+class TrainConfig(TrainFields):
     """Everything a training run reads; saved as ``config.json`` in the run directory.
 
     Its fields are those of its :data:`SECTIONS` (``config.nb_env`` is
