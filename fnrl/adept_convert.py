@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from fnrl.checkpoint import list_checkpoints, load_params, read_meta, save_checkpoint
 from fnrl.cli import load_run_config
 from fnrl.config import TrainConfig, agent_config_class, make_config
 from fnrl.networks.torch_interop import (
@@ -142,7 +143,6 @@ def convert(
     import jax.numpy as jnp
     import torch
 
-    from fnrl.checkpoint import save_checkpoint
     from fnrl.logging import write_config
     from fnrl.parallel.build import (
         make_agent,
@@ -248,7 +248,6 @@ def to_adept(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
     import jax
     import torch
 
-    from fnrl.checkpoint import list_checkpoints, load_params, read_meta
     from fnrl.parallel.build import make_agent, make_network, make_training_env
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
