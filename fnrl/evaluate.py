@@ -31,24 +31,27 @@ from typing import Any
 
 import numpy as np
 
-from fnrl.config import MAX_SEED, ConfigError
-from fnrl.train import CommandLineParser, parse_bool, setting_type
+from fnrl.checkpoint import (
+    CheckpointError,
+    find_checkpoint,
+    list_checkpoints,
+    load_params,
+    read_meta,
+)
+from fnrl.cli import (
+    CommandLineParser,
+    add_episodes_flag,
+    add_greedy_flag,
+    add_import_flag,
+    add_seed_flag,
+    import_flag_modules,
+    load_run_config,
+    setting_type,
+)
+from fnrl.figures import eval_label, new_figure, style_axes
+from fnrl.settings import ConfigError
 
 PROG = "python -m fnrl.evaluate"
-
-
-def load_run_config(run_dir: str | Path) -> Any:
-    """The config of a run, from its ``config.json``: the run's and its agent's fields.
-
-    Mode-specific fields are ignored; see :func:`fnrl.config.stored_config`.
-
-    Raises:
-        ValueError: no readable ``config.json`` in ``run_dir``.
-        ConfigError: a stored value that does not fit its field.
-    """
-    from fnrl.config import read_stored_config, stored_config
-
-    return stored_config(run_dir, read_stored_config(run_dir))
 
 
 def _stats(values: Sequence[float]) -> dict[str, float]:
@@ -89,7 +92,7 @@ def evaluate_checkpoints(
     """
     import jax
 
-    from fnrl.checkpoint import load_params, read_meta
+    # The run shell imports the envs and tensorboardX (seconds): here, so that -h stays fast.
     from fnrl.parallel.evaluation import EVALUATE_SEED_OFFSET, make_eval_policy, run_episodes
     from fnrl.parallel.local import make_agent, make_network, make_training_env
 
@@ -144,8 +147,6 @@ def plot_learning_curve(
     Returns:
         The matplotlib ``Figure`` written.
     """
-    from fnrl.plot import eval_label, new_figure, style_axes
-
     results = sorted(results, key=lambda r: r["frames"])
     frames = np.array([r["frames"] for r in results])
     mean = np.array([r["return"]["mean"] for r in results])
@@ -188,55 +189,6 @@ def _write_outputs(
         plot_learning_curve(results, path, settings["env_id"], greedy=greedy)
 
 
-def add_greedy_flag(parser: argparse.ArgumentParser) -> None:
-    """``--greedy [BOOL]``: argmax actions by default (adept's deterministic evaluation)."""
-    parser.add_argument(
-        "--greedy",
-        type=parse_bool,
-        nargs="?",
-        const=True,
-        default=True,
-        metavar="BOOL",
-        help="argmax actions (default, adept's deterministic evaluation); false samples",
-    )
-
-
-def add_episodes_flag(parser: argparse.ArgumentParser, default: int, help: str) -> None:
-    """``--episodes N``, at least 1."""
-    parser.add_argument(
-        "--episodes", type=setting_type(int, at_least=1), default=default, help=help
-    )
-
-
-def add_seed_flag(parser: argparse.ArgumentParser, help: str) -> None:
-    """``--seed N``, in the range of a run's seed; None (the run's seed + offset) if not given."""
-    parser.add_argument(
-        "--seed", type=setting_type(int, at_least=0, at_most=MAX_SEED), default=None, help=help
-    )
-
-
-def add_import_flag(parser: argparse.ArgumentParser) -> None:
-    """``--import MODULES``: plug-in modules to import before the run is read."""
-    parser.add_argument(
-        "--import",
-        dest="imports",
-        default="",
-        metavar="MODULES",
-        help="comma-separated Python modules to import first, which register the run's plug-ins "
-        "(agents, networks, envs); those of the run's config.json are imported anyway",
-    )
-
-
-def import_flag_modules(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Imports the ``--import`` modules; one that cannot be imported is a flag error (exit 2)."""
-    from fnrl.plugins import import_plugins
-
-    try:
-        import_plugins(args.imports)
-    except ValueError as e:
-        parser.error(str(e))
-
-
 def make_parser() -> argparse.ArgumentParser:
     """The ``fnrl.evaluate`` argument parser."""
     parser = CommandLineParser(
@@ -268,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     import_flag_modules(parser, args)
     try:
-        from fnrl.checkpoint import CheckpointError, find_checkpoint, list_checkpoints
+        # The run shell imports the envs and tensorboardX (seconds): here, so -h stays fast.
         from fnrl.parallel.evaluation import EVALUATE_SEED_OFFSET
 
         run_dir = Path(args.run_dir)

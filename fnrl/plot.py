@@ -33,17 +33,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from fnrl.cli import CommandLineParser
+from fnrl.figures import X_CHOICES, eval_label, new_figure, style_axes, train_label
+from fnrl.figures import X_LABELS as X_LABELS  # the labels of --x's choices, for callers
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 PROG = "python -m fnrl.plot"
 PLOT_NAME = "learning_curves.png"
-
-X_CHOICES = ("steps", "frames")
-X_LABELS = {
-    "steps": "agent steps (summed over envs)",
-    "frames": "frames (agent steps × frame skip)",
-}
 
 # Where a run was written and whether it was resumed do not change what it learns, so runs that
 # differ only there (and by seed) are seeds of one experiment.
@@ -101,13 +99,6 @@ class Plot(NamedTuple):
 # (seconds): it is imported where needed, so that the command's argument errors are quick.
 
 
-def train_label() -> str:
-    """The y label of a training panel: the recent return, and over how many games."""
-    from fnrl.logging import RECENT_EPISODES
-
-    return f"return (mean of last {RECENT_EPISODES} training games)"
-
-
 def recent_return_curve(returns: Sequence[float], count: int | None = None) -> np.ndarray:
     """The running "recent return": after each game, the mean of the last 100 games' returns.
 
@@ -132,18 +123,6 @@ def recent_return_curve(returns: Sequence[float], count: int | None = None) -> n
     end = np.arange(1, len(returns) + 1)
     start = np.maximum(end - count, 0)
     return (total[end] - total[start]) / (end - start)
-
-
-def eval_label(episodes: Sequence[int] = (), *, greedy: bool = True) -> str:
-    """The y label of an evaluation panel: how many games each point is the mean of."""
-    counts = sorted({int(k) for k in episodes})
-    if not counts:
-        number = "K"
-    elif len(counts) == 1:
-        number = str(counts[0])
-    else:
-        number = f"{counts[0]}–{counts[-1]}"
-    return f"evaluation return (mean of {number} {'greedy' if greedy else 'sampled'} games)"
 
 
 def _read_config(run_dir: Path) -> dict[str, Any]:
@@ -317,36 +296,6 @@ def _legend_title(series: Sequence[Series]) -> str | None:
     return f"band: {' / '.join(bands)}" if bands else None
 
 
-def new_figure(panels: int) -> tuple[Figure, list[Any]]:
-    """A matplotlib figure on the Agg canvas (no display) with ``panels`` axes side by side."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    # Fixed margins, which fit fnrl's labels: a constrained layout costs as much as the drawing.
-    width = 6.4 * panels
-    figure = Figure(figsize=(width, 4.8))
-    figure.subplots_adjust(
-        left=0.9 / width, right=1 - 0.15 / width, bottom=0.11, top=0.87, wspace=0.25
-    )
-    FigureCanvasAgg(figure)
-    return figure, list(figure.subplots(1, panels, squeeze=False)[0])
-
-
-def style_axes(ax: Any, *, x: str, ylabel: str, title: str | None = None) -> None:
-    """Labels a panel's axes (x from :data:`X_LABELS`), as every fnrl learning-curve plot does.
-
-    Ticks of x read 500k, 2M rather than a separate 1e6 multiplier.
-    """
-    from matplotlib.ticker import EngFormatter
-
-    ax.set_xlabel(X_LABELS[x])
-    ax.set_ylabel(ylabel)
-    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
-    if title is not None:
-        ax.set_title(title)
-    ax.grid(alpha=0.3)
-
-
 def _draw_series(ax: Any, s: Series, color: str, *, kind: str, one_group: bool) -> None:
     seeds = f"n={len(s.runs)} seed{'s' if len(s.runs) > 1 else ''}"
     label = s.label
@@ -469,8 +418,6 @@ def write_run_plot(run_dir: str | Path, *, x: str = "frames") -> Path | None:
 
 def make_parser() -> argparse.ArgumentParser:
     """The ``fnrl.plot`` argument parser."""
-    from fnrl.train import CommandLineParser
-
     parser = CommandLineParser(
         prog=PROG,
         description="Plot the learning curves of runs (runs differing only by seed are grouped).",

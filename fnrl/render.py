@@ -34,6 +34,19 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from fnrl.checkpoint import find_checkpoint, load_params
+from fnrl.cli import (
+    CommandLineParser,
+    add_episodes_flag,
+    add_greedy_flag,
+    add_import_flag,
+    add_seed_flag,
+    import_flag_modules,
+    load_run_config,
+    setting_type,
+)
+from fnrl.settings import ConfigError
+
 PROG = "python -m fnrl.render"
 
 
@@ -65,6 +78,7 @@ def make_render_env(config: Any, seed: int) -> tuple[Any, float]:
     Raises:
         ValueError: the env cannot render (the message says why).
     """
+    # The envs and the run shell take seconds to import: here, so that -h stays fast.
     from fnrl.envs import atari_task_id
     from fnrl.parallel.local import make_training_env
 
@@ -111,6 +125,7 @@ def render_episodes(
     """
     import jax
 
+    # The run shell imports the envs and tensorboardX (seconds): here, so that -h stays fast.
     from fnrl.parallel.evaluation import step_keys
 
     def frame(timestep) -> np.ndarray:
@@ -241,9 +256,6 @@ class _VideoWriter:
 
 def make_parser() -> argparse.ArgumentParser:
     """The ``fnrl.render`` argument parser."""
-    from fnrl.evaluate import add_episodes_flag, add_greedy_flag, add_import_flag, add_seed_flag
-    from fnrl.train import CommandLineParser, setting_type
-
     parser = CommandLineParser(
         prog=PROG, description="Record a saved policy playing, as an MP4 or GIF video."
     )
@@ -298,8 +310,7 @@ def render(
     """
     import jax
 
-    from fnrl.checkpoint import find_checkpoint, load_params
-    from fnrl.evaluate import load_run_config
+    # The run shell imports the envs and tensorboardX (seconds): here, so that -h stays fast.
     from fnrl.parallel.evaluation import EVALUATE_SEED_OFFSET, make_eval_policy
     from fnrl.parallel.local import make_agent, make_network
 
@@ -350,9 +361,6 @@ def render(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: records the video and prints one line per episode."""
-    from fnrl.config import ConfigError
-    from fnrl.evaluate import import_flag_modules
-
     parser = make_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     import_flag_modules(parser, args)

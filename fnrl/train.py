@@ -17,7 +17,7 @@ checkpoint with its stored ``config.json`` and mode; flags given override the st
 (with a warning), except those that define the envs or the network.
 
 A bad flag, or a bad value in the stored ``config.json`` of a resumed run, ends the command with
-one line that names the field (``fnrl.config.check_settings``) and exit code 2.
+one line that names the field (``fnrl.settings.check_settings``) and exit code 2.
 """
 
 from __future__ import annotations
@@ -25,16 +25,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import json
 import math
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NamedTuple
 
 from fnrl.agents import AGENTS, get_agent
+from fnrl.checkpoint import latest_checkpoint, read_meta
+from fnrl.cli import PARSERS, CommandLineParser
 from fnrl.config import (
     PRESET_SOURCES,
     PRESETS,
@@ -42,15 +45,15 @@ from fnrl.config import (
     ToweredConfig,
     TrainConfig,
     agent_config_class,
-    field_kind,
     long_flag,
     make_config,
     preset,
     read_stored_config,
     stored_config,
-    value_problem,
 )
+from fnrl.plot import write_run_plot
 from fnrl.plugins import import_plugins, plugin_modules
+from fnrl.settings import field_kind
 
 
 class Mode(NamedTuple):
@@ -79,76 +82,6 @@ MODES: dict[str, Mode] = {
 }
 
 
-class CommandLineParser(argparse.ArgumentParser):
-    """argparse's parser, with each error one line: ``fnrl.train: error: MESSAGE (see -h)``.
-
-    argparse prints the whole usage first, some twenty lines for ``fnrl.train``, which hide the
-    line that matters. Errors exit with code 2, as argparse's.
-    """
-
-    def error(self, message: str) -> NoReturn:
-        """Prints ``message`` as one line on stderr and exits with code 2."""
-        command = self.prog.removeprefix("python -m ").split()[0]  # also for sub-commands
-        self.exit(2, f"{command}: error: {message} (see -h)\n")
-
-
-_TRUE = {"1", "true", "t", "yes", "y", "on"}
-_FALSE = {"0", "false", "f", "no", "n", "off"}
-
-
-def parse_bool(text: str) -> bool:
-    """adept's boolean flag values: true/false, yes/no, on/off, 1/0 (any case)."""
-    value = text.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise argparse.ArgumentTypeError(f"expected a boolean (true/false), got {text!r}")
-
-
-def parse_number(text: str) -> float:
-    """A number; ``nan`` and ``inf`` parse too, so that the config's check names their field."""
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-
-
-def parse_count(text: str) -> int:
-    """An integer that may be written as a float, like adept's ``-mts 10e6``."""
-    value = parse_number(text)
-    if not value.is_integer():
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
-    return int(value)
-
-
-_PARSERS: dict[type, Callable[[str], Any]] = {
-    bool: parse_bool,
-    int: parse_count,
-    float: parse_number,
-}
-
-
-def setting_type(kind: type, **limits: Any) -> Callable[[str], Any]:
-    """An argparse ``type``: the text parsed as ``kind`` and checked as a config field is.
-
-    For the flags of ``fnrl.evaluate`` and ``fnrl.render``, which are no config's fields.
-
-    Args:
-        kind: ``bool``, ``int`` or ``float``.
-        **limits: as :func:`fnrl.config.setting` takes them.
-    """
-
-    def parse(text: str) -> Any:
-        value = _PARSERS[kind](text)
-        problem = value_problem(value, kind, **limits)
-        if problem is not None:
-            raise argparse.ArgumentTypeError(problem)
-        return value
-
-    return parse
-
-
 def _add_config_flags(
     parser: argparse.ArgumentParser, config_class: type[TrainConfig], env: HelpEnv
 ) -> None:
@@ -160,8 +93,8 @@ def _add_config_flags(
         kind = field_kind(f)
         if kind is bool:
             kwargs.update(nargs="?", const=True, metavar="BOOL")
-        if kind in _PARSERS:
-            kwargs.update(type=_PARSERS[kind])
+        if kind in PARSERS:
+            kwargs.update(type=PARSERS[kind])
         kwargs["help"] += _choices_text(kwargs["help"], f.metadata["limits"]["choices"])
         kwargs["help"] += f" (default: {_defaults_text(f.name, f.default, presets, env)})"
         parser.add_argument(*f.metadata["flags"], **kwargs)
@@ -321,10 +254,6 @@ def make_parser(agent: str | None = None, env_id: str | None = None) -> argparse
 
 def _stored_run(run_dir: str) -> tuple[str, dict]:
     """The mode (from the latest checkpoint) and ``config.json`` of the run to resume."""
-    import json
-
-    from fnrl.checkpoint import latest_checkpoint, read_meta
-
     if not run_dir.strip():
         raise ValueError(f"--resume (resume) must name a run directory, got {json.dumps(run_dir)}")
     stored = read_stored_config(run_dir)
@@ -357,6 +286,7 @@ def _resumed_config(mode: str, run_dir: str, stored: dict, given: dict) -> Train
     """The stored config with the flags given on the command line over it (with a warning);
     refused if a flag changes what the checkpoints were trained with (the envs, the network...).
     """
+    # The run shell imports the envs and tensorboardX (seconds): here, so that -h stays fast.
     from fnrl.parallel.checkpointer import check_fixed_on_resume
 
     config = stored_config(
@@ -436,6 +366,7 @@ def _stop_code(signals: list[int]) -> int:
 
 def _run(mode: str, config: TrainConfig, stop: threading.Event, signals: list[int]) -> int:
     """Trains in ``mode``; 0 when the budget is spent, :func:`_stop_code` when stopped."""
+    # tensorboardX takes seconds to import: here, so that -h stays fast.
     from fnrl.logging import RECENT_EPISODES
 
     module, function = MODES[mode].runner.split(":")
@@ -464,8 +395,6 @@ def _run(mode: str, config: TrainConfig, stop: threading.Event, signals: list[in
 def _plot(run_dir: Path) -> None:
     """Writes the run's learning curves (``fnrl.plot``) and says where; a failure only warns:
     the run's data is saved."""
-    from fnrl.plot import write_run_plot
-
     try:
         path = write_run_plot(run_dir)
     except (ValueError, OSError) as e:

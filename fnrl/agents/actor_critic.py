@@ -16,9 +16,9 @@ import jax.numpy as jnp
 from fnrl import losses
 from fnrl.agents.base import Agent, LossOutput, make_act, make_init, unroll
 from fnrl.agents.registry import AgentPlugin, PolicyGradientSettings, from_settings
-from fnrl.config import setting
 from fnrl.distributions import used_actions
 from fnrl.networks import NetworkOutput
+from fnrl.settings import setting
 from fnrl.specs import EnvSpec
 from fnrl.types import Params, Trajectory
 

@@ -25,8 +25,8 @@ from fnrl import losses
 from fnrl.agents.actor_critic import check_discounting
 from fnrl.agents.base import Agent, LossOutput, make_act, make_init, unroll
 from fnrl.agents.registry import AgentPlugin, PolicyGradientSettings, from_settings
-from fnrl.config import setting
 from fnrl.distributions import joint_log_prob, used_actions
+from fnrl.settings import setting
 from fnrl.specs import EnvSpec
 from fnrl.types import Action, Carry, Observation, Params, PRNGKey, Trajectory
 

@@ -18,8 +18,8 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 
 from fnrl.agents.base import Agent
-from fnrl.config import check_settings, setting
 from fnrl.plugins import UNKNOWN_NAME_HINT
+from fnrl.settings import check_settings, setting
 from fnrl.specs import EnvSpec
 
 
@@ -30,7 +30,7 @@ class AgentPlugin(NamedTuple):
         make: ``make(network, spec, config) -> Agent``; reads the agent's settings off
             ``config``, which holds the run's fields and the agent's.
         settings: a frozen dataclass of the agent's own fields, each made with
-            :func:`fnrl.config.setting`; its ``__post_init__``, if any, validates them.
+            :func:`fnrl.settings.setting`; its ``__post_init__``, if any, validates them.
         defaults: run (or settings) field -> the agent's default, where it differs.
         presets: kind of env (``"image"``, ``"vector"``, ``"continuous"``) -> field -> default
             for envs of that kind, over the shared ``fnrl.config.PRESETS`` and under the flags

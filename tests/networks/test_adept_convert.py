@@ -1,4 +1,4 @@
-"""``python -m fnrl.networks.adept_convert``: an adept run directory becomes an fnrl run that
+"""``python -m fnrl.adept_convert``: an adept run directory becomes an fnrl run that
 ``fnrl.evaluate`` plays, with adept's weights bit for bit."""
 
 import json
@@ -9,9 +9,9 @@ import jax
 import numpy as np
 import pytest
 
+from fnrl.adept_convert import fnrl_settings
 from fnrl.checkpoint import load_params, read_meta
 from fnrl.config import make_config
-from fnrl.networks.adept_convert import fnrl_settings
 from fnrl.networks.torch_interop import from_adept_state_dict, to_adept_state_dict
 from fnrl.parallel.build import make_agent, make_network, make_training_env
 
@@ -73,7 +73,7 @@ def adept_run(tmp_path_factory):
 def test_adept_run_converts_and_evaluates_with_adepts_weights(adept_run, tmp_path):
     adept_dir, models, config, spec = adept_run
     out = tmp_path / "fnrl_run"
-    result = run("fnrl.networks.adept_convert", str(adept_dir), str(out))
+    result = run("fnrl.adept_convert", str(adept_dir), str(out))
     assert result.returncode == 0, result.stderr
     assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["step_40", "step_80"]
 
@@ -106,7 +106,7 @@ def test_a_model_that_does_not_fit_names_the_key_and_writes_nothing(adept_run, t
     del state_dict["head.heads.critic.weight"]
     torch.save(state_dict, broken / "40" / "model_40.pth")
     out = tmp_path / "out"
-    result = run("fnrl.networks.adept_convert", str(broken), str(out))
+    result = run("fnrl.adept_convert", str(broken), str(out))
     assert result.returncode == 1
     assert "model_40.pth" in result.stderr and "head.heads.critic.weight" in result.stderr
     assert not out.exists()
@@ -134,7 +134,7 @@ def test_an_fnrl_run_goes_to_adepts_layout_and_back_bit_for_bit(tmp_path):
     assert run("fnrl.train", *flags).returncode == 0
     (run_dir,) = (tmp_path / "logs" / "CartPole-v1").iterdir()
     adept_dir = tmp_path / "adept"
-    result = run("fnrl.networks.adept_convert", "--to-adept", str(run_dir), str(adept_dir))
+    result = run("fnrl.adept_convert", "--to-adept", str(run_dir), str(adept_dir))
     assert result.returncode == 0, result.stderr
     args = json.loads((adept_dir / "args.json").read_text())
     assert (args["network_vision"], args["network_body"], args["entropy_weight"]) == (
@@ -155,7 +155,7 @@ def test_an_fnrl_run_goes_to_adepts_layout_and_back_bit_for_bit(tmp_path):
     network = make_network(config, spec)
     target = jax.eval_shape(make_agent(config, spec).init, jax.random.PRNGKey(0))
     back = tmp_path / "back"
-    assert run("fnrl.networks.adept_convert", str(adept_dir), str(back)).returncode == 0
+    assert run("fnrl.adept_convert", str(adept_dir), str(back)).returncode == 0
     for step, checkpoint in zip(steps, checkpoints, strict=True):
         original = load_params(checkpoint, target)
         state_dict = torch.load(adept_dir / str(step) / f"model_{step}.pth", weights_only=True)
@@ -174,7 +174,7 @@ def test_a_run_adepts_networks_could_not_be_is_refused_by_name(tmp_path):
         == 0
     )
     (run_dir,) = (logs / "CartPole-v1").iterdir()
-    result = run("fnrl.networks.adept_convert", "--to-adept", str(run_dir), str(tmp_path / "a"))
+    result = run("fnrl.adept_convert", "--to-adept", str(run_dir), str(tmp_path / "a"))
     assert result.returncode == 1
     assert "normalization='layer'" in result.stderr and "zscore_norm_env=True" in result.stderr
     assert not (tmp_path / "a").exists()

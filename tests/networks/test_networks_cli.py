@@ -8,8 +8,8 @@ import jax
 import numpy as np
 import pytest
 
+from fnrl import network_list as networks_cli
 from fnrl.networks import DISCRETE_NETWORKS, NETWORK_BODIES, VISION_NETWORKS, count_params
-from fnrl.networks import __main__ as networks_cli
 from fnrl.parallel.local import train_local
 from fnrl.train import parse_args
 

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from fnrl.network_list import network_params
 from fnrl.networks import (
     IMPALA,
     VISION_NETWORKS,
@@ -16,7 +17,6 @@ from fnrl.networks import (
     ResNet50,
     count_params,
 )
-from fnrl.networks.__main__ import network_params
 from fnrl.specs import ArraySpec, DiscreteSpec, EnvSpec
 
 # name: (features, trunk params with normalize on 84x84x4, whole network with the LSTM body on

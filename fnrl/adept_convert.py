@@ -1,5 +1,5 @@
-"""Command line: ``python -m fnrl.networks.adept_convert ADEPT_RUN_DIR OUT_RUN_DIR``, and
-``python -m fnrl.networks.adept_convert --to-adept FNRL_RUN_DIR OUT_ADEPT_DIR`` back.
+"""Command line: ``python -m fnrl.adept_convert ADEPT_RUN_DIR OUT_RUN_DIR``, and
+``python -m fnrl.adept_convert --to-adept FNRL_RUN_DIR OUT_ADEPT_DIR`` back.
 
 Turns an adept run directory into an fnrl one, which ``fnrl.evaluate`` plays, and an fnrl run
 into adept's layout (:func:`to_adept`), which adept's ``evaluate`` and ``render`` scripts read.
@@ -31,7 +31,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-PROG = "python -m fnrl.networks.adept_convert"
+from fnrl.checkpoint import list_checkpoints, load_params, read_meta, save_checkpoint
+from fnrl.cli import load_run_config
+from fnrl.config import TrainConfig, agent_config_class, make_config
+from fnrl.networks.torch_interop import (
+    adept_network_name,
+    fnrl_network_name,
+    from_adept_state_dict,
+    to_adept_state_dict,
+)
+from fnrl.settings import field_kind
+from fnrl.types import TrainState
+
+PROG = "python -m fnrl.adept_convert"
 
 # adept's args.json names of the three networks: the 2018 release, then its later ``net3d`` /
 # ``net1d`` / ``netbody`` flags.
@@ -78,9 +90,6 @@ def fnrl_settings(args: Mapping[str, Any]) -> dict[str, Any]:
     Raises:
         ValueError: a network adept had not (the message lists adept's names).
     """
-    from fnrl.config import TrainConfig, agent_config_class, field_kind
-    from fnrl.networks.torch_interop import fnrl_network_name
-
     settings: dict[str, Any] = dict(_ADEPT_NETWORK)
     for field, (names, kind) in _NETWORK_ARGS.items():
         name = next((args[n] for n in names if n in args), None)
@@ -129,21 +138,18 @@ def convert(
         ValueError: no ``args.json`` or model file, an unknown network, a config fnrl rejects,
             an existing run at ``out_dir``, or a model that does not fit (naming the key).
     """
+    # Imported when converting, so that -h stays fast: PyTorch, the run shell and its logs.
     import jax
     import jax.numpy as jnp
     import torch
 
-    from fnrl.checkpoint import save_checkpoint
-    from fnrl.config import make_config
     from fnrl.logging import write_config
-    from fnrl.networks.torch_interop import from_adept_state_dict
     from fnrl.parallel.build import (
         make_agent,
         make_network,
         make_training_env,
         make_training_optimizer,
     )
-    from fnrl.types import TrainState
 
     adept_dir, out_dir = Path(adept_dir), Path(out_dir)
     try:
@@ -209,8 +215,6 @@ def adept_args(config: Any) -> dict[str, Any]:
         ValueError: a network adept had not, or settings its networks could not have (layer
             norm, running observation statistics); the message names them.
     """
-    from fnrl.networks.torch_interop import adept_network_name
-
     differs = {k: getattr(config, k) for k, v in _ADEPT_NETWORK.items() if getattr(config, k) != v}
     if not config.normalize:  # without --normalize the kind of norm does not matter
         differs.pop("normalization", None)
@@ -240,12 +244,10 @@ def to_adept(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
         ValueError: no run or checkpoint, settings adept's networks could not have, an
             existing adept run at ``out_dir``.
     """
+    # Imported when converting, so that -h stays fast: PyTorch and the run shell.
     import jax
     import torch
 
-    from fnrl.checkpoint import list_checkpoints, load_params, read_meta
-    from fnrl.evaluate import load_run_config
-    from fnrl.networks.torch_interop import to_adept_state_dict
     from fnrl.parallel.build import make_agent, make_network, make_training_env
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
