@@ -21,8 +21,8 @@ import jax.numpy as jnp
 from fnrl import losses
 from fnrl.agents import Agent, AgentPlugin, LossOutput, make_act, make_init, register_agent, unroll
 from fnrl.agents.registry import PolicyGradientSettings
-from fnrl.config import setting
 from fnrl.networks import register_network_body
+from fnrl.settings import setting
 from fnrl.train import main
 
 

@@ -1,12 +1,12 @@
 """fnrl: reinforcement learning in JAX with adept's agents, networks and execution modes.
 
-Pure functions live in ``fnrl.losses``, ``fnrl.distributions``, ``fnrl.agents`` and
-``fnrl.networks``; environments, threads, devices and files live in ``fnrl.envs``,
-``fnrl.parallel`` and the command lines (``python -m fnrl.train``).
+Pure functions live in ``fnrl.losses``, ``fnrl.distributions``, ``fnrl.agents``,
+``fnrl.networks`` and ``fnrl.replay``; environments, threads, devices and files live in
+``fnrl.envs``, ``fnrl.parallel`` and the command lines (``python -m fnrl.train``).
 """
 
 import fnrl._startup  # noqa: F401 (first: Ctrl-C while the rest imports ends quietly)
-from fnrl import agents, distributions, losses, networks, specs, types
+from fnrl import agents, distributions, losses, networks, replay, specs, types
 from fnrl.agents import Agent, make_actor_critic, make_update
 from fnrl.config import TrainConfig, make_config
 from fnrl.distributions import Gaussian
@@ -37,6 +37,7 @@ __all__ = [
     "make_config",
     "make_update",
     "networks",
+    "replay",
     "specs",
     "types",
 ]

@@ -5,7 +5,15 @@ import inspect
 
 import pytest
 
-PACKAGES = ["fnrl", "fnrl.agents", "fnrl.envs", "fnrl.losses", "fnrl.networks", "fnrl.parallel"]
+PACKAGES = [
+    "fnrl",
+    "fnrl.agents",
+    "fnrl.envs",
+    "fnrl.losses",
+    "fnrl.networks",
+    "fnrl.parallel",
+    "fnrl.replay",
+]
 
 
 @pytest.mark.parametrize("package", PACKAGES)

@@ -28,7 +28,9 @@ class AgentPlugin(NamedTuple):
 
     Attributes:
         make: ``make(network, spec, config) -> Agent``; reads the agent's settings off
-            ``config``, which holds the run's fields and the agent's.
+            ``config``, which holds the run's fields and the agent's. The ``Agent`` declares
+            its data path (``Agent.data_path``: on-policy segments by default, or its own
+            experience, such as a replay buffer), which every mode calls.
         settings: a frozen dataclass of the agent's own fields, each made with
             :func:`fnrl.settings.setting`; its ``__post_init__``, if any, validates them.
         defaults: run (or settings) field -> the agent's default, where it differs.

@@ -25,8 +25,8 @@ import pytest
 from fnrl.agents import AGENTS, ActOutput, Agent, AgentPlugin, DataPath, make_init, register_agent
 from fnrl.agents.base import FINITE, learner_key, sample_actions
 from fnrl.checkpoint import list_checkpoints, read_meta
-from fnrl.config import setting
 from fnrl.replay import make_uniform_replay
+from fnrl.settings import setting
 from fnrl.train import main
 
 AGENT = "ReplayQ"
