@@ -91,7 +91,9 @@ class DataPath(NamedTuple):
         make_update: ``make_update(agent, optimizer, *, axis_name=None) -> update``, the pure
             learner step ``update(state, trajectory) -> (state, metrics)`` with the contract of
             :func:`make_update`: scalar metrics with ``FINITE``, and with ``axis_name`` (inside
-            ``shard_map``) the same result as one update of the whole batch.
+            ``shard_map``, where each device holds its part of the env batch) the same result
+            as one update of the whole batch; the learner state, ``agent_state`` included, is
+            replicated there, so a buffer gathers the segment over the axis before adding it.
     """
 
     init: Callable[[Params], dict[str, Any]]

@@ -333,7 +333,7 @@ def train_towered(
         "towered",
         num_envs=local_envs,
         seeds=[config.seed + jax.process_index() * local_envs],
-        writes=jax.process_index() == 0,  # the others get a SilentRun
+        writes=jax.process_index() == 0,  # the others get parts that write nothing
         stop=stop,
         show_progress=show_progress,
     ) as parts:

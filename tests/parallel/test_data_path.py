@@ -216,3 +216,13 @@ def test_a_resume_without_its_buffer_is_refused_with_one_line(uninterrupted, tmp
     assert main(["--resume", str(run_dir), "-mts", "8192"]) == 1
     error = capsys.readouterr().err.strip().splitlines()[-1]  # after the budget's warning
     assert error.startswith("fnrl.train: error: ") and "replay.msgpack" in error, error
+
+
+@pytest.mark.parametrize("mode", ["towered", "impala"])
+def test_the_other_modes_call_the_same_data_path(tmp_path, mode):
+    flags = [mode, *FLAGS[1:], "-n", "4", "-mts", "1024", "--log-dir", str(tmp_path)]
+    assert main(flags) == 0
+    (run_dir,) = (tmp_path / "CartPole-v1").iterdir()
+    checkpoint = _last(run_dir)
+    saved = flax.serialization.msgpack_restore((checkpoint / "replay.msgpack").read_bytes())
+    assert int(saved["size"]) == min(CAPACITY, read_meta(checkpoint)["env_steps"])
