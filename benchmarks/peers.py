@@ -103,7 +103,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
 from fnrl.agents import init_train_state, make_update
-from fnrl.config import TrainConfig, make_config
+from fnrl.config import OptimizerSettings, TrainConfig, make_config
 from fnrl.envs import BatchedEnv, atari_task_id
 from fnrl.networks import count_params
 from fnrl.parallel.local import make_agent, make_training_env, make_training_optimizer, train_local
@@ -408,7 +408,7 @@ def _median_ms(step: Callable[[], None], seconds: float, min_repeats: int = 10) 
 def fnrl_learner(config: TrainConfig, spec: EnvSpec, batch: Batch, seconds: float) -> dict:
     """Median ms of fnrl's compiled A2C update on ``batch``, and the network's size."""
     agent = make_agent(config, spec)
-    optimizer = make_training_optimizer(config)
+    optimizer = make_training_optimizer(config.section(OptimizerSettings))
     state = init_train_state(agent, optimizer, jax.random.PRNGKey(config.seed))
     params = count_params(state.params["params"])
     (obs_key,) = spec.observations
@@ -572,7 +572,7 @@ def fnrl_loops(config: TrainConfig, seconds: float) -> dict[str, float]:
     """Median ms per update of the host loop, the compiled rollout apart and the fused trainer."""
     env = make_training_env(config, config.nb_env, config.seed)
     agent = make_agent(config, env.spec)
-    optimizer = make_training_optimizer(config)
+    optimizer = make_training_optimizer(config.section(OptimizerSettings))
     pure_update = make_update(agent, optimizer)
     update = jax.jit(pure_update, donate_argnums=0)
     state = init_train_state(agent, optimizer, jax.random.PRNGKey(config.seed))

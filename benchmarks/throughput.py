@@ -36,7 +36,7 @@ import jax
 import numpy as np
 
 from fnrl.agents import init_train_state, make_update
-from fnrl.config import ImpalaConfig, TrainConfig
+from fnrl.config import ImpalaConfig, OptimizerSettings, TrainConfig
 from fnrl.envs import atari_task_id
 from fnrl.parallel.impala import train_impala
 from fnrl.parallel.local import make_agent, make_training_env, make_training_optimizer, train_local
@@ -118,7 +118,7 @@ def learner_alone_fps(config: TrainConfig, updates: int) -> dict:
     env = make_training_env(config, config.nb_env, config.seed)
     try:
         agent = make_agent(dataclasses.replace(config, agent="ActorCriticVtrace"), env.spec)
-        optimizer = make_training_optimizer(config)
+        optimizer = make_training_optimizer(config.section(OptimizerSettings))
         state = init_train_state(agent, optimizer, jax.random.PRNGKey(config.seed))
         rollout = collect(
             env,

@@ -33,7 +33,13 @@ from typing import Any
 
 from fnrl.checkpoint import list_checkpoints, load_params, read_meta, save_checkpoint
 from fnrl.cli import load_run_config
-from fnrl.config import TrainConfig, agent_config_class, make_config
+from fnrl.config import (
+    NetworkSettings,
+    OptimizerSettings,
+    TrainConfig,
+    agent_config_class,
+    make_config,
+)
 from fnrl.networks.torch_interop import (
     adept_network_name,
     fnrl_network_name,
@@ -167,9 +173,9 @@ def convert(
         spec, frames_per_step = env.spec, env.frames_per_step
     finally:
         env.close()
-    network = make_network(config, spec)
+    network = make_network(config.section(NetworkSettings), spec)
     target = jax.eval_shape(make_agent(config, spec).init, jax.random.PRNGKey(0))
-    optimizer = make_training_optimizer(config)
+    optimizer = make_training_optimizer(config.section(OptimizerSettings))
     states = []
     for step, model in epochs:
         state_dict = torch.load(model, map_location="cpu", weights_only=True)
@@ -263,7 +269,7 @@ def to_adept(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
         spec = env.spec
     finally:
         env.close()
-    network = make_network(config, spec)
+    network = make_network(config.section(NetworkSettings), spec)
     target = jax.eval_shape(make_agent(config, spec).init, jax.random.PRNGKey(0))
     models = []
     for path in checkpoints:

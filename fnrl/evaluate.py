@@ -92,6 +92,8 @@ def evaluate_checkpoints(
     """
     import jax
 
+    from fnrl.config import NetworkSettings
+
     # The run shell imports the envs and tensorboardX (seconds): here, so that -h stays fast.
     from fnrl.parallel.evaluation import EVALUATE_SEED_OFFSET, make_eval_policy, run_episodes
     from fnrl.parallel.local import make_agent, make_network, make_training_env
@@ -107,7 +109,7 @@ def evaluate_checkpoints(
         try:
             if policy is None:
                 agent = make_agent(config, env.spec)
-                network = make_network(config, env.spec)
+                network = make_network(config.section(NetworkSettings), env.spec)
                 target = jax.eval_shape(agent.init, jax.random.PRNGKey(0))
                 policy = jax.jit(make_eval_policy(network, greedy=greedy))
                 initial_carry = network.initial_carry(nb_env)

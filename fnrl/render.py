@@ -310,6 +310,8 @@ def render(
     """
     import jax
 
+    from fnrl.config import NetworkSettings
+
     # The run shell imports the envs and tensorboardX (seconds): here, so that -h stays fast.
     from fnrl.parallel.evaluation import EVALUATE_SEED_OFFSET, make_eval_policy
     from fnrl.parallel.local import make_agent, make_network
@@ -337,7 +339,7 @@ def render(
             if agent_view and "screen" not in env.spec.observations:
                 raise ValueError("--agent-view needs an image observation ('screen')")
             agent = make_agent(config, env.spec)
-            network = make_network(config, env.spec)
+            network = make_network(config.section(NetworkSettings), env.spec)
             params = load_params(path, jax.eval_shape(agent.init, jax.random.PRNGKey(0)))
             policy = jax.jit(make_eval_policy(network, greedy=greedy))
             writer = _VideoWriter(out, fps or real_time_fps)

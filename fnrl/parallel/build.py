@@ -23,7 +23,7 @@ import jax
 import optax
 
 from fnrl.agents import Agent, get_agent, init_train_state
-from fnrl.config import TrainConfig, with_agent_settings
+from fnrl.config import NetworkSettings, OptimizerSettings, TrainConfig, with_agent_settings
 from fnrl.envs import BatchedEnv, atari_task_id, make_env
 from fnrl.networks import (
     ModularNetwork,
@@ -88,8 +88,9 @@ def devices_at(
     return [devices[p] for p in positions]
 
 
-def make_network(config: TrainConfig, spec: EnvSpec) -> ModularNetwork:
-    """The network ``config`` names, for envs with ``spec``.
+def make_network(config: NetworkSettings, spec: EnvSpec) -> ModularNetwork:
+    """The network ``config`` names (a run's ``NetworkSettings`` section), for envs with
+    ``spec``.
 
     Raises:
         ValueError: an unknown trunk or body name (naming the registered ones).
@@ -117,11 +118,13 @@ def make_agent(config: TrainConfig, spec: EnvSpec) -> Agent:
         ValueError: an unknown agent, or a network name that is not registered.
     """
     config = with_agent_settings(config)
-    return get_agent(config.agent).make(make_network(config, spec), spec, config)
+    network = make_network(config.section(NetworkSettings), spec)
+    return get_agent(config.agent).make(network, spec, config)
 
 
-def make_training_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """The optimizer ``config`` names, with its learning rate and gradient clipping."""
+def make_training_optimizer(config: OptimizerSettings) -> optax.GradientTransformation:
+    """The optimizer ``config`` (a run's ``OptimizerSettings`` section) names, with its learning
+    rate and gradient clipping."""
     return make_optimizer(
         config.optimizer, config.learning_rate, max_grad_norm=config.max_grad_norm
     )
@@ -219,9 +222,9 @@ def _built_run(
             envs.append(make_training_env(config, num_envs, seed))
         spec = envs[0].spec
         check_rollout(config.rollout, envs[0])
-        network = make_network(config, spec)
+        network = make_network(config.section(NetworkSettings), spec)
         agent = get_agent(config.agent).make(network, spec, config)
-        optimizer = make_training_optimizer(config)
+        optimizer = make_training_optimizer(config.section(OptimizerSettings))
         if writes:
             run = open_run(
                 config,

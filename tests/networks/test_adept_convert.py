@@ -11,7 +11,7 @@ import pytest
 
 from fnrl.adept_convert import fnrl_settings
 from fnrl.checkpoint import load_params, read_meta
-from fnrl.config import make_config
+from fnrl.config import NetworkSettings, make_config
 from fnrl.networks.torch_interop import from_adept_state_dict, to_adept_state_dict
 from fnrl.parallel.build import make_agent, make_network, make_training_env
 
@@ -56,7 +56,7 @@ def adept_run(tmp_path_factory):
     env = make_training_env(config, 1, 0)
     spec = env.spec
     env.close()
-    network = make_network(config, spec)
+    network = make_network(config.section(NetworkSettings), spec)
     variables = layout_tests.make_variables(network)
     shapes = {k: tuple(v.shape) for k, v in to_adept_state_dict(variables, network).items()}
     models = {}
@@ -82,7 +82,7 @@ def test_adept_run_converts_and_evaluates_with_adepts_weights(adept_run, tmp_pat
     assert stored["normalization"] == "batch" and stored["zscore_norm_env"] is False
     assert stored["max_train_steps"] == 10000 and stored["seed"] == 3 and stored["nb_env"] == 4
 
-    network = make_network(config, spec)
+    network = make_network(config.section(NetworkSettings), spec)
     target = jax.eval_shape(make_agent(config, spec).init, jax.random.PRNGKey(0))
     for step in STEPS:
         path = out / "checkpoints" / f"step_{step}"
@@ -152,7 +152,7 @@ def test_an_fnrl_run_goes_to_adepts_layout_and_back_bit_for_bit(tmp_path):
     env = make_training_env(config, 1, 0)
     spec = env.spec
     env.close()
-    network = make_network(config, spec)
+    network = make_network(config.section(NetworkSettings), spec)
     target = jax.eval_shape(make_agent(config, spec).init, jax.random.PRNGKey(0))
     back = tmp_path / "back"
     assert run("fnrl.adept_convert", str(adept_dir), str(back)).returncode == 0
