@@ -33,7 +33,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from fnrl.agents import AGENTS, get_agent
 from fnrl.checkpoint import latest_checkpoint, read_meta
@@ -54,6 +54,9 @@ from fnrl.config import (
 from fnrl.plot import write_run_plot
 from fnrl.plugins import import_plugins, plugin_modules
 from fnrl.settings import field_kind
+
+if TYPE_CHECKING:  # the run shell imports the envs (seconds): -h stays fast
+    from fnrl.parallel.build import RunHooks
 
 
 class Mode(NamedTuple):
@@ -364,13 +367,19 @@ def _stop_code(signals: list[int]) -> int:
     return 128 + (signals[0] if signals else signal.SIGINT)
 
 
-def _run(mode: str, config: TrainConfig, stop: threading.Event, signals: list[int]) -> int:
+def _run(
+    mode: str,
+    config: TrainConfig,
+    stop: threading.Event,
+    signals: list[int],
+    hooks: RunHooks | None,
+) -> int:
     """Trains in ``mode``; 0 when the budget is spent, :func:`_stop_code` when stopped."""
     # tensorboardX takes seconds to import: here, so that -h stays fast.
     from fnrl.logging import RECENT_EPISODES
 
     module, function = MODES[mode].runner.split(":")
-    result = getattr(importlib.import_module(module), function)(config, stop=stop)
+    result = getattr(importlib.import_module(module), function)(config, stop=stop, hooks=hooks)
     if result.run_dir is None:  # a process that writes nothing (towered, not 0) says nothing
         return _stop_code(signals) if stop.is_set() else 0
     episodes = (
@@ -404,8 +413,14 @@ def _plot(run_dir: Path) -> None:
         print(f"learning curves: {path}", flush=True)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: parses flags, trains, and turns errors into one readable line."""
+def main(argv: Sequence[str] | None = None, *, hooks: RunHooks | None = None) -> int:
+    """Entry point: parses flags, trains, and turns errors into one readable line.
+
+    Args:
+        argv: the command line's arguments; None: ``sys.argv[1:]``.
+        hooks: for a script that trains through the command line: its env factory and a
+            callback after each update (``fnrl.parallel.RunHooks``); None: none.
+    """
     mode, config = parse_args(sys.argv[1:] if argv is None else argv)
     stop = threading.Event()
     signals: list[int] = []  # those that asked this process to stop
@@ -424,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
-        return _run(mode, config, stop, signals)
+        return _run(mode, config, stop, signals, hooks)
     except (ValueError, OSError, RuntimeError) as e:
         print(f"fnrl.train: error: {e}", file=sys.stderr)
         _exit_now_if_peers_are_gone(1)

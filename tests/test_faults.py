@@ -34,6 +34,7 @@ from fnrl.checkpoint import (
 )
 from fnrl.config import ImpalaConfig, ToweredConfig, TrainConfig, make_config
 from fnrl.parallel import build
+from fnrl.parallel.build import RunHooks
 from fnrl.parallel.impala import train_impala
 from fnrl.parallel.local import train_local
 from fnrl.parallel.run import TrainingDiverged, silent_run
@@ -101,7 +102,7 @@ def test_params_turning_nan_with_a_finite_loss_stop_the_run_before_any_save(
     _assert_stopped_cleanly(tmp_path, error.value, update=4, last_good="step_40")
 
 
-def test_nan_rewards_stop_the_run_and_name_the_last_finite_checkpoint(tmp_path, monkeypatch):
+def test_nan_rewards_stop_the_run_and_name_the_last_finite_checkpoint(tmp_path):
     make = build.make_training_env
 
     def nan_rewards_after_step_30(config, num_envs, seed):
@@ -118,10 +119,9 @@ def test_nan_rewards_stop_the_run_and_name_the_last_finite_checkpoint(tmp_path, 
         env.step = step
         return env
 
-    monkeypatch.setattr(build, "make_training_env", nan_rewards_after_step_30)
     config = TrainConfig(**_SETTINGS, rollout="host", log_dir=str(tmp_path))
     with pytest.raises(TrainingDiverged) as error:
-        train_local(config)
+        train_local(config, hooks=RunHooks(make_env=nan_rewards_after_step_30))
     # vector step 31 is in update 7 (5 vector steps each); saves at 20, 40, 80 and 120 steps.
     _assert_stopped_cleanly(tmp_path, error.value, update=7, last_good="step_120")
 

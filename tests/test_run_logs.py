@@ -15,9 +15,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from fnrl.config import TrainConfig
 from fnrl.logging import EPISODES_COLUMNS, CsvLog
-from fnrl.parallel.evaluation import ScheduledEvaluation
+from fnrl.parallel.build import RunHooks, make_training_env
+from fnrl.parallel.evaluation import EVAL_THREAD_SEED_OFFSET
 from fnrl.parallel.local import train_local
-from fnrl.parallel.run import TrainingRun
 
 SMALL = dict(env_id="CartPole-v1", nb_env=2, exp_length=5, network_body="Linear", nb_eval_env=0)
 
@@ -95,29 +95,48 @@ def test_scheduled_evaluation_plays_fresh_games_at_each_multiple_of_eval_every(t
     assert "EVAL: STEP: 300 REWARD:" in log and "evaluation=" in log  # its own phase
 
 
-def test_scheduled_evaluations_play_beside_training_and_do_not_depend_on_its_timing(
-    tmp_path, monkeypatch
-):
+def _evaluation_envs(on_reset, on_close=lambda: None):
+    """An env factory whose evaluation envs (seeds from ``EVAL_THREAD_SEED_OFFSET`` up, which
+    no training env has) call ``on_reset(index)`` before each evaluation plays, ``index`` being
+    the evaluation's number (its step over ``--eval-every``), and ``on_close()`` after it."""
+
+    def make_env(config, num_envs, seed):
+        env = make_training_env(config, num_envs, seed)
+        if seed < EVAL_THREAD_SEED_OFFSET:
+            return env
+        index = (seed - EVAL_THREAD_SEED_OFFSET - config.seed) // num_envs
+        reset, close = env.reset, env.close
+
+        def evaluation_reset():
+            on_reset(index)
+            return reset()
+
+        def evaluation_close():
+            close()
+            on_close()
+
+        env.reset, env.close = evaluation_reset, evaluation_close
+        return env
+
+    return make_env
+
+
+def test_scheduled_evaluations_play_beside_training_and_do_not_depend_on_its_timing(tmp_path):
     config = TrainConfig(**SMALL, max_train_steps=400, eval_every=100, eval_episodes=3)
     quick = train_local(dataclasses.replace(config, log_dir=str(tmp_path / "quick")))
-    play, record = ScheduledEvaluation.__call__, TrainingRun.record
     threads, playing, updates_while_playing = [], threading.Event(), []
 
-    def slow_play(self, params, index):
+    def slow_start(index):
         threads.append(threading.current_thread())
         playing.set()
         time.sleep(0.5)
-        games = play(self, params, index)
-        playing.clear()
-        return games
 
-    def counted_record(self, *args, **kwargs):
+    def count_update(run):
         updates_while_playing.append(playing.is_set())
-        return record(self, *args, **kwargs)
 
-    monkeypatch.setattr(ScheduledEvaluation, "__call__", slow_play)
-    monkeypatch.setattr(TrainingRun, "record", counted_record)
-    slow = train_local(dataclasses.replace(config, log_dir=str(tmp_path / "slow")))
+    make_env = _evaluation_envs(slow_start, on_close=playing.clear)
+    hooks = RunHooks(make_env=make_env, on_update=count_update)
+    slow = train_local(dataclasses.replace(config, log_dir=str(tmp_path / "slow")), hooks=hooks)
     assert len(threads) == 4 and threading.main_thread() not in threads
     assert any(updates_while_playing), "no update was recorded while an evaluation played"
     # the same games, logged in order, every one before the run returned
@@ -125,14 +144,13 @@ def test_scheduled_evaluations_play_beside_training_and_do_not_depend_on_its_tim
     assert [int(r["step"]) for r in _rows(slow.run_dir / "eval.csv")] == [100, 200, 300, 400]
 
 
-def test_a_failed_scheduled_evaluation_ends_the_run_with_its_error(tmp_path, monkeypatch):
-    def crash(self, params, index):
+def test_a_failed_scheduled_evaluation_ends_the_run_with_its_error(tmp_path):
+    def crash(index):
         raise RuntimeError(f"evaluation env {index} crashed")
 
-    monkeypatch.setattr(ScheduledEvaluation, "__call__", crash)
     config = TrainConfig(**SMALL, max_train_steps=400, eval_every=100, log_dir=str(tmp_path))
     with pytest.raises(RuntimeError, match="evaluation env 1 crashed"):
-        train_local(config)
+        train_local(config, hooks=RunHooks(make_env=_evaluation_envs(crash)))
 
 
 def test_a_resumed_csv_drops_the_rows_written_after_the_resume_step(tmp_path):

@@ -2,6 +2,7 @@
 
 from fnrl.parallel.budget import Budget, Schedule
 from fnrl.parallel.build import (
+    RunHooks,
     RunParts,
     build_run,
     make_agent,
@@ -56,6 +57,7 @@ __all__ = [
     "ResumeWarning",
     "Rollout",
     "RolloutResult",
+    "RunHooks",
     "RunLog",
     "RunParts",
     "RunResult",

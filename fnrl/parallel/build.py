@@ -18,6 +18,7 @@ import functools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import jax
 import optax
@@ -130,6 +131,25 @@ def make_training_optimizer(config: OptimizerSettings) -> optax.GradientTransfor
     )
 
 
+class RunHooks(NamedTuple):
+    """What a caller may change in how a mode builds and watches its run, without touching
+    the mode (acme's ``environment_factory``; SB3's callbacks).
+
+    Attributes:
+        make_env: ``make_env(config, num_envs, seed) -> BatchedEnv`` makes the training envs
+            and the evaluations' (:func:`make_training_env` by default).
+        on_update: ``on_update(run)`` after each update the run recorded: it may read the
+            :class:`~fnrl.parallel.run.TrainingRun`'s ``budget``, ``episode_returns`` and
+            ``metrics``, and set ``run.stop`` (e.g. to stop once the agent solved the task).
+    """
+
+    make_env: Callable[[TrainConfig, int, int], BatchedEnv] = make_training_env
+    on_update: Callable[[TrainingRun], None] | None = None
+
+
+NO_HOOKS = RunHooks()  # the default envs, no callback
+
+
 @dataclass(frozen=True)
 class RunParts:
     """What a mode's loop trains with, built by :func:`build_run` from the config."""
@@ -140,6 +160,7 @@ class RunParts:
     agent: Agent  # acting and learning with ``network``
     optimizer: optax.GradientTransformation
     run: TrainingRun  # the run shell: counters, timer, stop, logs, checkpoints
+    make_env: Callable[[TrainConfig, int, int], BatchedEnv] = make_training_env
 
     def start(self, carry: Carry = None, *lines: str) -> tuple[TrainState, Carry]:
         """The learner state (and carry) the loop starts from; announces the run first.
@@ -155,7 +176,7 @@ class RunParts:
         fresh = init_train_state(self.agent, self.optimizer, jax.random.PRNGKey(self.config.seed))
         state, carry = self.run.checkpointer.restore(fresh, carry)
         self.run.announce(state, *lines)
-        make_env = functools.partial(make_training_env, self.config)
+        make_env = functools.partial(self.make_env, self.config)
         self.run.evaluations.start(make_env, self.network)
         return state, carry
 
@@ -176,6 +197,7 @@ def build_run(
     stop: threading.Event | None = None,
     show_progress: bool | None = None,
     in_use: Callable[[BatchedEnv], bool] = _never,
+    hooks: RunHooks | None = None,
 ) -> Iterator[RunParts]:
     """The parts of a ``mode`` run of ``config``; closes the run and the envs on exit.
 
@@ -192,6 +214,7 @@ def build_run(
         show_progress: progress bar on/off; ``None`` shows it on a terminal only (a
             process that must not write shows none).
         in_use: True for an env that a thread still steps, which is left open on exit.
+        hooks: the caller's env factory and update callback; None: :data:`NO_HOOKS`.
 
     Raises:
         ValueError: bad configuration (an unknown name, a rollout the envs cannot run, a
@@ -202,7 +225,9 @@ def build_run(
     # Computations without a placement of their own run on the first device chosen.
     device = chosen_local_devices(config.device_positions())[0]
     with jax.default_device(device):
-        yield from _built_run(config, mode, num_envs, seeds, writes, stop, show_progress, in_use)
+        yield from _built_run(
+            config, mode, num_envs, seeds, writes, stop, show_progress, in_use, hooks or NO_HOOKS
+        )
 
 
 def _built_run(
@@ -214,12 +239,13 @@ def _built_run(
     stop: threading.Event | None,
     show_progress: bool | None,
     in_use: Callable[[BatchedEnv], bool],
+    hooks: RunHooks,
 ) -> Iterator[RunParts]:
     """The body of :func:`build_run`, on its default device."""
     envs: list[BatchedEnv] = []
     try:
         for seed in seeds:
-            envs.append(make_training_env(config, num_envs, seed))
+            envs.append(hooks.make_env(config, num_envs, seed))
         spec = envs[0].spec
         check_rollout(config.rollout, envs[0])
         network = make_network(config.section(NetworkSettings), spec)
@@ -236,8 +262,9 @@ def _built_run(
             )
         else:
             run = silent_run(config, mode, stop=stop)
+        run.on_update = hooks.on_update
         try:
-            yield RunParts(config, tuple(envs), network, agent, optimizer, run)
+            yield RunParts(config, tuple(envs), network, agent, optimizer, run, hooks.make_env)
         finally:
             run.close()
     finally:

@@ -54,7 +54,7 @@ from fnrl.parallel.actors import (
     take,
     take_dynamic,
 )
-from fnrl.parallel.build import RunParts, build_run, chosen_local_devices
+from fnrl.parallel.build import RunHooks, RunParts, build_run, chosen_local_devices
 from fnrl.parallel.run import RunResult, TrainingRun
 from fnrl.types import Params, TrainState, Trajectory
 
@@ -163,6 +163,7 @@ def train_impala(
     *,
     stop: threading.Event | None = None,
     show_progress: bool | None = None,
+    hooks: RunHooks | None = None,
 ) -> RunResult:
     """Trains ``config.agent`` (ActorCriticVtrace by default) with actor threads and a learner.
 
@@ -170,6 +171,7 @@ def train_impala(
         config: the run's settings; ``nb_env`` envs per actor thread.
         stop: when set, the run stops at the next update boundary (Ctrl-C in the CLI).
         show_progress: progress bar on/off; ``None`` shows it on a terminal only.
+        hooks: the caller's env factory and update callback (``RunHooks``); None: none.
 
     Returns:
         What the run did (see ``TrainingRun``); ``phase_seconds`` holds the learner's phases
@@ -196,6 +198,7 @@ def train_impala(
         seeds=[config.seed + actor_id * config.nb_env for actor_id in range(config.nb_actor)],
         stop=stop,
         show_progress=show_progress,
+        hooks=hooks,
         in_use=stepped_by_a_live_actor,
     ) as parts:
         config, run = parts.config, parts.run

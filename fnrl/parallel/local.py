@@ -18,6 +18,7 @@ from fnrl.config import TrainConfig
 
 # The builders live in fnrl.parallel.build; they are imported from here too.
 from fnrl.parallel.build import (
+    RunHooks,
     build_run,
     make_agent,
     make_network,
@@ -41,6 +42,7 @@ def train_local(
     *,
     stop: threading.Event | None = None,
     show_progress: bool | None = None,
+    hooks: RunHooks | None = None,
 ) -> RunResult:
     """Trains ``config.agent`` on ``config.env_id`` until ``config.max_train_steps``.
 
@@ -54,6 +56,7 @@ def train_local(
         config: the run's settings.
         stop: when set, the run stops at the next update boundary (Ctrl-C in the CLI).
         show_progress: progress bar on/off; ``None`` shows it on a terminal only.
+        hooks: the caller's env factory and update callback (``RunHooks``); None: none.
 
     Raises:
         TrainingDiverged: the loss, the gradient or the new learner state became NaN or
@@ -67,6 +70,7 @@ def train_local(
         seeds=[config.seed],
         stop=stop,
         show_progress=show_progress,
+        hooks=hooks,
     ) as parts:
         config, agent, run = parts.config, parts.agent, parts.run
         state, carry = parts.start(agent.initial_carry(config.nb_env))

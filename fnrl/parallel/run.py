@@ -154,6 +154,7 @@ class TrainingRun:
         self.budget, self.log, self.checkpointer = budget, log, checkpointer
         self.evaluations, self.timer, self._release = evaluations, timer, release
         self.stop = budget.stop
+        self.on_update: Callable[[TrainingRun], None] | None = None  # the caller's callback
         self.episode_returns: list[float] = []
         self.metrics: list[dict[str, float]] = []
         self._start = time.perf_counter()
@@ -236,6 +237,8 @@ class TrainingRun:
                 self.evaluations.wait()
         if saving:
             self.save(state, carry)
+        if self.on_update is not None:
+            self.on_update(self)
 
     def _diverged(self, problem: str) -> TrainingDiverged:
         """The error for ``problem``, naming the newest finite checkpoint; logs it first."""

@@ -34,7 +34,7 @@ from jax.sharding import PartitionSpec as P
 
 from fnrl.agents import Agent, make_learner_update
 from fnrl.config import ToweredConfig
-from fnrl.parallel.build import build_run, devices_at
+from fnrl.parallel.build import RunHooks, build_run, devices_at
 from fnrl.parallel.rollout import SegmentCollector
 from fnrl.parallel.run import RunResult
 from fnrl.types import TrainState, Trajectory
@@ -302,11 +302,13 @@ def train_towered(
     *,
     stop: threading.Event | None = None,
     show_progress: bool | None = None,
+    hooks: RunHooks | None = None,
 ) -> RunResult:
     """Trains A2C data-parallel over the mesh until ``config.max_train_steps`` (global).
 
     Every process runs this function; they agree on the step count and stop together, at the
     first update boundary at or after the budget or when any of them is asked to stop.
+    ``hooks`` (``RunHooks``) can change how the envs are made and watch each update.
 
     With ``config.resume`` process 0 loads the latest checkpoint (params, optimizer state, key,
     counters, its envs' carry and action log) and sends the learner state to the others. With
@@ -336,6 +338,7 @@ def train_towered(
         writes=jax.process_index() == 0,  # the others get parts that write nothing
         stop=stop,
         show_progress=show_progress,
+        hooks=hooks,
     ) as parts:
         config, agent, run = parts.config, parts.agent, parts.run
         devices = f"Devices: {mesh.size} over {jax.process_count()} process(es)"

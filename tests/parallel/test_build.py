@@ -9,7 +9,7 @@ import pytest
 from fnrl.agents import init_train_state
 from fnrl.config import ToweredConfig, make_config
 from fnrl.parallel import build
-from fnrl.parallel.build import build_run
+from fnrl.parallel.build import RunHooks, build_run
 from fnrl.parallel.checkpointer import Checkpointer, NoCheckpoints
 from fnrl.parallel.evaluation import Evaluations, NoEvaluations
 from fnrl.parallel.phases import Episode
@@ -65,7 +65,7 @@ def test_a_silent_run_stops_when_asked(tmp_path):
     assert run.finished
 
 
-def test_the_writing_process_gets_a_training_run_and_the_envs_close_on_exit(tmp_path, monkeypatch):
+def test_the_writing_process_gets_a_training_run_and_the_envs_close_on_exit(tmp_path):
     made, closed = [], []
     make_env = build.make_training_env
 
@@ -81,10 +81,14 @@ def test_the_writing_process_gets_a_training_run_and_the_envs_close_on_exit(tmp_
         made.append(env)
         return env
 
-    monkeypatch.setattr(build, "make_training_env", recording_make_env)
     config = _config(tmp_path, nb_eval_env=0)
     with build_run(
-        config, "towered", num_envs=2, seeds=[3, 5], in_use=lambda env: env is made[0]
+        config,
+        "towered",
+        num_envs=2,
+        seeds=[3, 5],
+        in_use=lambda env: env is made[0],
+        hooks=RunHooks(make_env=recording_make_env),
     ) as parts:
         assert isinstance(parts.run, TrainingRun)
         assert [env.num_envs for env in parts.envs] == [2, 2]

@@ -20,8 +20,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from fnrl.checkpoint import list_checkpoints
 from fnrl.config import ImpalaConfig, TrainConfig, make_config
 from fnrl.parallel import actors, build, impala
+from fnrl.parallel.build import RunHooks
 from fnrl.parallel.impala import ActorFailed, Rollout, stack_rollouts, train_impala
-from fnrl.parallel.run import TrainingRun
 from fnrl.train import parse_args
 from fnrl.types import Trajectory
 
@@ -53,16 +53,14 @@ def _actor_threads():
     return [t for t in threading.enumerate() if t.name.startswith("fnrl-actor")]
 
 
-def _stop_when_solved(monkeypatch, threshold):
-    """Sets the run's stop event once the last 20 episodes average ``threshold`` or more."""
-    record = TrainingRun.record
+def _stop_when_solved(threshold):
+    """Hooks that set the run's stop event once the last 20 episodes average ``threshold``."""
 
-    def record_then_check(self, *args, **kwargs):
-        record(self, *args, **kwargs)
-        if len(self.episode_returns) >= 20 and np.mean(self.episode_returns[-20:]) >= threshold:
-            self.stop.set()
+    def stop_if_solved(run):
+        if len(run.episode_returns) >= 20 and np.mean(run.episode_returns[-20:]) >= threshold:
+            run.stop.set()
 
-    monkeypatch.setattr(TrainingRun, "record", record_then_check)
+    return RunHooks(on_update=stop_if_solved)
 
 
 def test_config_flags_and_validation():
@@ -178,9 +176,9 @@ def test_each_actor_has_its_own_env_seeds_and_key(tmp_path, monkeypatch):
             super().__init__(*args, **kwargs)
             actors.append(self)
 
-    monkeypatch.setattr(build, "make_training_env", recording_make_env)
     monkeypatch.setattr(impala, "Actor", RecordingActor)
-    train_impala(_config(tmp_path, nb_actor=3, seed=7, max_train_steps=40), show_progress=False)
+    config = _config(tmp_path, nb_actor=3, seed=7, max_train_steps=40)
+    train_impala(config, show_progress=False, hooks=RunHooks(make_env=recording_make_env))
     assert seeds == [range(7, 11), range(11, 15), range(15, 19)]  # env i of actor k: 7 + 4k + i
     assert len({tuple(np.asarray(actor.key).tolist()) for actor in actors}) == 3
 
@@ -269,9 +267,9 @@ def make_training_env(config, num_envs, seed):
         env.step = failing_step
     return env
 
-build.make_training_env = make_training_env
+from fnrl.parallel.build import RunHooks
 from fnrl.train import main
-sys.exit(main(sys.argv[2:]))
+sys.exit(main(sys.argv[2:], hooks=RunHooks(make_env=make_training_env)))
 """
 
 
@@ -297,13 +295,12 @@ def test_actor_failure_exits_nonzero_with_its_traceback_and_a_checkpoint(tmp_pat
 
 
 @pytest.mark.slow
-def test_two_actors_reach_475_on_cartpole_within_800k_steps(tmp_path, monkeypatch):
+def test_two_actors_reach_475_on_cartpole_within_800k_steps(tmp_path):
     # The CartPole preset's learner batch (16 envs x 5 steps), from two actors of 8 envs; the
     # run stops once the last 20 episodes average 475 (local mode's threshold), which takes
     # 400k-600k steps and about 30 s on 2 busy CPU cores.
-    _stop_when_solved(monkeypatch, 475)
     config = _config(tmp_path, nb_env=8, max_train_steps=800_000, summary_frequency=10.0)
-    result = train_impala(config, show_progress=False)
+    result = train_impala(config, show_progress=False, hooks=_stop_when_solved(475))
     last = result.episode_returns[-20:]
     assert len(last) == 20 and np.mean(last) >= 475, (result.env_steps, np.mean(last))
     assert result.env_steps <= 800_000
@@ -332,9 +329,8 @@ def test_sharded_learning_in_a_two_device_process(tmp_path, monkeypatch):
     monkeypatch.setattr(impala, "_batch_shardings", recording_batch_shardings)
     # A shorter threshold than the single-device test, to keep the suite short: 200 (from
     # about 20 for a random policy) within 400k steps.
-    _stop_when_solved(monkeypatch, 200)
     config = _config(tmp_path, nb_env=8, max_train_steps=400_000, summary_frequency=10.0)
-    result = train_impala(config, show_progress=False)
+    result = train_impala(config, show_progress=False, hooks=_stop_when_solved(200))
     assert np.mean(result.episode_returns[-20:]) >= 200, result.env_steps
     rewards = shardings[0].rewards
     assert rewards.spec == jax.sharding.PartitionSpec(None, "batch")
