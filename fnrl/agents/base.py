@@ -13,7 +13,7 @@ import optax
 
 from fnrl.distributions import Policy, mode, sample
 from fnrl.losses import ValueFit, explained_variance
-from fnrl.networks import NetworkOutput, mean_over_steps, scan_apply
+from fnrl.networks import STATE_COLLECTIONS, NetworkOutput, mean_over_steps, scan_apply
 from fnrl.networks.zscore import RunningMoments, pool_moments
 from fnrl.specs import EnvSpec
 from fnrl.types import Action, Carry, Metrics, Observation, Params, PRNGKey, TrainState, Trajectory
@@ -100,9 +100,6 @@ class DataPath(NamedTuple):
     make_update: Callable[..., Callable[[TrainState, Trajectory], tuple[TrainState, Metrics]]]
 
 
-_STATE_COLLECTIONS = ["batch_stats"]  # non-trainable flax collections the learner writes
-
-
 def sample_actions(key: PRNGKey, logits: dict[str, Policy]) -> Action:
     """Samples one action per action key from its policy (:func:`fnrl.distributions.sample`).
 
@@ -173,7 +170,7 @@ def unroll(
     own_unroll = getattr(network, "unroll", None)
     if callable(own_unroll):
         return own_unroll(params, carry, obs, first)
-    outputs, updates = scan_apply(network, params, carry, obs, first, mutable=_STATE_COLLECTIONS)
+    outputs, updates = scan_apply(network, params, carry, obs, first)
     return outputs, mean_over_steps(updates)
 
 
@@ -201,7 +198,7 @@ def make_act(network: nn.Module) -> Callable:
 
     def act(params, key, carry, obs, first):
         (carry, output), _ = network.apply(
-            params, carry, obs, first, train=True, mutable=_STATE_COLLECTIONS
+            params, carry, obs, first, train=True, mutable=list(STATE_COLLECTIONS)
         )
         actions = sample_actions(key, output.logits)
         return actions, carry, ActOutput(output.logits, output.value)
