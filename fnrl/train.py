@@ -377,6 +377,7 @@ def _run(
     """Trains in ``mode``; 0 when the budget is spent, :func:`_stop_code` when stopped."""
     # tensorboardX takes seconds to import: here, so that -h stays fast.
     from fnrl.logging import RECENT_EPISODES
+    from fnrl.parallel.runlog import console
 
     module, function = MODES[mode].runner.split(":")
     result = getattr(importlib.import_module(module), function)(config, stop=stop, hooks=hooks)
@@ -387,30 +388,29 @@ def _run(
         if math.isfinite(result.recent_return)
         else "no episode finished"
     )
-    print(
+    console(
         f"{'stopped' if result.interrupted else 'finished'}: {result.env_steps} steps, "
         f"{result.frames} frames in {result.seconds:.1f}s ({result.frames_per_second:.0f} "
-        f"frames/s, bound by {result.bound}); {episodes}; checkpoint {result.last_checkpoint}",
-        flush=True,
+        f"frames/s, bound by {result.bound}); {episodes}; checkpoint {result.last_checkpoint}"
     )
-    _plot(result.run_dir)
+    path = _plot(result.run_dir)
+    if path is not None:
+        console(f"learning curves: {path}")
     if config.profile:
         total = sum(result.phase_seconds.values())
         for phase, seconds in sorted(result.phase_seconds.items(), key=lambda kv: -kv[1]):
-            print(f"  {phase:12s} {seconds:8.2f}s {100 * seconds / total:5.1f}%")
+            console(f"  {phase:12s} {seconds:8.2f}s {100 * seconds / total:5.1f}%")
     return _stop_code(signals) if result.interrupted else 0
 
 
-def _plot(run_dir: Path) -> None:
-    """Writes the run's learning curves (``fnrl.plot``) and says where; a failure only warns:
-    the run's data is saved."""
+def _plot(run_dir: Path) -> Path | None:
+    """Writes the run's learning curves (``fnrl.plot``) and returns where (None: no game to
+    draw); a failure only warns: the run's data is saved."""
     try:
-        path = write_run_plot(run_dir)
+        return write_run_plot(run_dir)
     except (ValueError, OSError) as e:
         print(f"fnrl.train: warning: no learning-curve plot: {e}", file=sys.stderr)
-        return
-    if path is not None:
-        print(f"learning curves: {path}", flush=True)
+        return None
 
 
 def main(argv: Sequence[str] | None = None, *, hooks: RunHooks | None = None) -> int:

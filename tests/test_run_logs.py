@@ -4,6 +4,7 @@ every ``--log-interval`` updates, and the CSV curves of training games and evalu
 import csv
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -165,3 +166,37 @@ def test_a_resumed_csv_drops_the_rows_written_after_the_resume_step(tmp_path):
     rows = _rows(path)
     assert [(r["step"], r["return"]) for r in rows] == [("10", "1.5"), ("20", "1.5"), ("30", "2.5")]
     assert list(rows[0]) == list(EPISODES_COLUMNS)
+
+
+def test_a_reader_that_goes_away_leaves_the_run_to_train_and_save(tmp_path):
+    # `python -m fnrl.train | head -2`: stdout breaks after two lines, at every later summary
+    # line (one per update here); the console is a convenience, the run is not.
+    command = [sys.executable, "-m", "fnrl.train", "-n", "2", "--exp-length", "5", "-mts", "2000"]
+    command += ["-sf", "1e-9", "--eval-every", "0", "--log-dir", str(tmp_path)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    head = [process.stdout.readline() for _ in range(2)]
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr
+    assert head[0].startswith("Network parameters:") and "Broken pipe" not in stderr, stderr
+    (run_dir,) = (tmp_path / "CartPole-v1").iterdir()
+    assert (run_dir / "checkpoints" / "step_2000").is_dir()
+    assert "END: steps 2000" in (run_dir / "train_log.txt").read_text()
+
+
+def test_ctrl_c_with_a_tee_that_dies_too_still_saves_the_stop_checkpoint(tmp_path):
+    # `python -m fnrl.train | tee log`, then Ctrl-C: tee ends with the same signal, and the
+    # run's next console line finds no reader; it must still stop at its update and save.
+    command = [sys.executable, "-m", "fnrl.train", "-n", "2", "--exp-length", "5", "-mts", "1e7"]
+    command += ["-sf", "1e-9", "--eval-every", "0", "--log-dir", str(tmp_path)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not process.stdout.readline().startswith("STEP:"):  # training has started
+        pass
+    process.stdout.close()
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130, stderr
+    (run_dir,) = (tmp_path / "CartPole-v1").iterdir()
+    steps = [int(p.name.removeprefix("step_")) for p in (run_dir / "checkpoints").iterdir()]
+    assert max(steps) > 10 and "Broken pipe" not in stderr, (steps, stderr)
+    assert f"END: steps {max(steps)}" in (run_dir / "train_log.txt").read_text()

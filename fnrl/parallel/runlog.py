@@ -14,6 +14,7 @@ Impure: writes files and stdout, reads the clock.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -62,9 +63,28 @@ class MetricsWindow:
 
 
 def console(line: str) -> None:
-    """Prints ``line`` on stdout at once, above the progress bar when one is shown."""
-    tqdm.write(line)
-    sys.stdout.flush()
+    """Prints ``line`` on stdout at once, above the progress bar when one is shown.
+
+    stdout is a convenience: once a write to it fails (its reader is gone: ``| head``, or a
+    ``| tee`` ended by the same Ctrl-C as the run), stdout goes to ``os.devnull`` and the run
+    goes on; ``train_log.txt``, tensorboard and the checkpoints hold what it reports.
+    """
+    try:
+        tqdm.write(line)
+        sys.stdout.flush()
+    except OSError:
+        _stdout_to_devnull()
+
+
+def _stdout_to_devnull() -> None:
+    """Points the process's stdout at ``os.devnull``, so that no later write (a line, the
+    interpreter's last flush) fails; nothing to do for a stdout without a file descriptor."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # io.UnsupportedOperation: a stdout replaced in-process
+        pass
 
 
 class RunLog:
