@@ -9,6 +9,7 @@ handlers when they start).
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from types import FrameType
@@ -25,8 +26,11 @@ def _importing(frame: FrameType | None) -> bool:
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     if _importing(frame):
-        print("fnrl: interrupted while starting", file=sys.stderr)
-        raise SystemExit(128 + signum)
+        # Leaves at once: nothing is written yet, and an exception raised here can land in a
+        # callback that swallows it (JAX's garbage-collector hook runs inside imports), after
+        # which the command would run on as if never stopped.
+        print("fnrl: interrupted while starting", file=sys.stderr, flush=True)
+        os._exit(128 + signum)
     raise KeyboardInterrupt
 
 

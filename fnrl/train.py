@@ -421,7 +421,11 @@ def main(argv: Sequence[str] | None = None, *, hooks: RunHooks | None = None) ->
         hooks: for a script that trains through the command line: its env factory and a
             callback after each update (``fnrl.parallel.RunHooks``); None: none.
     """
-    mode, config = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        mode, config = parse_args(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:  # before anything is written
+        print("fnrl.train: interrupted", file=sys.stderr)
+        return 130
     stop = threading.Event()
     signals: list[int] = []  # those that asked this process to stop
     timed_out = threading.Event()

@@ -1,6 +1,7 @@
 """The command line, run as users run it: through a subprocess."""
 
 import dataclasses
+import fcntl
 import os
 import re
 import signal
@@ -202,23 +203,55 @@ def test_a_run_that_ends_before_any_episode_says_so(tmp_path):
     assert "nan" not in result.stdout
 
 
-# Its signal lands by timing; beside a second test worker the import outruns it (issue 28's
-# first-second Ctrl-C), so it runs only when the suite runs in one process.
-@pytest.mark.skipif(bool(os.environ.get("PYTEST_XDIST_WORKER")), reason="timing; one process")
+# Loaded at start-up (sitecustomize): once fnrl's start-up handler is in place, the next
+# garbage collection sends SIGINT from inside a collector callback, as JAX's own callback is.
+_SIGINT_IN_A_GC_CALLBACK = """
+import gc, os, signal
+def _hook(phase, info):
+    handler = signal.getsignal(signal.SIGINT)
+    if phase == "start" and getattr(handler, "__module__", "") == "fnrl._startup":
+        gc.callbacks.remove(_hook)
+        os.kill(os.getpid(), signal.SIGINT)
+        sum(range(10))  # the handler runs here, inside the callback
+gc.callbacks.append(_hook)
+"""
+
+
+@pytest.mark.parametrize("command", ["fnrl.train", "fnrl.evaluate"])
+def test_ctrl_c_inside_a_callback_while_importing_still_ends_the_command(command, tmp_path):
+    """An exception raised in a garbage-collector callback is printed and dropped; JAX runs one
+    during imports. A Ctrl-C handled there once printed its line and the command ran on."""
+    (tmp_path / "sitecustomize.py").write_text(_SIGINT_IN_A_GC_CALLBACK)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    result = subprocess.run(
+        [sys.executable, "-m", command, "-h"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert (result.returncode, result.stderr, result.stdout) == (
+        130,
+        "fnrl: interrupted while starting\n",
+        "",
+    )
+
+
 @pytest.mark.parametrize("command", ["fnrl.train", "fnrl.evaluate"])
 def test_ctrl_c_while_the_command_imports_ends_in_one_line(command):
     """``-X importtime`` reports each module as its import ends: the signal comes right after
-    JAX's, while fnrl's own modules still import."""
+    JAX's, while fnrl's own modules still import. The report goes through a one-page pipe, so
+    the command cannot run ahead of this test (it blocks on a full pipe) and finish first."""
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
     process = subprocess.Popen(
         [sys.executable, "-X", "importtime", "-m", command, "-h"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=write_end,
     )
-    for line in process.stderr:
-        if line.split("|")[-1].strip() == "jax":
-            process.send_signal(signal.SIGINT)
-            break
-    _, err = process.communicate(timeout=60)
+    os.close(write_end)
+    with open(read_end) as stderr:
+        for line in stderr:
+            if line.split("|")[-1].strip() == "jax":
+                process.send_signal(signal.SIGINT)
+                break
+        err = stderr.read()
+    process.wait(timeout=60)
     lines = [line for line in err.splitlines() if not line.startswith("import time:")]
     assert (process.returncode, lines) == (130, ["fnrl: interrupted while starting"])
