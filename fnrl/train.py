@@ -31,12 +31,12 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from fnrl.agents import AGENTS, get_agent
-from fnrl.checkpoint import latest_checkpoint, read_meta
+from fnrl.checkpoint import CheckpointError, list_checkpoints, read_meta
 from fnrl.cli import PARSERS, CommandLineParser
 from fnrl.config import (
     PRESET_SOURCES,
@@ -260,16 +260,30 @@ def _stored_run(run_dir: str) -> tuple[str, dict]:
     if not run_dir.strip():
         raise ValueError(f"--resume (resume) must name a run directory, got {json.dumps(run_dir)}")
     stored = read_stored_config(run_dir)
-    checkpoint = latest_checkpoint(Path(run_dir).expanduser() / "checkpoints")
-    if checkpoint is None:
+    checkpoints = list_checkpoints(Path(run_dir).expanduser() / "checkpoints")
+    if not checkpoints:
         raise ValueError(f"--resume {run_dir}: the run saved no checkpoint; start a new run")
-    mode = read_meta(checkpoint).get("mode", "local")
+    # The newest meta.json that reads: resume falls back past a corrupt one, with a warning.
+    # None reads: resume will name the newest's fault.
+    unread = (checkpoints[-1], {"mode": _config_mode(stored)})
+    checkpoint, meta = next(_readable_metas(checkpoints), unread)
+    mode = meta.get("mode", "local")
     if mode != _config_mode(stored):
         raise ValueError(
             f"--resume {run_dir}: {checkpoint.name}/meta.json says mode {mode!r}, but "
             f"config.json is a {_config_mode(stored)} run's (a corrupt meta.json?)"
         )
     return mode, stored
+
+
+def _readable_metas(checkpoints: list[Path]) -> Iterator[tuple[Path, dict]]:
+    """Each checkpoint whose ``meta.json`` reads and matches its checksum, newest first, with
+    its meta."""
+    for checkpoint in reversed(checkpoints):
+        try:
+            yield checkpoint, read_meta(checkpoint)
+        except CheckpointError:
+            continue
 
 
 def _config_mode(stored: dict) -> str:

@@ -378,6 +378,23 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint(tmp_path):
     assert "resuming from the older step_20" in log and "RESUME: from" in log
 
 
+@pytest.mark.parametrize("edit", [{"mode": "impala"}, {"env_steps": 400, "updates": 40}])
+def test_cli_resume_falls_back_past_a_meta_json_edited_by_hand(tmp_path, capsys, edit):
+    """Its checksum no longer matches: ``fnrl.train --resume`` once refused the run in one line
+    (exit 2) reading that meta for the run's mode, before the fallback could run."""
+    from fnrl.train import main
+
+    flags = ["-n", "2", "--exp-length", "5", "--epoch-len", "20", "--nb-eval-env", "0"]
+    assert main([*flags, "-mts", "40", "--log-dir", str(tmp_path)]) == 0
+    (run_dir,) = tmp_path.glob("*/*")
+    meta_file = run_dir / "checkpoints" / "step_40" / "meta.json"
+    meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), **edit}))
+    capsys.readouterr()
+    with pytest.warns(ResumeWarning, match="step_40 is corrupt: meta.json does not match"):
+        assert main(["--resume", str(run_dir), "-mts", "60"]) == 0
+    assert "finished: 60 steps" in capsys.readouterr().out
+
+
 def test_a_live_run_directory_refuses_a_second_writer(tmp_path):
     config = make_config(nb_env=2, nb_eval_env=0, log_dir=str(tmp_path))
     live = open_run(config, "local", frames_per_step=1, show_progress=False)
