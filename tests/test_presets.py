@@ -107,6 +107,14 @@ def test_every_kind_has_a_preset_of_valid_fields():
         preset("grid")
 
 
+@pytest.mark.parametrize("kind", ENV_KINDS)
+def test_every_preset_checkpoints_a_few_times_over_its_budget(kind):
+    """A crash late in a default run keeps a recent checkpoint: the vector preset once saved
+    every 1M steps of its 500k (only the first update's and the last)."""
+    config = make_config(**preset(kind))
+    assert config.max_train_steps / config.epoch_len >= 4, kind
+
+
 @pytest.mark.parametrize("env_id", ["PongNoFrameskip-v4", "Pong-v5", "BreakoutNoFrameskip-v4"])
 def test_images_keep_adepts_defaults(env_id):
     config = make_config(env_id=env_id)

@@ -39,6 +39,7 @@ VECTOR_PRESET: dict[str, Any] = {
     "max_grad_norm": 0.5,
     "max_train_steps": 500_000,
     "eval_every": 25_000,
+    "epoch_len": 100_000,  # five checkpoints per run
 }
 
 # Continuous actions (a Gaussian head) on vector observations: the vector preset without the
