@@ -17,7 +17,9 @@ Impure shell: owns devices, environments, the distributed runtime and the clock.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import json
 import os
 import socket
 import sys
@@ -33,10 +35,11 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from fnrl.agents import Agent, make_learner_update
-from fnrl.config import ToweredConfig
+from fnrl.config import ToweredConfig, long_flag
 from fnrl.parallel.build import RunHooks, build_run, devices_at
 from fnrl.parallel.rollout import SegmentCollector
 from fnrl.parallel.run import RunResult
+from fnrl.parallel.runtime_abort import relay_stderr
 from fnrl.types import TrainState, Trajectory
 
 AXIS = "data"
@@ -53,7 +56,9 @@ def initialize_distributed(config: ToweredConfig) -> None:
     a page of C++ logs once one stops sending heartbeats, with no hook to run first; it gets
     four times the timeout, so that :class:`PeerWatchdog` names the fault and ends the process
     before (with twice, a peer's last heartbeat, sent before it froze, let JAX's abort come
-    first on a busy machine).
+    first on a busy machine). When the runtime aborts the process itself (the coordinator
+    killed, a process index given twice), its C++ logs become one line
+    (:mod:`fnrl.parallel.runtime_abort`).
     """
     slurm_tasks = int(os.environ.get("SLURM_NTASKS", "1"))
     if config.num_processes == 1 and slurm_tasks == 1:
@@ -68,6 +73,7 @@ def initialize_distributed(config: ToweredConfig) -> None:
         # Past this JAX aborts with a page of C++ logs; the watchdog below speaks first.
         "initialization_timeout": 2 * config.heartbeat_timeout + 30,
     }
+    relay_stderr(config.process_id if config.num_processes > 1 else int(os.environ["SLURM_PROCID"]))
     if config.num_processes > 1:
         with _join_watchdog(config):
             jax.distributed.initialize(
@@ -78,6 +84,40 @@ def initialize_distributed(config: ToweredConfig) -> None:
             )
     else:  # SLURM: jax reads the coordinator, process count and index from the job
         jax.distributed.initialize(**timeouts)
+
+
+# What each process of a run sets on its own: its index, where it would write and what it would
+# resume (only process 0 writes and reads the run directory, so its name's tag too).
+_PER_PROCESS = ("process_id", "log_dir", "resume", "tag")
+
+
+def check_same_settings(config: ToweredConfig) -> None:
+    """Checks that every process of the run was started with the same settings as process 0.
+
+    Processes started with different flags (``-n``, ``-mts``, the network) would otherwise
+    train on until a collective that does not fit aborts with C++ logs.
+
+    Raises:
+        ValueError: naming the first setting in which a process differs from process 0.
+    """
+    if jax.process_count() == 1:
+        return
+    shared = {k: v for k, v in dataclasses.asdict(config).items() if k not in _PER_PROCESS}
+    mine = np.frombuffer(json.dumps(shared, sort_keys=True, default=str).encode(), np.uint8)
+    lengths = multihost_utils.process_allgather(np.int32(mine.size))
+    padded = np.zeros(int(lengths.max()), np.uint8)
+    padded[: mine.size] = mine
+    rows = multihost_utils.process_allgather(padded)
+    first, *others = [json.loads(row[:n].tobytes()) for row, n in zip(rows, lengths, strict=True)]
+    for process, other in enumerate(others, 1):
+        for name in sorted(first.keys() | other.keys()):
+            if first.get(name) != other.get(name):
+                flag = long_flag(name, type(config)) if name in shared else name
+                raise ValueError(
+                    f"process {process} was started with {flag} "
+                    f"{other.get(name)!r}, process 0 with {first.get(name)!r}: every process of "
+                    "a towered run needs the same settings"
+                )
 
 
 def exit_now(message: str) -> NoReturn:
@@ -101,10 +141,15 @@ def _join_watchdog(config: ToweredConfig) -> Iterator[None]:
     def watch() -> None:
         if joined.wait(seconds):
             return
+        # Two processes given the same --process-id 0 both start a coordinator on the port.
+        each_once = f"(start each of the {config.num_processes} once, with its own --process-id)"
         if config.process_id == 0:
-            exit_now(f"not every process joined the coordinator at {address} {where}")
+            exit_now(f"not every process joined the coordinator at {address} {where} {each_once}")
         if _answers(address):
-            exit_now(f"the coordinator at {address} answered, but not every process joined {where}")
+            exit_now(
+                f"the coordinator at {address} answered, but not every process joined {where} "
+                f"{each_once}"
+            )
         exit_now(f"could not reach the coordinator at {address} {where}")
 
     threading.Thread(target=watch, name="join-watchdog", daemon=True).start()
@@ -325,7 +370,10 @@ def train_towered(
             check reads the replicated state, so all get the same answer).
         CheckpointError: the checkpoint to resume from is corrupt or does not fit.
     """
+    if show_progress is None:  # decided on the terminal, before stderr goes through a relay
+        show_progress = sys.stderr.isatty()
     initialize_distributed(config)
+    check_same_settings(config)
     mesh = make_mesh(config.device_positions())
     positions = local_positions(mesh)
     local_envs = config.nb_env * len(positions)
@@ -352,31 +400,38 @@ def train_towered(
         collect_segment = SegmentCollector(config.rollout, env, act, config.exp_length)
         update = make_towered_update(agent, parts.optimizer, mesh)
         any_process_stopping = make_stop_agreement(mesh)
-        with contextlib.closing(PeerWatchdog(config.heartbeat_timeout)) as watchdog:
-            timestep = env.reset()
-            while updates * steps_per_update < config.max_train_steps:
-                with watchdog.waiting():
-                    stopping = any_process_stopping(run.stop)
-                if stopping:
-                    run.stop.set()
-                    break
-                rollout_key = jax.random.fold_in(host_state.key, updates)
-                rollout = collect_segment(
-                    local_replica(state.params), rollout_key, timestep, carry, run.timer
-                )
-                timestep, carry = rollout.timestep, rollout.carry
-                with run.timer.phase("learner"):
-                    state, metrics = update(state, rollout.trajectory)
+        try:
+            with contextlib.closing(PeerWatchdog(config.heartbeat_timeout)) as watchdog:
+                timestep = env.reset()
+                while updates * steps_per_update < config.max_train_steps:
                     with watchdog.waiting():
-                        metrics = to_local(metrics)
-                updates += 1
-                run.record(
-                    to_local(state),
-                    metrics,
-                    steps_per_update,
-                    rollout.episodes,
-                    carry=jax.device_get(carry),
-                )
+                        stopping = any_process_stopping(run.stop)
+                    if stopping:
+                        run.stop.set()
+                        break
+                    rollout_key = jax.random.fold_in(host_state.key, updates)
+                    rollout = collect_segment(
+                        local_replica(state.params), rollout_key, timestep, carry, run.timer
+                    )
+                    timestep, carry = rollout.timestep, rollout.carry
+                    with run.timer.phase("learner"):
+                        state, metrics = update(state, rollout.trajectory)
+                        with watchdog.waiting():
+                            metrics = to_local(metrics)
+                    updates += 1
+                    run.record(
+                        to_local(state),
+                        metrics,
+                        steps_per_update,
+                        rollout.episodes,
+                        carry=jax.device_get(carry),
+                    )
+        except jax.errors.JaxRuntimeError as e:
+            if jax.process_count() == 1:
+                raise
+            raise RuntimeError(
+                f"another process of the run stopped (a collective failed): {e}"
+            ) from e
         host_state = to_local(state)
         digest = params_digest(host_state.params)
         print(f"process {jax.process_index()}: params digest {digest}", flush=True)

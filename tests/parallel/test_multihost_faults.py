@@ -152,3 +152,41 @@ def test_a_frozen_peer_ends_the_other_process_with_one_line_within_the_timeout(t
         assert "Check failure" not in err and "Traceback" not in err
     finally:
         _end(processes)
+
+
+def test_processes_started_with_different_settings_end_with_one_line_naming_it(tmp_path):
+    """Before: with ``-n 8`` against ``-n 4`` the run trained 500 updates, then aborted in C++."""
+    port = free_port()
+    flags = ("-mts", "2000", "--heartbeat-timeout", "20")
+    processes = [
+        start_towered_process(port, 0, tmp_path / "p0", *flags),
+        start_towered_process(port, 1, tmp_path / "p1", *flags, "-n", "8"),
+    ]
+    try:
+        for process in processes:
+            _, err = process.communicate(timeout=120)
+            assert (process.returncode, err.splitlines()) == (
+                1,
+                [
+                    "fnrl.train: error: process 1 was started with --nb-env 8, process 0 with 4: "
+                    "every process of a towered run needs the same settings"
+                ],
+            )
+        assert not list(tmp_path.glob("p0/*/*/checkpoints/*"))
+    finally:
+        _end(processes)
+
+
+def test_a_process_id_given_twice_ends_both_with_one_line_naming_the_flag(tmp_path):
+    """Both start a coordinator on the port; one may be aborted by JAX's runtime in C++."""
+    port = free_port()
+    flags = ("--heartbeat-timeout", "5", "--process-id", "0")
+    processes = [start_towered_process(port, i, tmp_path / f"p{i}", *flags) for i in range(2)]
+    try:
+        for process in processes:
+            _, err = process.communicate(timeout=120)
+            assert process.returncode != 0
+            (line,) = err.splitlines()
+            assert line.startswith("fnrl.train: error: ") and "--process-id" in line, line
+    finally:
+        _end(processes)
