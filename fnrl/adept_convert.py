@@ -24,11 +24,14 @@ Impure: reads and writes files and makes one env.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import json
+import shutil
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +119,31 @@ def _read_model(torch: Any, model: Path) -> Mapping[str, Any]:
     return state_dict
 
 
+@contextlib.contextmanager
+def _whole_or_nothing(out_dir: Path) -> Iterator[None]:
+    """Runs a body that writes into ``out_dir``; if it fails (a full disk), removes what it
+    added, ``out_dir`` too if it made it, so that no half conversion blocks a second try."""
+    before = set(out_dir.iterdir()) if out_dir.is_dir() else None
+    try:
+        yield
+    except BaseException:
+        added = [out_dir] if before is None else set(out_dir.iterdir()) - before
+        for path in added:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        raise
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Writes ``data`` to ``path``; an ``OSError`` names the file and the OS error."""
+    try:
+        path.write_bytes(data)
+    except OSError as e:
+        raise OSError(f"cannot write {path}: [Errno {e.errno}] {e.strerror}") from e
+
+
 def _epochs(adept_dir: Path) -> list[tuple[int, Path]]:
     """``(step, model file)`` of every ``<step>/model_<step>.pth``, fewest steps first."""
     found = []
@@ -183,13 +211,15 @@ def convert(
         **overrides: fnrl settings over the converted ones (e.g. ``env_id``).
 
     Returns:
-        The checkpoints written, fewest steps first.
+        The checkpoints written, fewest steps first; written whole or not at all (a write that
+        fails removes what was written).
 
     Raises:
         ImportError: PyTorch is not installed.
         ValueError: no ``args.json`` or model file, an unknown network, a config fnrl rejects,
             an existing run at ``out_dir``, or a model that cannot be read or does not fit
             (naming the file and the key).
+        OSError: a file could not be written (naming it and the OS error).
     """
     # Imported when converting, so that -h stays fast: PyTorch, the run shell and its logs.
     torch = _import_torch()
@@ -262,12 +292,13 @@ def convert(
         }
         states.append((step, state, meta))
     # Written only once every model has converted: a bad one leaves no half run behind.
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_config(out_dir, config.to_dict())
-    return [
-        save_checkpoint(out_dir / "checkpoints", state, meta, env_steps=step)
-        for step, state, meta in states
-    ]
+    with _whole_or_nothing(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_config(out_dir, config.to_dict())
+        return [
+            save_checkpoint(out_dir / "checkpoints", state, meta, env_steps=step)
+            for step, state, meta in states
+        ]
 
 
 def adept_args(config: Any) -> dict[str, Any]:
@@ -299,6 +330,8 @@ def to_adept(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
     ``ModularNetwork`` loads strictly. No ``optimizer_<step>.pth`` is written: adept's torch
     RMSprop state is keyed by its parameters' order, which fnrl does not know.
 
+    Written whole or not at all: a write that fails removes what was written.
+
     Returns:
         The model files written, fewest steps first.
 
@@ -306,6 +339,7 @@ def to_adept(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
         ImportError: PyTorch is not installed.
         ValueError: no run or checkpoint, settings adept's networks could not have, an
             existing adept run at ``out_dir``.
+        OSError: a file could not be written (naming it and the OS error).
     """
     # Imported when converting, so that -h stays fast: PyTorch and the run shell.
     torch = _import_torch()
@@ -332,13 +366,18 @@ def to_adept(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
     for path in checkpoints:
         variables = load_params(path, target)
         models.append((int(read_meta(path)["env_steps"]), to_adept_state_dict(variables, network)))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "args.json").write_text(json.dumps(args, sort_keys=True, indent=4))
     written = []
-    for step, state_dict in models:
-        (out_dir / str(step)).mkdir(exist_ok=True)
-        written.append(out_dir / str(step) / f"model_{step}.pth")
-        torch.save(state_dict, written[-1])
+    with _whole_or_nothing(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _write(out_dir / "args.json", json.dumps(args, sort_keys=True, indent=4).encode())
+        for step, state_dict in models:
+            (out_dir / str(step)).mkdir(exist_ok=True)
+            written.append(out_dir / str(step) / f"model_{step}.pth")
+            # Saved to memory, then written: torch.save onto a full disk raises a RuntimeError
+            # of its zip writer that does not say why.
+            data = io.BytesIO()
+            torch.save(state_dict, data)
+            _write(written[-1], data.getvalue())
     return written
 
 

@@ -2,13 +2,16 @@
 ``fnrl.evaluate`` plays, with adept's weights bit for bit."""
 
 import json
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 
 import jax
 import numpy as np
 import pytest
+from saved_runs import untrained_run
 
 from fnrl import adept_convert
 from fnrl.adept_convert import fnrl_settings
@@ -237,3 +240,30 @@ def test_without_pytorch_a_conversion_names_the_extra_to_install(
         "fnrl.adept_convert: error: adept's files are PyTorch's, which is not installed: "
         "pip install 'fnrl[torch]'"
     ]
+
+
+@pytest.mark.parametrize("to_adept", [False, True], ids=["from-adept", "to-adept"])
+def test_a_conversion_onto_a_full_disk_names_the_file_and_leaves_nothing(
+    adept_run, tmp_path, capsys, to_adept
+):
+    """Every file may hold 16 KiB: the settings fit, the weights do not."""
+    if to_adept:
+        source = untrained_run(tmp_path, normalization="batch", zscore_norm_env=False)
+        first = "0/model_0.pth"
+    else:
+        source, first = adept_run[0], "checkpoints/step_40"
+    out = tmp_path / "out"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past it fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, hard))
+    try:
+        code = adept_convert.main([*["--to-adept"] * to_adept, str(source), str(out)])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+    assert code == 1
+    what = "checkpoint " * (not to_adept)
+    assert capsys.readouterr().err.splitlines() == [
+        f"fnrl.adept_convert: error: cannot write {what}{out / first}: [Errno 27] File too large"
+    ]
+    assert not out.exists()  # a second try finds no half conversion in its way
