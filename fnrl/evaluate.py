@@ -184,27 +184,40 @@ def plot_learning_curve(
 def _write_outputs(
     out_dir: Path, results: list[dict[str, Any]], settings: dict[str, Any], curve: bool
 ) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for result in results:
-        with open(out_dir / f"{result['checkpoint']}.csv", "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["episode", "return", "length"])
-            for i, (r, n) in enumerate(zip(result["returns"], result["lengths"], strict=True)):
-                writer.writerow([i, r, n])
-    best = max(results, key=lambda r: r["return"]["mean"])
-    summary = {**settings, "checkpoints": results, "best": best["checkpoint"]}
-    (out_dir / "results.json").write_text(json.dumps(summary, indent=4))
-    if curve:
-        with open(out_dir / "eval.csv", "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["checkpoint", "env_steps", "frames", "mean", "std", "min", "max"])
-            for r in results:
-                stats = r["return"]
-                writer.writerow(
-                    [r["checkpoint"], r["env_steps"], r["frames"], *(stats[k] for k in stats)]
-                )
-        path, greedy = out_dir / "learning_curve.png", settings["greedy"]
-        plot_learning_curve(results, path, settings["env_id"], greedy=greedy)
+    """Writes the files of the module docstring.
+
+    Raises:
+        OSError: one cannot be written (a full disk), naming it and the OS error.
+    """
+    path = out_dir
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for result in results:
+            path = out_dir / f"{result['checkpoint']}.csv"
+            with open(path, "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["episode", "return", "length"])
+                for i, (r, n) in enumerate(zip(result["returns"], result["lengths"], strict=True)):
+                    writer.writerow([i, r, n])
+        best = max(results, key=lambda r: r["return"]["mean"])
+        summary = {**settings, "checkpoints": results, "best": best["checkpoint"]}
+        path = out_dir / "results.json"
+        path.write_text(json.dumps(summary, indent=4))
+        if curve:
+            path = out_dir / "eval.csv"
+            with open(path, "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["checkpoint", "env_steps", "frames", "mean", "std", "min", "max"])
+                for r in results:
+                    stats = r["return"]
+                    writer.writerow(
+                        [r["checkpoint"], r["env_steps"], r["frames"], *(stats[k] for k in stats)]
+                    )
+            path = out_dir / "learning_curve.png"
+            plot_learning_curve(results, path, settings["env_id"], greedy=settings["greedy"])
+    except OSError as e:
+        reason = f"[Errno {e.errno}] {e.strerror}" if e.errno else str(e)  # not the file again
+        raise OSError(f"cannot write {path}: {reason}") from e
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -167,3 +167,16 @@ def test_all_checkpoints_skips_those_it_cannot_read_with_one_warning_each(tmp_pa
     *warnings, error = capsys.readouterr().err.splitlines()
     assert len(warnings) == 3 and warnings[0].startswith("fnrl.evaluate: warning: skipping step_0")
     assert error == f"fnrl.evaluate: error: none of the 3 checkpoints in {checkpoints} is readable"
+
+
+def test_results_on_a_full_disk_end_in_one_line_naming_the_file(tmp_path, capsys):
+    run_dir = untrained_run(tmp_path, network_body="Linear", normalize=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").symlink_to("/dev/full")  # every write fails with ENOSPC
+    args = [str(run_dir), "--episodes", "1", "--nb-env", "1", "--out-dir", str(out)]
+    assert evaluate.main(args) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"fnrl.evaluate: error: cannot write {out / 'results.json'}: "
+        "[Errno 28] No space left on device"
+    ]
