@@ -28,9 +28,15 @@ import sys
 import time
 from pathlib import Path
 
+try:  # the torch extra's, checked first so that even -h says what is missing
+    import torch
+except ImportError as error:
+    sys.exit(
+        f'benchmarks/networks.py needs {error.name}, of the torch extra: pip install -e ".[torch]"'
+    )
+
 import jax
 import numpy as np
-import torch
 
 from fnrl.networks import NETWORK_BODIES, VISION_NETWORKS, ModularNetwork, count_params
 from fnrl.networks.torch_interop import from_torch_state_dict

@@ -85,22 +85,29 @@ import math
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
+
+try:  # the bench extra's, checked first so that even -h says what is missing
+    import stable_baselines3
+    import torch
+    from stable_baselines3 import A2C
+    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+    from stable_baselines3.common.vec_env import VecEnv
+    from torch.nn import functional as F
+except ImportError as error:
+    sys.exit(
+        f'benchmarks/peers.py needs {error.name}, of the bench extra: pip install -e ".[bench]"'
+    )
 
 import envpool
 import gymnasium
 import jax
 import jax.numpy as jnp
 import numpy as np
-import stable_baselines3
-import torch
-from stable_baselines3 import A2C
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
-from stable_baselines3.common.vec_env import VecEnv
-from torch.nn import functional as F
 
 from fnrl.agents import init_train_state, make_update
 from fnrl.config import OptimizerSettings, TrainConfig, make_config

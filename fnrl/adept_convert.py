@@ -24,15 +24,19 @@ Impure: reads and writes files and makes one env.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import json
+import shutil
 import sys
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from fnrl.checkpoint import list_checkpoints, load_params, read_meta, save_checkpoint
-from fnrl.cli import load_run_config
+from fnrl.cli import CommandLineParser, load_run_config
 from fnrl.config import (
     NetworkSettings,
     OptimizerSettings,
@@ -50,6 +54,7 @@ from fnrl.settings import field_kind
 from fnrl.types import TrainState
 
 PROG = "python -m fnrl.adept_convert"
+COMMAND = "fnrl.adept_convert"  # its errors' prefix, as the other commands'
 
 # adept's args.json names of the three networks: the 2018 release, then its later ``net3d`` /
 # ``net1d`` / ``netbody`` flags.
@@ -75,6 +80,70 @@ _ADEPT_SHARED = (
 )  # fmt: skip
 
 
+_TORCH_HINT = "adept's files are PyTorch's, which is not installed: pip install 'fnrl[torch]'"
+
+
+def _import_torch() -> Any:
+    """PyTorch, which reads and writes adept's files.
+
+    Raises:
+        ImportError: it is not installed (the message names the extra that installs it).
+    """
+    try:
+        import torch
+    except ImportError as e:
+        raise ImportError(_TORCH_HINT) from e
+    return torch
+
+
+def _read_model(torch: Any, model: Path) -> Mapping[str, Any]:
+    """The ``state_dict`` adept saved in ``model``, read as tensors only (no code runs).
+
+    Raises:
+        ValueError: the file cannot be read or holds no ``state_dict``, in one line.
+    """
+    if model.stat().st_size == 0:
+        raise ValueError(f"cannot read {model}: the file is empty")
+    try:
+        with warnings.catch_warnings():  # a file of another pickle protocol warns, then fails
+            warnings.simplefilter("ignore", UserWarning)
+            state_dict = torch.load(model, map_location="cpu", weights_only=True)
+    except OSError as e:
+        raise ValueError(f"cannot read {model}: [Errno {e.errno}] {e.strerror}") from e
+    except Exception as e:  # torch.load raises many types (pickle, zip, EOF...) for bad bytes
+        raise ValueError(
+            f"cannot read {model}: not a file of tensors torch.save wrote ({type(e).__name__})"
+        ) from e
+    if not isinstance(state_dict, Mapping):
+        raise ValueError(f"{model} holds a {type(state_dict).__name__}, not adept's state_dict")
+    return state_dict
+
+
+@contextlib.contextmanager
+def _whole_or_nothing(out_dir: Path) -> Iterator[None]:
+    """Runs a body that writes into ``out_dir``; if it fails (a full disk), removes what it
+    added, ``out_dir`` too if it made it, so that no half conversion blocks a second try."""
+    before = set(out_dir.iterdir()) if out_dir.is_dir() else None
+    try:
+        yield
+    except BaseException:
+        added = [out_dir] if before is None else set(out_dir.iterdir()) - before
+        for path in added:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        raise
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Writes ``data`` to ``path``; an ``OSError`` names the file and the OS error."""
+    try:
+        path.write_bytes(data)
+    except OSError as e:
+        raise OSError(f"cannot write {path}: [Errno {e.errno}] {e.strerror}") from e
+
+
 def _epochs(adept_dir: Path) -> list[tuple[int, Path]]:
     """``(step, model file)`` of every ``<step>/model_<step>.pth``, fewest steps first."""
     found = []
@@ -94,8 +163,12 @@ def fnrl_settings(args: Mapping[str, Any]) -> dict[str, Any]:
     are left out.
 
     Raises:
-        ValueError: a network adept had not (the message lists adept's names).
+        ValueError: a network adept had not (the message lists adept's names), or a network or
+            agent name that is no string.
     """
+    for name in ("agent", *(n for names, _ in _NETWORK_ARGS.values() for n in names)):
+        if name in args and not isinstance(args[name], str):
+            raise ValueError(f"{name} must be a string, got {args[name]!r}")
     settings: dict[str, Any] = dict(_ADEPT_NETWORK)
     for field, (names, kind) in _NETWORK_ARGS.items():
         name = next((args[n] for n in names if n in args), None)
@@ -138,16 +211,20 @@ def convert(
         **overrides: fnrl settings over the converted ones (e.g. ``env_id``).
 
     Returns:
-        The checkpoints written, fewest steps first.
+        The checkpoints written, fewest steps first; written whole or not at all (a write that
+        fails removes what was written).
 
     Raises:
+        ImportError: PyTorch is not installed.
         ValueError: no ``args.json`` or model file, an unknown network, a config fnrl rejects,
-            an existing run at ``out_dir``, or a model that does not fit (naming the key).
+            an existing run at ``out_dir``, or a model that cannot be read or does not fit
+            (naming the file and the key).
+        OSError: a file could not be written (naming it and the OS error).
     """
     # Imported when converting, so that -h stays fast: PyTorch, the run shell and its logs.
+    torch = _import_torch()
     import jax
     import jax.numpy as jnp
-    import torch
 
     from fnrl.logging import write_config
     from fnrl.parallel.build import (
@@ -162,12 +239,21 @@ def convert(
         args = json.loads((adept_dir / "args.json").read_text())
     except (OSError, ValueError) as e:
         raise ValueError(f"{adept_dir} is not an adept run: cannot read args.json: {e}") from e
+    if not isinstance(args, dict):
+        raise ValueError(
+            f"{adept_dir / 'args.json'} is not adept's flags: it holds a "
+            f"{type(args).__name__}, not an object"
+        )
     epochs = _epochs(adept_dir)
     if not epochs:
         raise ValueError(f"{adept_dir} holds no <step>/model_<step>.pth file")
     if (out_dir / "config.json").exists():
         raise ValueError(f"{out_dir} already holds a run (config.json); pick a new directory")
-    config = make_config(**{**fnrl_settings(args), **overrides})
+    try:
+        settings = fnrl_settings(args)
+    except ValueError as e:
+        raise ValueError(f"{adept_dir / 'args.json'}: {e}") from e
+    config = make_config(**{**settings, **overrides})
     env = make_training_env(config, 1, config.seed)
     try:
         spec, frames_per_step = env.spec, env.frames_per_step
@@ -178,7 +264,7 @@ def convert(
     optimizer = make_training_optimizer(config.section(OptimizerSettings))
     states = []
     for step, model in epochs:
-        state_dict = torch.load(model, map_location="cpu", weights_only=True)
+        state_dict = _read_model(torch, model)
         try:
             variables = from_adept_state_dict(
                 state_dict, network, observation_names=observation_names, action_names=action_names
@@ -206,12 +292,13 @@ def convert(
         }
         states.append((step, state, meta))
     # Written only once every model has converted: a bad one leaves no half run behind.
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_config(out_dir, config.to_dict())
-    return [
-        save_checkpoint(out_dir / "checkpoints", state, meta, env_steps=step)
-        for step, state, meta in states
-    ]
+    with _whole_or_nothing(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_config(out_dir, config.to_dict())
+        return [
+            save_checkpoint(out_dir / "checkpoints", state, meta, env_steps=step)
+            for step, state, meta in states
+        ]
 
 
 def adept_args(config: Any) -> dict[str, Any]:
@@ -243,16 +330,20 @@ def to_adept(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
     ``ModularNetwork`` loads strictly. No ``optimizer_<step>.pth`` is written: adept's torch
     RMSprop state is keyed by its parameters' order, which fnrl does not know.
 
+    Written whole or not at all: a write that fails removes what was written.
+
     Returns:
         The model files written, fewest steps first.
 
     Raises:
+        ImportError: PyTorch is not installed.
         ValueError: no run or checkpoint, settings adept's networks could not have, an
             existing adept run at ``out_dir``.
+        OSError: a file could not be written (naming it and the OS error).
     """
     # Imported when converting, so that -h stays fast: PyTorch and the run shell.
+    torch = _import_torch()
     import jax
-    import torch
 
     from fnrl.parallel.build import make_agent, make_network, make_training_env
 
@@ -275,19 +366,37 @@ def to_adept(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
     for path in checkpoints:
         variables = load_params(path, target)
         models.append((int(read_meta(path)["env_steps"]), to_adept_state_dict(variables, network)))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "args.json").write_text(json.dumps(args, sort_keys=True, indent=4))
     written = []
-    for step, state_dict in models:
-        (out_dir / str(step)).mkdir(exist_ok=True)
-        written.append(out_dir / str(step) / f"model_{step}.pth")
-        torch.save(state_dict, written[-1])
+    with _whole_or_nothing(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _write(out_dir / "args.json", json.dumps(args, sort_keys=True, indent=4).encode())
+        for step, state_dict in models:
+            (out_dir / str(step)).mkdir(exist_ok=True)
+            written.append(out_dir / str(step) / f"model_{step}.pth")
+            # Saved to memory, then written: torch.save onto a full disk raises a RuntimeError
+            # of its zip writer that does not say why.
+            data = io.BytesIO()
+            torch.save(state_dict, data)
+            _write(written[-1], data.getvalue())
     return written
+
+
+def _names(text: str) -> dict[str, str]:
+    """``--observation-names`` / ``--action-names``: a JSON object of strings."""
+    try:
+        names = json.loads(text)
+    except ValueError:
+        names = None
+    if not isinstance(names, dict) or not all(isinstance(v, str) for v in names.values()):
+        raise argparse.ArgumentTypeError(
+            f'expected a JSON object of names, {{"fnrl key": "adept name"}}, got {text!r}'
+        )
+    return names
 
 
 def make_parser() -> argparse.ArgumentParser:
     """The ``adept_convert`` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog=PROG, description="Turn an adept run directory into an fnrl one, or back."
     )
     parser.add_argument(
@@ -304,12 +413,12 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--env-id", default=None, help="override adept's env id")
     parser.add_argument(
         "--observation-names",
-        type=json.loads,
+        type=_names,
         default=None,
         help='JSON {fnrl observation key: adept name}, e.g. \'{"obs": "Discrete"}\'',
     )
     parser.add_argument(
-        "--action-names", type=json.loads, default=None, help="JSON {fnrl action key: adept name}"
+        "--action-names", type=_names, default=None, help="JSON {fnrl action key: adept name}"
     )
     return parser
 
@@ -322,8 +431,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             for path in to_adept(args.adept_dir, args.out_dir):
                 print(f"wrote {path}", flush=True)
-        except (ValueError, OSError) as e:
-            print(f"{PROG}: error: {e}", file=sys.stderr)
+        except (ValueError, OSError, ImportError) as e:
+            print(f"{COMMAND}: error: {e}", file=sys.stderr)
             return 1
         return 0
     try:
@@ -334,8 +443,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             action_names=args.action_names,
             **overrides,
         )
-    except (ValueError, OSError) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+    except (ValueError, OSError, ImportError) as e:
+        print(f"{COMMAND}: error: {e}", file=sys.stderr)
         return 1
     for path in written:
         print(f"wrote {path}", flush=True)

@@ -13,10 +13,15 @@ share from its reset), so short games are not over-represented.
 Writes, under ``RUN_DIR/eval/`` (or ``--out-dir``):
 
 * ``results.json``: per checkpoint the steps, frames, and mean / std / min / max of the return
-  and the length, with every game's return; and the best checkpoint by mean return;
+  and the length, with every game's return; the best checkpoint by mean return; and the
+  checkpoints skipped, with why;
 * ``{checkpoint}.csv`` per checkpoint: one row per game (``episode,return,length``);
 * with ``--all-checkpoints``: ``eval.csv`` (one row per checkpoint) and ``learning_curve.png``,
   the mean return (± std, and min / max) against frames.
+
+With ``--all-checkpoints``, a checkpoint that cannot be read (corrupt, still being copied,
+pruned by the live run meanwhile) is skipped with one warning line naming it and why; the
+command fails only if none can be read.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import argparse
 import csv
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +77,7 @@ def evaluate_checkpoints(
     nb_env: int,
     greedy: bool = True,
     seed: int | None = None,
+    on_unreadable: Callable[[Path, CheckpointError], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Plays each checkpoint for ``episodes`` games; see the module docstring.
 
@@ -82,12 +88,16 @@ def evaluate_checkpoints(
         nb_env: envs played in parallel.
         greedy: argmax actions (adept); otherwise sampled.
         seed: first env seed; None for the run's seed + 2,000,000.
+        on_unreadable: if given, a checkpoint that cannot be read (corrupt, still being
+            copied, removed meanwhile, of another network) is skipped and passed to it with
+            the error; otherwise the error is raised.
 
     Returns:
-        One result dict per checkpoint (the entries of ``results.json``).
+        One result dict per checkpoint evaluated (the entries of ``results.json``).
 
     Raises:
-        CheckpointError: a checkpoint is corrupt or does not fit the run's network.
+        CheckpointError: a checkpoint is corrupt or does not fit the run's network (without
+            ``on_unreadable``).
         ValueError: bad arguments or config.
     """
     import jax
@@ -113,8 +123,14 @@ def evaluate_checkpoints(
                 target = jax.eval_shape(agent.init, jax.random.PRNGKey(0))
                 policy = jax.jit(make_eval_policy(network, greedy=greedy))
                 initial_carry = network.initial_carry(nb_env)
-            params = load_params(path, target)
-            meta = read_meta(path)
+            try:
+                params = load_params(path, target)
+                meta = read_meta(path)
+            except CheckpointError as e:
+                if on_unreadable is None:
+                    raise
+                on_unreadable(path, e)
+                continue
             games = run_episodes(
                 env, policy, params, jax.random.PRNGKey(seed), initial_carry, episodes
             )
@@ -168,27 +184,40 @@ def plot_learning_curve(
 def _write_outputs(
     out_dir: Path, results: list[dict[str, Any]], settings: dict[str, Any], curve: bool
 ) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for result in results:
-        with open(out_dir / f"{result['checkpoint']}.csv", "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["episode", "return", "length"])
-            for i, (r, n) in enumerate(zip(result["returns"], result["lengths"], strict=True)):
-                writer.writerow([i, r, n])
-    best = max(results, key=lambda r: r["return"]["mean"])
-    summary = {**settings, "checkpoints": results, "best": best["checkpoint"]}
-    (out_dir / "results.json").write_text(json.dumps(summary, indent=4))
-    if curve:
-        with open(out_dir / "eval.csv", "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["checkpoint", "env_steps", "frames", "mean", "std", "min", "max"])
-            for r in results:
-                stats = r["return"]
-                writer.writerow(
-                    [r["checkpoint"], r["env_steps"], r["frames"], *(stats[k] for k in stats)]
-                )
-        path, greedy = out_dir / "learning_curve.png", settings["greedy"]
-        plot_learning_curve(results, path, settings["env_id"], greedy=greedy)
+    """Writes the files of the module docstring.
+
+    Raises:
+        OSError: one cannot be written (a full disk), naming it and the OS error.
+    """
+    path = out_dir
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for result in results:
+            path = out_dir / f"{result['checkpoint']}.csv"
+            with open(path, "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["episode", "return", "length"])
+                for i, (r, n) in enumerate(zip(result["returns"], result["lengths"], strict=True)):
+                    writer.writerow([i, r, n])
+        best = max(results, key=lambda r: r["return"]["mean"])
+        summary = {**settings, "checkpoints": results, "best": best["checkpoint"]}
+        path = out_dir / "results.json"
+        path.write_text(json.dumps(summary, indent=4))
+        if curve:
+            path = out_dir / "eval.csv"
+            with open(path, "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["checkpoint", "env_steps", "frames", "mean", "std", "min", "max"])
+                for r in results:
+                    stats = r["return"]
+                    writer.writerow(
+                        [r["checkpoint"], r["env_steps"], r["frames"], *(stats[k] for k in stats)]
+                    )
+            path = out_dir / "learning_curve.png"
+            plot_learning_curve(results, path, settings["env_id"], greedy=settings["greedy"])
+    except OSError as e:
+        reason = f"[Errno {e.errno}] {e.strerror}" if e.errno else str(e)  # not the file again
+        raise OSError(f"cannot write {path}: {reason}") from e
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -234,6 +263,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise CheckpointError(f"no checkpoint in {run_dir / 'checkpoints'}")
         else:
             checkpoints = [find_checkpoint(run_dir, args.checkpoint)]
+        skipped: dict[str, str] = {}
+
+        def skip(path: Path, error: CheckpointError) -> None:
+            print(f"fnrl.evaluate: warning: skipping {path.name}: {error}", file=sys.stderr)
+            skipped[path.name] = str(error)
+
         results = evaluate_checkpoints(
             run_dir,
             checkpoints,
@@ -241,7 +276,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             nb_env=args.nb_env,
             greedy=args.greedy,
             seed=seed,
+            # One checkpoint being written, pruned or corrupt leaves the others worth a curve.
+            on_unreadable=skip if args.all_checkpoints else None,
         )
+        if not results:
+            raise CheckpointError(
+                f"none of the {len(checkpoints)} checkpoints in {run_dir / 'checkpoints'} "
+                "is readable"
+            )
         for r in results:
             ret, length = r["return"], r["length"]
             print(
@@ -260,6 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "episodes": args.episodes,
             "nb_env": args.nb_env,
             "seed": seed,
+            "skipped": skipped,
         }
         _write_outputs(out_dir, results, settings, curve=args.all_checkpoints)
         print(f"results written to {out_dir}", flush=True)

@@ -19,21 +19,21 @@ A video holds, per episode, the first frame and one frame per env step (an Atari
 the step of its automatic reset); ``--max-steps K`` cuts each episode after K steps. MP4 is
 H.264 (imageio-ffmpeg, the ``video`` extra: ``pip install 'fnrl[video]'``); GIF keeps the
 timing but merges identical consecutive frames into one longer frame (Pillow's encoder), so a
-GIF may decode to fewer frames than were written.
+GIF may decode to fewer frames than were written. The video appears at ``--out`` only once
+complete: a render that fails leaves no partial file and an earlier video as it was.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from fnrl._video import can_write_mp4, claimed, video_writer
 from fnrl.checkpoint import find_checkpoint, load_params
 from fnrl.cli import (
     CommandLineParser,
@@ -158,102 +158,6 @@ def render_episodes(
         write(frame(timestep))
 
 
-@contextlib.contextmanager
-def _claimed(out: Path) -> Iterator[None]:
-    """Creates ``out`` and its missing directories, then runs the body; removes what it
-    created if the body fails, so a failed render leaves nothing behind.
-
-    Raises:
-        OSError: ``out`` cannot be created (:func:`_video_error`).
-    """
-    created = [p for p in (out, *out.parents) if not p.exists()]  # the file, then its folders
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "ab"):
-            pass
-    except OSError as e:
-        raise _video_error(out, e) from e
-    try:
-        yield
-    except BaseException:
-        for path in created:
-            with contextlib.suppress(OSError):
-                path.unlink() if path == out else path.rmdir()
-        raise
-
-
-def _can_write_mp4() -> bool:
-    """Whether imageio-ffmpeg (the ``video`` extra), which encodes MP4, is installed."""
-    try:
-        import imageio_ffmpeg  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _video_error(path: Path, error: OSError, *, encoding: bool = False) -> OSError:
-    """One line for a video that cannot be written: the path and the first line of the reason
-    (imageio's follows it with ffmpeg's report); ``encoding``: ffmpeg was writing it."""
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-    if encoding:
-        reason = f"the encoder (ffmpeg) stopped, a full disk? ({reason})"
-    return OSError(f"cannot write the video {path}: {reason}")
-
-
-class _VideoWriter:
-    """Streams frames to an MP4 (H.264) or GIF file.
-
-    Raises:
-        OSError: from ``write`` or ``close``, in one line (:func:`_video_error`), when the file
-            cannot be written (a full disk...).
-    """
-
-    def __init__(self, path: Path, fps: float) -> None:
-        import imageio.v2 as imageio
-
-        self._path = path
-
-        suffix = path.suffix.lower()
-        if suffix == ".mp4":
-            self._writer = imageio.get_writer(
-                path,
-                format="FFMPEG",
-                fps=fps,
-                codec="libx264",
-                pixelformat="yuv420p",
-                macro_block_size=1,
-                ffmpeg_log_level="quiet",  # its failures come back as one OSError
-            )
-            self._even = True  # yuv420p needs even width and height
-        elif suffix == ".gif":
-            self._writer = imageio.get_writer(path, mode="I", duration=1000 / fps, loop=0)
-            self._even = False
-        else:
-            raise ValueError(f"--out must end in .mp4 or .gif, got {path.name!r}")
-        self.frames = 0
-
-    def write(self, frame: np.ndarray) -> None:
-        frame = np.asarray(frame, np.uint8)
-        if self._even and (frame.shape[0] % 2 or frame.shape[1] % 2):
-            pad = ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0))
-            frame = np.pad(frame, pad, mode="edge")
-        with warnings.catch_warnings():
-            # The first MP4 frame starts ffmpeg with fork + exec, which JAX warns about; the
-            # child execs at once and never runs JAX code.
-            warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
-            try:
-                self._writer.append_data(frame)
-            except OSError as e:
-                raise _video_error(self._path, e, encoding=True) from e
-        self.frames += 1
-
-    def close(self) -> None:
-        try:
-            self._writer.close()
-        except OSError as e:
-            raise _video_error(self._path, e, encoding=True) from e
-
-
 def make_parser() -> argparse.ArgumentParser:
     """The ``fnrl.render`` argument parser."""
     parser = CommandLineParser(
@@ -325,12 +229,12 @@ def render(
     out = Path(out)
     if out.suffix.lower() not in (".mp4", ".gif"):
         raise ValueError(f"--out must end in .mp4 or .gif, got {out.name!r}")
-    if out.suffix.lower() == ".mp4" and not _can_write_mp4():
+    if out.suffix.lower() == ".mp4" and not can_write_mp4():
         raise ValueError(
             f"--out {out.name}: MP4 needs imageio-ffmpeg: pip install 'fnrl[video]' "
             "(or write a .gif)"
         )
-    with _claimed(out):  # a path that cannot be written fails before anything loads
+    with claimed(out) as partial:  # a path that cannot be written fails before anything loads
         config = load_run_config(run_dir)
         path = find_checkpoint(run_dir, checkpoint)
         seed = config.seed + EVALUATE_SEED_OFFSET if seed is None else seed
@@ -342,8 +246,7 @@ def render(
             network = make_network(config.section(NetworkSettings), env.spec)
             params = load_params(path, jax.eval_shape(agent.init, jax.random.PRNGKey(0)))
             policy = jax.jit(make_eval_policy(network, greedy=greedy))
-            writer = _VideoWriter(out, fps or real_time_fps)
-            try:
+            with video_writer(partial, fps or real_time_fps, out) as write:
                 return render_episodes(
                     env,
                     policy,
@@ -351,12 +254,10 @@ def render(
                     jax.random.PRNGKey(seed),
                     network.initial_carry(1),
                     episodes,
-                    writer.write,
+                    write,
                     max_steps=max_steps,
                     agent_view=agent_view,
                 )
-            finally:
-                writer.close()
         finally:
             env.close()
 

@@ -7,6 +7,7 @@ learning test) and evaluate and render it.
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -141,3 +142,41 @@ def test_cli_bad_input_ends_with_one_clear_line(tmp_path, capsys):
         assert "Traceback" not in result.stderr
         lines = [line for line in result.stderr.splitlines() if "fnrl.evaluate" in line]
         assert len(lines) == 1 and phrase in lines[0], result.stderr
+
+
+def test_all_checkpoints_skips_those_it_cannot_read_with_one_warning_each(tmp_path, capsys):
+    run_dir = untrained_run(tmp_path, network_body="Linear", normalize=False)
+    checkpoints = run_dir / "checkpoints"
+    shutil.copytree(checkpoints / "step_0", checkpoints / "step_5")
+    os.truncate(checkpoints / "step_5" / "state.msgpack", 10)
+    (checkpoints / "step_9").mkdir()  # a copy still under way
+    args = [str(run_dir), "--all-checkpoints", "--episodes", "2", "--nb-env", "2"]
+    assert evaluate.main(args) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"fnrl.evaluate: warning: skipping step_5: checkpoint {checkpoints / 'step_5'} is "
+        "corrupt: state.msgpack does not match its checksum",
+        f"fnrl.evaluate: warning: skipping step_9: cannot read checkpoint {checkpoints / 'step_9'}"
+        f": [Errno 2] No such file or directory: '{checkpoints / 'step_9' / 'state.msgpack'}'",
+    ]
+    summary = json.loads((run_dir / "eval" / "results.json").read_text())
+    assert [r["checkpoint"] for r in summary["checkpoints"]] == ["step_0"]
+    assert list(summary["skipped"]) == ["step_5", "step_9"]
+
+    os.truncate(checkpoints / "step_0" / "state.msgpack", 10)
+    assert evaluate.main(args) == 1
+    *warnings, error = capsys.readouterr().err.splitlines()
+    assert len(warnings) == 3 and warnings[0].startswith("fnrl.evaluate: warning: skipping step_0")
+    assert error == f"fnrl.evaluate: error: none of the 3 checkpoints in {checkpoints} is readable"
+
+
+def test_results_on_a_full_disk_end_in_one_line_naming_the_file(tmp_path, capsys):
+    run_dir = untrained_run(tmp_path, network_body="Linear", normalize=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").symlink_to("/dev/full")  # every write fails with ENOSPC
+    args = [str(run_dir), "--episodes", "1", "--nb-env", "1", "--out-dir", str(out)]
+    assert evaluate.main(args) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"fnrl.evaluate: error: cannot write {out / 'results.json'}: "
+        "[Errno 28] No space left on device"
+    ]

@@ -2,6 +2,8 @@
 
 import subprocess
 import sys
+import textwrap
+from pathlib import Path
 
 import gymnasium
 import imageio.v3 as iio
@@ -146,7 +148,7 @@ def test_mp4_without_the_video_extra_names_it_before_anything_loads(tmp_path, mo
 @pytest.mark.parametrize("target", ["under-a-file", "full-disk"])
 def test_a_video_that_cannot_be_written_ends_with_one_line_naming_it(tmp_path, capfd, target):
     """A directory that cannot be made fails before anything loads; a full disk (``/dev/full``)
-    stops ffmpeg, whose report is cut to its first line."""
+    stops ffmpeg, whose report names the OS error."""
     run_dir = untrained_run(tmp_path, network_body="Linear", normalize=False)
     (tmp_path / "a-file").write_text("")
     out = tmp_path / "a-file" / "video.mp4"
@@ -157,4 +159,40 @@ def test_a_video_that_cannot_be_written_ends_with_one_line_naming_it(tmp_path, c
     (line,) = capfd.readouterr().err.strip().splitlines()  # ffmpeg's stderr included
     assert line.startswith(f"fnrl.render: error: cannot write the video {out}: ")
     if target == "full-disk":
-        assert "the encoder (ffmpeg) stopped, a full disk?" in line
+        assert line.endswith(": [Errno 28] No space left on device")
+        assert out.resolve() == Path("/dev/full")  # a device is written as it is, not replaced
+
+
+_RENDER_WITH_FILES_OF_1_KIB = textwrap.dedent(
+    """
+    import resource, signal, sys
+    from fnrl.render import main
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1024, resource.RLIM_INFINITY))
+    run_dir, *outs = sys.argv[1:]
+    print([main([run_dir, "--out", out]) for out in outs])
+    """
+)
+
+
+def test_a_video_too_large_for_the_disk_ends_in_one_line_and_leaves_the_old_file(tmp_path):
+    """Every file may hold 1 KiB, less than a CartPole game's video: ffmpeg, which inherits the
+    limit, fails as it finishes the MP4 (only its exit code tells), Pillow as it writes the GIF.
+    One process renders both, so that its exit shows no writer retrying in ``__del__``."""
+    run_dir = untrained_run(tmp_path, network_body="Linear", normalize=False)
+    new, old = tmp_path / "new.mp4", tmp_path / "old.gif"
+    old.write_bytes(b"an earlier video")
+    done = subprocess.run(
+        [sys.executable, "-c", _RENDER_WITH_FILES_OF_1_KIB, str(run_dir), str(new), str(old)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.splitlines() == ["[1, 1]"]  # no episode lines, no "video written"
+    assert done.stderr.splitlines() == [
+        f"fnrl.render: error: cannot write the video {out}: [Errno 27] File too large"
+        for out in (new, old)
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["CartPole-v1", "old.gif"]
+    assert old.read_bytes() == b"an earlier video"

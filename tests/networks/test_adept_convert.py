@@ -2,13 +2,18 @@
 ``fnrl.evaluate`` plays, with adept's weights bit for bit."""
 
 import json
+import resource
+import shutil
+import signal
 import subprocess
 import sys
 
 import jax
 import numpy as np
 import pytest
+from saved_runs import untrained_run
 
+from fnrl import adept_convert
 from fnrl.adept_convert import fnrl_settings
 from fnrl.checkpoint import load_params, read_meta
 from fnrl.config import NetworkSettings, make_config
@@ -178,3 +183,87 @@ def test_a_run_adepts_networks_could_not_be_is_refused_by_name(tmp_path):
     assert result.returncode == 1
     assert "normalization='layer'" in result.stderr and "zscore_norm_env=True" in result.stderr
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize(
+    "case", ["args.json holds a list", "a flag of the wrong type", "random bytes", "empty"]
+)
+def test_an_adept_run_that_cannot_be_read_ends_in_one_line_and_writes_nothing(
+    adept_run, tmp_path, capsys, case
+):
+    adept_dir, *_ = adept_run
+    broken = tmp_path / "adept"
+    shutil.copytree(adept_dir, broken)
+    args, model = broken / "args.json", broken / "40" / "model_40.pth"
+    reason = {
+        "args.json holds a list": f"{args} is not adept's flags: it holds a list, not an object",
+        "a flag of the wrong type": f"{args}: agent must be a string, got ['A2C']",
+        "random bytes": f"cannot read {model}: not a file of tensors torch.save wrote",
+        "empty": f"cannot read {model}: the file is empty",
+    }[case]
+    if case == "args.json holds a list":
+        args.write_text(json.dumps(list(ADEPT_ARGS)))
+    elif case == "a flag of the wrong type":
+        args.write_text(json.dumps({**ADEPT_ARGS, "agent": ["A2C"]}))
+    else:
+        model.write_bytes(np.random.default_rng(0).bytes(1000) if case == "random bytes" else b"")
+    out = tmp_path / "out"
+    assert adept_convert.main([str(broken), str(out)]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"fnrl.adept_convert: error: {reason}")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "flag, value", [("--observation-names", "{Box}"), ("--action-names", '["Discrete"]')]
+)
+def test_a_names_flag_that_is_no_json_object_of_names_is_one_line_and_exit_code_2(
+    tmp_path, capsys, flag, value
+):
+    with pytest.raises(SystemExit) as exit:
+        adept_convert.main([str(tmp_path), str(tmp_path / "out"), flag, value])
+    assert exit.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"fnrl.adept_convert: error: argument {flag}: expected a JSON object of names, "
+        f'{{"fnrl key": "adept name"}}, got {value!r} (see -h)'
+    ]
+
+
+@pytest.mark.parametrize("to_adept", [False, True], ids=["from-adept", "to-adept"])
+def test_without_pytorch_a_conversion_names_the_extra_to_install(
+    tmp_path, capsys, monkeypatch, to_adept
+):
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if it were not installed
+    args = [*["--to-adept"] * to_adept, str(tmp_path / "run"), str(tmp_path / "out")]
+    assert adept_convert.main(args) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "fnrl.adept_convert: error: adept's files are PyTorch's, which is not installed: "
+        "pip install 'fnrl[torch]'"
+    ]
+
+
+@pytest.mark.parametrize("to_adept", [False, True], ids=["from-adept", "to-adept"])
+def test_a_conversion_onto_a_full_disk_names_the_file_and_leaves_nothing(
+    adept_run, tmp_path, capsys, to_adept
+):
+    """Every file may hold 16 KiB: the settings fit, the weights do not."""
+    if to_adept:
+        source = untrained_run(tmp_path, normalization="batch", zscore_norm_env=False)
+        first = "0/model_0.pth"
+    else:
+        source, first = adept_run[0], "checkpoints/step_40"
+    out = tmp_path / "out"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past it fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, hard))
+    try:
+        code = adept_convert.main([*["--to-adept"] * to_adept, str(source), str(out)])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+    assert code == 1
+    what = "checkpoint " * (not to_adept)
+    assert capsys.readouterr().err.splitlines() == [
+        f"fnrl.adept_convert: error: cannot write {what}{out / first}: [Errno 27] File too large"
+    ]
+    assert not out.exists()  # a second try finds no half conversion in its way
