@@ -155,7 +155,8 @@ def save_checkpoint(
     one stays (under a hidden name if the crash comes between the two renames).
 
     Args:
-        directory: the run's ``checkpoints`` directory (created if missing).
+        directory: the run's ``checkpoints`` directory (created if missing, in a run
+            directory that exists).
         state: the learner state to save (fetched from the devices); each entry of its
             ``agent_state`` becomes a piece of that name.
         meta: JSON-serializable counters and config saved beside the state.
@@ -192,13 +193,15 @@ def save_checkpoint(
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)  # gives the space back
         reason = f"[Errno {e.errno}] {e.strerror}" if e.errno else str(e)
+        if not directory.parent.is_dir():
+            reason = f"its run directory {directory.parent} was removed"
         raise CheckpointWriteError(f"cannot write checkpoint {final}: {reason}") from e
     return final
 
 
 def _write_atomically(directory: Path, tmp: Path, final: Path, files: dict[str, bytes]) -> None:
     """Writes ``files`` into ``tmp``, then renames it to ``final`` (see the module docstring)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(exist_ok=True)  # not its run directory: a removed one stays removed
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()

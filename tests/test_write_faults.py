@@ -8,6 +8,7 @@ large to write (EFBIG).
 
 import json
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -177,3 +178,22 @@ def test_checkpoints_too_large_for_the_disk_end_the_run_in_one_line(tmp_path):
     )
     assert list(checkpoints.iterdir()) == []
     assert json.loads((run_dir / "config.json").read_text())["nb_env"] == 4
+
+
+def test_a_run_directory_removed_mid_run_ends_the_run_in_one_line(tmp_path, capsys):
+    """Before: the run printed 'finished', exit 0, into a recreated directory without its
+    ``config.json`` that no command could open."""
+    from fnrl.parallel import RunHooks
+    from fnrl.train import main
+
+    def remove_run_dir(run):
+        if run.budget.updates == 2:
+            shutil.rmtree(run.run_dir)
+
+    flags = ["-n", "2", "--exp-length", "5", "-mts", "40", "--epoch-len", "20"]
+    code = main([*flags, "--log-dir", str(tmp_path)], hooks=RunHooks(on_update=remove_run_dir))
+    err = capsys.readouterr().err
+    assert code == 1
+    assert not list(tmp_path.glob("*/*")), "the run directory was made again"
+    assert err.splitlines()[-1].startswith("fnrl.train: error: cannot write checkpoint ")
+    assert err.splitlines()[-1].endswith("was removed")
