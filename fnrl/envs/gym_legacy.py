@@ -18,6 +18,9 @@ checker uses ``np.bool8``, which numpy 2 removed, so envs are made with the chec
 
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
 from typing import Any
 
 import gymnasium
@@ -184,9 +187,19 @@ class GymLegacyEnv(gymnasium.Env):
 
 
 def _import_gym() -> Any:
-    """The ``gym`` module, or ``None`` where it is not installed."""
+    """The ``gym`` module, or ``None`` where it is not installed.
+
+    gym 0.26 prints on import, to stderr, a notice of four lines that gym is unmaintained (from
+    its ``gym_notices`` dependency; no setting turns it off). fnrl asks gym only about ids that
+    no maintained backend knows, most often to list close matches for an unknown id, so the
+    notice would only bury the one line of fnrl's error under it: it is dropped. Only the first
+    import is silenced, as only it prints, and it swaps ``sys.stderr`` for every thread.
+    """
+    if "gym" in sys.modules:
+        return sys.modules["gym"]
     try:
-        import gym
+        with contextlib.redirect_stderr(io.StringIO()):
+            import gym
     except ImportError:
         return None
     return gym
