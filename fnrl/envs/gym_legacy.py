@@ -26,6 +26,8 @@ from typing import Any
 import gymnasium
 import numpy as np
 
+from fnrl.plugins import error_line
+
 __all__ = ["GymLegacyEnv", "from_gym_space", "is_gym_id", "make_gym_env"]
 
 
@@ -248,7 +250,8 @@ def make_gym_env(
       The wrapped env.
 
     Raises:
-      ValueError: gym is not installed, or the env uses ``np.bool8`` and numpy has none.
+      ValueError: gym is not installed, or making the env fails (one line naming it and the
+        cause; for an env that uses ``np.bool8`` where numpy has none, what to do).
     """
     gym = _import_gym()
     if gym is None:
@@ -260,12 +263,12 @@ def make_gym_env(
         kwargs["render_mode"] = render_mode
     try:
         env = gym.make(env_id, **kwargs)
-    except AttributeError as error:
-        if "bool8" not in str(error):
-            raise
-        raise ValueError(
-            f"cannot make the gym env {env_id!r}: it uses np.bool8, which numpy "
-            f"{np.__version__} no longer has (removed in numpy 2); port the env to Gymnasium "
-            "or install numpy<2"
-        ) from error
+    except Exception as error:  # a user's env may raise anything: one line naming it
+        if isinstance(error, AttributeError) and "bool8" in str(error):
+            raise ValueError(
+                f"cannot make the gym env {env_id!r}: it uses np.bool8, which numpy "
+                f"{np.__version__} no longer has (removed in numpy 2); port the env to "
+                "Gymnasium or install numpy<2"
+            ) from error
+        raise ValueError(f"cannot make the gym env {env_id!r}: {error_line(error)}") from error
     return GymLegacyEnv(env)

@@ -18,12 +18,29 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import gymnasium
 import numpy as np
 
 from fnrl.envs.base import EpisodeTracker, SpaceConverter, _check_positive, _env_seeds
+from fnrl.plugins import error_line
 from fnrl.types import TimeStep
+
+
+def _make_gymnasium_env(env_id: str, **kwargs: Any) -> gymnasium.Env:
+    """``gymnasium.make(env_id, **kwargs)``; an env whose making fails is one line naming it.
+
+    A user's env class may raise anything from its constructor; the commands print a
+    ``ValueError`` as their one line of error, so every failure becomes one.
+
+    Raises:
+      ValueError: ``cannot make the env 'Id': RuntimeError: the cause``.
+    """
+    try:
+        return gymnasium.make(env_id, **kwargs)
+    except Exception as error:
+        raise ValueError(f"cannot make the env {env_id!r}: {error_line(error)}") from error
 
 
 def _render_modes(env_id: str, make: Callable[..., gymnasium.Env]) -> list[str]:
