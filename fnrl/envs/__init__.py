@@ -16,9 +16,11 @@ import gymnasium as _gymnasium
 
 from fnrl.envs.base import (
     BatchedEnv,
+    EnvOutputError,
     EpisodeTracker,
     SpaceConverter,
     _check_positive,
+    check_observation,
     first_timestep,
     next_timestep,
 )
@@ -51,6 +53,7 @@ __all__ = [
     "SC2_ENVS",
     "SMALL_IMAGE_SIDE",
     "BatchedEnv",
+    "EnvOutputError",
     "EnvpoolEnv",
     "EpisodeTracker",
     "GymLegacyEnv",
@@ -58,6 +61,7 @@ __all__ = [
     "SC2Env",
     "SpaceConverter",
     "atari_task_id",
+    "check_observation",
     "env_kind",
     "first_timestep",
     "from_gym_space",

@@ -215,7 +215,8 @@ def test_a_tuple_observation_ending_in_a_dict_is_not_taken_for_obs_and_info():
 def test_an_adapted_env_runs_as_a_batched_gymnasium_env():
     def make(env_id, **kwargs):
         del env_id
-        assert kwargs == {"max_episode_steps": 3}  # GymnasiumEnv passes the time limit on
+        # GymnasiumEnv passes the time limit on, and checks the first steps itself.
+        assert kwargs == {"max_episode_steps": 3, "disable_env_checker": True}
         return GymLegacyEnv(OldToyKeys(max_steps=kwargs["max_episode_steps"]))
 
     env = GymnasiumEnv("OldToyKeys", 2, seed=0, max_episode_steps=3, make=make)
