@@ -328,6 +328,19 @@ def test_training_on_an_env_with_string_observations_is_one_line_and_exit_code_2
     assert (result.returncode, result.stderr) == (2, expected)
 
 
+@pytest.mark.parametrize("mode", ["local", "towered", "impala"])
+def test_every_mode_ends_on_string_observations_with_one_line_and_exit_code_2(
+    modules_dir, capsys, tmp_path, mode
+):
+    """IMPALA's actors once passed it on with their traceback."""
+    env_id = f"{ENVS}:StringObservation-v0"
+    assert train.main([mode, "--env-id", env_id, *TINY, "--log-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        "fnrl.train: error: env 'StringObservation-v0': reset() returned observation 'obs' as "
+        f"str 'hello', {DECLARED} float32 values of shape (3,)\n"
+    )
+
+
 _BOX = gymnasium.spaces.Box(-1.0, 1.0, (2,), np.float32)
 _PAIR = gymnasium.spaces.Tuple([gymnasium.spaces.Discrete(3, start=1), _BOX])
 
