@@ -17,7 +17,8 @@ checkpoint with its stored ``config.json`` and mode; flags given override the st
 (with a warning), except those that define the envs or the network.
 
 A bad flag, or a bad value in the stored ``config.json`` of a resumed run, ends the command with
-one line that names the field (``fnrl.settings.check_settings``) and exit code 2.
+one line that names the field (``fnrl.settings.check_settings``) and exit code 2; so does an env
+whose first observations its declared spaces rule out (``fnrl.envs.EnvOutputError``).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from fnrl.config import (
 )
 from fnrl.plot import write_run_plot
 from fnrl.plugins import import_plugins, plugin_modules
-from fnrl.settings import field_kind
+from fnrl.settings import ConfigError, field_kind
 
 if TYPE_CHECKING:  # the run shell imports the envs (seconds): -h stays fast
     from fnrl.parallel.build import RunHooks
@@ -458,6 +459,10 @@ def main(argv: Sequence[str] | None = None, *, hooks: RunHooks | None = None) ->
     signal.signal(signal.SIGTERM, request_stop)
     try:
         return _run(mode, config, stop, signals, hooks)
+    except ConfigError as e:  # found once the run started, e.g. an env's first observation
+        print(f"fnrl.train: error: {e}", file=sys.stderr)
+        _exit_now_if_peers_are_gone(2)
+        return 2
     except (ValueError, OSError, RuntimeError) as e:
         print(f"fnrl.train: error: {e}", file=sys.stderr)
         _exit_now_if_peers_are_gone(1)

@@ -123,6 +123,19 @@ def test_a_module_that_cannot_be_imported_is_one_line_and_exit_code_2(capsys, co
     assert (info.value.code, capsys.readouterr().err) == (2, f"{name}: error: {MISSING} (see -h)\n")
 
 
+def test_a_module_that_exits_on_import_is_one_line_and_exit_code_2(tmp_path, monkeypatch, capsys):
+    """``sys.exit(3)`` in a plug-in's import ended the command with code 3 and not a word."""
+    (tmp_path / "exiting_plugin.py").write_text("import sys\n\nsys.exit(3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(SystemExit) as info:
+        train.main(["--import", "exiting_plugin", "-nb", "Linear"])
+    expected = "--import exiting_plugin: cannot import it: it called sys.exit(3) on import"
+    assert (info.value.code, capsys.readouterr().err) == (
+        2,
+        f"fnrl.train: error: {expected} (see -h)\n",
+    )
+
+
 def test_a_stored_module_that_cannot_be_imported_names_config_json(tmp_path, capsys):
     (tmp_path / "config.json").write_text(json.dumps({"imports": "no_such_plugin"}))
     assert evaluate.main([str(tmp_path)]) == 1

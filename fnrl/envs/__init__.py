@@ -9,7 +9,6 @@ any Gymnasium id, then any id registered with the old ``gym`` package where it i
 from __future__ import annotations
 
 import difflib
-import importlib
 from collections.abc import Callable
 
 import envpool as _envpool
@@ -17,9 +16,11 @@ import gymnasium as _gymnasium
 
 from fnrl.envs.base import (
     BatchedEnv,
+    EnvOutputError,
     EpisodeTracker,
     SpaceConverter,
     _check_positive,
+    check_observation,
     first_timestep,
     next_timestep,
 )
@@ -40,8 +41,9 @@ from fnrl.envs.gym_legacy import (
     is_gym_id,
     make_gym_env,
 )
-from fnrl.envs.gymnasium import GymnasiumEnv
+from fnrl.envs.gymnasium import GymnasiumEnv, _make_gymnasium_env
 from fnrl.envs.sc2 import SC2_ENVS, SC2Env, is_sc2_id
+from fnrl.plugins import import_user_module
 
 __all__ = [
     "ATARI_6_ENVS",
@@ -51,6 +53,7 @@ __all__ = [
     "SC2_ENVS",
     "SMALL_IMAGE_SIDE",
     "BatchedEnv",
+    "EnvOutputError",
     "EnvpoolEnv",
     "EpisodeTracker",
     "GymLegacyEnv",
@@ -58,6 +61,7 @@ __all__ = [
     "SC2Env",
     "SpaceConverter",
     "atari_task_id",
+    "check_observation",
     "env_kind",
     "first_timestep",
     "from_gym_space",
@@ -123,7 +127,7 @@ def make_env(
       A :class:`BatchedEnv`.
     """
     _check_positive(num_envs=num_envs, max_episode_steps=max_episode_steps)
-    env_id = import_env_module(env_id)
+    given, env_id = env_id, import_env_module(env_id)
     if atari_task_id(env_id) is not None:
         return make_atari_env(
             env_id,
@@ -149,7 +153,7 @@ def make_env(
         return make_envpool_env(env_id, num_envs, seed, **options)
     make = _host_env_maker(env_id)
     if make is None:
-        raise _unknown_env_id(env_id)
+        raise _unknown_env_id(given)
     return GymnasiumEnv(env_id, num_envs, seed, make=make, **options)
 
 
@@ -186,7 +190,7 @@ def env_kind(env_id: str) -> str:
     Raises:
       ValueError: an unknown id (the message of :func:`make_env`, with close matches).
     """
-    env_id = import_env_module(env_id)
+    given, env_id = env_id, import_env_module(env_id)
     if atari_task_id(env_id) is not None or is_sc2_id(env_id):
         return "image"
     if is_envpool_task(env_id):
@@ -194,7 +198,7 @@ def env_kind(env_id: str) -> str:
     else:
         make = _host_env_maker(env_id)
         if make is None:
-            raise _unknown_env_id(env_id)
+            raise _unknown_env_id(given)
         env = make(env_id)
         try:
             observations, actions = env.observation_space, env.action_space
@@ -215,21 +219,23 @@ def import_env_module(env_id: str) -> str:
     ``minatar`` extra); any other id is returned as it is.
 
     Raises:
-      ValueError: the module cannot be imported (the message names it and the import error), or
-        a MinAtar id without the ``minatar`` package.
+      ValueError: an empty module or id; a module that cannot be imported, whatever it did (one
+        line naming it and the cause: :func:`fnrl.plugins.import_user_module`); or a MinAtar id
+        without the ``minatar`` package.
     """
     if env_id.startswith(MINATAR_PREFIX) and env_id not in _gymnasium.envs.registry:
         _register_minatar()
     if ":" not in env_id:
         return env_id
     module, name = env_id.split(":", 1)
-    try:
-        importlib.import_module(module)
-    except ImportError as error:
+    if not module.strip() or not name.strip():
         raise ValueError(
-            f"--env-id {env_id!r}: cannot import the module {module!r} that registers "
-            f"{name!r} ({error}); is it on PYTHONPATH?"
-        ) from error
+            f"--env-id {env_id!r}: expected MODULE:ID, a module that registers the env id ID "
+            "with Gymnasium or gym, e.g. 'my_envs:MyEnv-v0'"
+        )
+    import_user_module(
+        module, f"--env-id {env_id!r}: cannot import the module {module!r} that registers {name!r}"
+    )
     return name
 
 
@@ -247,7 +253,7 @@ def _register_minatar() -> None:
 def _host_env_maker(env_id: str) -> Callable[..., _gymnasium.Env] | None:
     """What makes one env of a Gymnasium or gym id for :class:`GymnasiumEnv`, else ``None``."""
     if env_id in _gymnasium.envs.registry:
-        return _gymnasium.make
+        return _make_gymnasium_env
     if is_gym_id(env_id):
         return make_gym_env
     return None
@@ -262,8 +268,13 @@ def _leaf_spaces(space: _gymnasium.Space) -> list[_gymnasium.Space]:
     return [space]
 
 
-def _unknown_env_id(env_id: str) -> ValueError:
-    """The error for an id no backend knows, naming close matches."""
+def _unknown_env_id(given: str) -> ValueError:
+    """The error for an id no backend knows, naming close matches.
+
+    Args:
+      given: the id as given, ``"module:Id"`` included (the module is imported already).
+    """
+    module, env_id = given.split(":", 1) if ":" in given else ("", given)
     gym_ids = list(_gym_registry())
     # gym registers most of Gymnasium's ids too: each is suggested once.
     known = dict.fromkeys(
@@ -273,7 +284,8 @@ def _unknown_env_id(env_id: str) -> ValueError:
     matches = difflib.get_close_matches(env_id, list(known), n=5)
     hint = f" Did you mean {', '.join(map(repr, matches))}?" if matches else ""
     registries = "Gymnasium or gym" if gym_ids else "Gymnasium"
+    imported = f" (its module {module!r} was imported and registered no such id)" if module else ""
     return ValueError(
-        f"Unknown env id {env_id!r}: not an Atari id (e.g. 'PongNoFrameskip-v4', 'Pong-v5'), "
-        f"not in envpool.list_all_envs() and not registered in {registries}.{hint}"
+        f"Unknown env id {env_id!r}{imported}: not an Atari id (e.g. 'PongNoFrameskip-v4', "
+        f"'Pong-v5'), not in envpool.list_all_envs() and not registered in {registries}.{hint}"
     )

@@ -8,16 +8,21 @@ imports jax. Two helpers keep the adapters small and consistent with each other:
 * :class:`EpisodeTracker` turns raw "next-step autoreset" outputs into
   :class:`~fnrl.types.TimeStep`: it derives ``first``, clips rewards for learning and keeps
   whole-game :class:`~fnrl.types.EpisodeStats`.
+
+:func:`check_observation` checks one env's observation against its declared space, for the
+adapters of envs written in Python, on their first steps (:class:`EnvOutputError`).
 """
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import gymnasium
 import numpy as np
 
+from fnrl.settings import ConfigError
 from fnrl.specs import ActionSpec, ArraySpec, BoxSpec, DiscreteSpec, EnvSpec, is_continuous
 from fnrl.types import EpisodeStats, Observation, TimeStep
 
@@ -136,6 +141,131 @@ def _env_action(space: gymnasium.Space, values: list[Any], xp: Any) -> Any:
     return value
 
 
+def _observation_entries(space: gymnasium.Space) -> dict[str, gymnasium.Space]:
+    """fnrl's observation key -> the space of that entry (see :class:`SpaceConverter`)."""
+    if isinstance(space, gymnasium.spaces.Dict):
+        return dict(space.spaces)
+    if isinstance(space, gymnasium.spaces.Tuple):
+        return {str(i): entry for i, entry in enumerate(space.spaces)}
+    image = isinstance(space, gymnasium.spaces.Box) and len(space.shape) == 3
+    return {"screen" if image else "obs": space}
+
+
+class EnvOutputError(ConfigError):
+    """An env returned what its declared spaces rule out: fnrl cannot run that env id.
+
+    Raised by :func:`check_observation` on an env's first steps, before the output would fail
+    deep inside numpy or XLA. The command lines print it as one line and exit with code 2, as
+    for a bad setting (``field`` is ``"env_id"``).
+    """
+
+    def __init__(self, message: str) -> None:
+        """Args: message: one line naming the env, what it returned and what was declared."""
+        super().__init__(message, "env_id", message)
+
+
+def _as_numbers(value: Any) -> np.ndarray | None:
+    """``value`` as a numeric (bool, integer or float) array, or None if it is none."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError):  # a ragged or otherwise unreadable sequence
+        return None
+    return array if array.dtype.kind in "biuf" else None
+
+
+def _shown(value: Any) -> str:
+    """What an env returned, shortly: ``"float64 values of shape (5,)"``, ``"the int64 7"``,
+    ``"str 'abc'"``."""
+    array = _as_numbers(value)
+    if array is None:
+        return f"{type(value).__name__} {reprlib.repr(value)}"
+    if array.ndim == 0:
+        return f"the {array.dtype} {array.item()!r}"
+    return f"{array.dtype} values of shape {array.shape}"
+
+
+def _declared(space: gymnasium.Space) -> str:
+    """What an observation entry's space lets an env return, as :func:`_fits` reads it."""
+    if isinstance(space, gymnasium.spaces.Discrete):
+        return f"an integer in [{int(space.start)}, {int(space.start) + int(space.n)})"
+    if isinstance(space, gymnasium.spaces.MultiBinary):
+        return f"0s and 1s of shape {space.shape}"
+    return f"{space.dtype} values of shape {space.shape}"
+
+
+def _fits(space: gymnasium.Space, value: Any) -> bool:
+    """Whether one env's value of an observation entry is one fnrl can convert.
+
+    Numbers of the declared shape, in a dtype that Gymnasium's vector envs can copy into the
+    declared one (numpy's ``same_kind`` cast: float64 into float32 passes, floats into integers
+    and integers into a uint8 image do not); for a Discrete space an integer in its range (fnrl
+    indexes a one-hot table with it).
+    """
+    array = _as_numbers(value)
+    if array is None or array.shape != space.shape:
+        return False
+    if not np.can_cast(array.dtype, space.dtype, "same_kind"):
+        return False
+    if isinstance(space, gymnasium.spaces.Discrete):
+        return int(space.start) <= int(array) < int(space.start) + int(space.n)
+    return True
+
+
+def check_observation(
+    space: gymnasium.Space, observation: Any, *, env_id: str, source: str
+) -> None:
+    """Check one env's observation against its declared observation space.
+
+    For the envs written in Python (Gymnasium and gym envs, a user's ``module:Id``), on their
+    first steps only: a wrong one would otherwise fail inside Gymnasium's vector env, numpy or
+    XLA, far from the env, or be cast into nonsense. What passes is what fnrl can convert (see
+    ``_fits``): numbers of the declared shape in a dtype that casts to the declared one within
+    its kind (float64 where float32 is declared), a Dict observation with every declared key
+    (more keys are ignored), a Tuple one as a tuple or list of its length.
+
+    Args:
+      space: the env's (single-env) observation space.
+      observation: what the env returned.
+      env_id: the env's id, as the message names it.
+      source: what returned it, e.g. ``"reset()"``.
+
+    Raises:
+      EnvOutputError: one line naming the env, the observation key (fnrl's, see
+        :class:`SpaceConverter`), what came and what its space declares.
+    """
+    entries = _observation_entries(space)
+    returned = f"env {env_id!r}: {source} returned"
+    declared = ", ".join(map(repr, entries))
+    if isinstance(space, gymnasium.spaces.Dict):
+        if not isinstance(observation, Mapping):
+            raise EnvOutputError(
+                f"{returned} the observation {_shown(observation)}, where its Dict observation "
+                f"space declares the keys {declared}"
+            )
+        missing = [key for key in entries if key not in observation]
+        if missing:
+            raise EnvOutputError(
+                f"{returned} an observation without the key {missing[0]!r}, which its Dict "
+                f"observation space declares (it has {', '.join(map(repr, observation)) or 'none'})"
+            )
+        values = {key: observation[key] for key in entries}
+    elif isinstance(space, gymnasium.spaces.Tuple):
+        if not isinstance(observation, tuple | list) or len(observation) != len(entries):
+            raise EnvOutputError(
+                f"{returned} the observation {_shown(observation)}, where its Tuple observation "
+                f"space declares {len(entries)} entries"
+            )
+        values = {key: observation[int(key)] for key in entries}
+    else:
+        values = {key: observation for key in entries}
+    for key, entry in entries.items():
+        if not _fits(entry, values[key]):
+            raise EnvOutputError(
+                f"{returned} observation {key!r} as {_shown(values[key])}, where its observation "
+                f"space declares {_declared(entry)}"
+            )
+
+
 class SpaceConverter:
     """A Gymnasium (observation space, action space) pair seen through fnrl's dict specs.
 
@@ -160,15 +290,7 @@ class SpaceConverter:
           observation_space: the single-env observation space.
           action_space: the single-env action space.
         """
-        if isinstance(observation_space, gymnasium.spaces.Dict):
-            self._obs_spaces = dict(observation_space.spaces)
-        elif isinstance(observation_space, gymnasium.spaces.Tuple):
-            self._obs_spaces = {str(i): s for i, s in enumerate(observation_space.spaces)}
-        else:
-            image = isinstance(observation_space, gymnasium.spaces.Box) and (
-                len(observation_space.shape) == 3
-            )
-            self._obs_spaces = {"screen" if image else "obs": observation_space}
+        self._obs_spaces = _observation_entries(observation_space)
         self._single_obs = not isinstance(
             observation_space, gymnasium.spaces.Dict | gymnasium.spaces.Tuple
         )

@@ -24,6 +24,10 @@ What envpool 1.2.5 does, checked empirically (``tests/envs/test_envpool.py`` pin
   own frame stack is not cleared there, so this adapter stacks frames on the host (envpool
   ``stack_num=1``) and restarts the stack on every ``first`` step, life losses included, as
   adept's ``FrameStack`` did on each ``reset()``.
+
+Unlike the envs written in Python (:class:`~fnrl.envs.gymnasium.GymnasiumEnv`), envpool's
+observations are not checked against their spaces on the first steps: envpool's C++ fills
+buffers of the very shapes and dtypes its spec declares, and its spaces are built from that spec.
 """
 
 from __future__ import annotations

@@ -18,10 +18,15 @@ checker uses ``np.bool8``, which numpy 2 removed, so envs are made with the chec
 
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
 from typing import Any
 
 import gymnasium
 import numpy as np
+
+from fnrl.plugins import error_line
 
 __all__ = ["GymLegacyEnv", "from_gym_space", "is_gym_id", "make_gym_env"]
 
@@ -184,9 +189,19 @@ class GymLegacyEnv(gymnasium.Env):
 
 
 def _import_gym() -> Any:
-    """The ``gym`` module, or ``None`` where it is not installed."""
+    """The ``gym`` module, or ``None`` where it is not installed.
+
+    gym 0.26 prints on import, to stderr, a notice of four lines that gym is unmaintained (from
+    its ``gym_notices`` dependency; no setting turns it off). fnrl asks gym only about ids that
+    no maintained backend knows, most often to list close matches for an unknown id, so the
+    notice would only bury the one line of fnrl's error under it: it is dropped. Only the first
+    import is silenced, as only it prints, and it swaps ``sys.stderr`` for every thread.
+    """
+    if "gym" in sys.modules:
+        return sys.modules["gym"]
     try:
-        import gym
+        with contextlib.redirect_stderr(io.StringIO()):
+            import gym
     except ImportError:
         return None
     return gym
@@ -235,7 +250,8 @@ def make_gym_env(
       The wrapped env.
 
     Raises:
-      ValueError: gym is not installed, or the env uses ``np.bool8`` and numpy has none.
+      ValueError: gym is not installed, or making the env fails (one line naming it and the
+        cause; for an env that uses ``np.bool8`` where numpy has none, what to do).
     """
     gym = _import_gym()
     if gym is None:
@@ -247,12 +263,12 @@ def make_gym_env(
         kwargs["render_mode"] = render_mode
     try:
         env = gym.make(env_id, **kwargs)
-    except AttributeError as error:
-        if "bool8" not in str(error):
-            raise
-        raise ValueError(
-            f"cannot make the gym env {env_id!r}: it uses np.bool8, which numpy "
-            f"{np.__version__} no longer has (removed in numpy 2); port the env to Gymnasium "
-            "or install numpy<2"
-        ) from error
+    except Exception as error:  # a user's env may raise anything: one line naming it
+        if isinstance(error, AttributeError) and "bool8" in str(error):
+            raise ValueError(
+                f"cannot make the gym env {env_id!r}: it uses np.bool8, which numpy "
+                f"{np.__version__} no longer has (removed in numpy 2); port the env to "
+                "Gymnasium or install numpy<2"
+            ) from error
+        raise ValueError(f"cannot make the gym env {env_id!r}: {error_line(error)}") from error
     return GymLegacyEnv(env)

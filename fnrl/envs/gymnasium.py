@@ -18,12 +18,37 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import gymnasium
 import numpy as np
 
-from fnrl.envs.base import EpisodeTracker, SpaceConverter, _check_positive, _env_seeds
+from fnrl.envs.base import (
+    EnvOutputError,
+    EpisodeTracker,
+    SpaceConverter,
+    _check_positive,
+    _env_seeds,
+    _shown,
+    check_observation,
+)
+from fnrl.plugins import error_line
 from fnrl.types import TimeStep
+
+
+def _make_gymnasium_env(env_id: str, **kwargs: Any) -> gymnasium.Env:
+    """``gymnasium.make(env_id, **kwargs)``; an env whose making fails is one line naming it.
+
+    A user's env class may raise anything from its constructor; the commands print a
+    ``ValueError`` as their one line of error, so every failure becomes one.
+
+    Raises:
+      ValueError: ``cannot make the env 'Id': RuntimeError: the cause``.
+    """
+    try:
+        return gymnasium.make(env_id, **kwargs)
+    except Exception as error:
+        raise ValueError(f"cannot make the env {env_id!r}: {error_line(error)}") from error
 
 
 def _render_modes(env_id: str, make: Callable[..., gymnasium.Env]) -> list[str]:
@@ -35,12 +60,68 @@ def _render_modes(env_id: str, make: Callable[..., gymnasium.Env]) -> list[str]:
         env.close()
 
 
+class _FirstStepsChecked(gymnasium.Wrapper):
+    """One env whose first reset and first step are checked before a vector env batches them.
+
+    Checked here, per env, because ``SyncVectorEnv`` copies each observation into a batch
+    array of the declared dtype and shape at once, where a wrong one fails with numpy's words
+    and no env named. Each method, once it has checked, is replaced on the instance by the env's
+    own: later calls go straight to the env, so the check costs nothing per step. It takes the
+    place of Gymnasium's env checker (the envs are made without it), whose warnings and
+    assertions would come before fnrl's one line and which stays in every step.
+    """
+
+    def __init__(self, env: gymnasium.Env, env_id: str) -> None:
+        """Wrap ``env``, named ``env_id`` in errors."""
+        super().__init__(env)
+        self._env_id = env_id
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        """The env's first reset, checked; see :func:`~fnrl.envs.base.check_observation`."""
+        result = self.env.reset(seed=seed, options=options)
+        if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict)):
+            raise EnvOutputError(
+                f"env {self._env_id!r}: reset() returned {_returned(result)}, not Gymnasium's "
+                "(obs, info)"
+            )
+        check_observation(self.observation_space, result[0], env_id=self._env_id, source="reset()")
+        self.reset = self.env.reset  # checked: later resets go straight to the env
+        return result
+
+    def step(self, action: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        """The env's first step, checked; see :func:`~fnrl.envs.base.check_observation`."""
+        result = self.env.step(action)
+        if not (isinstance(result, tuple) and len(result) == 5):
+            raise EnvOutputError(
+                f"env {self._env_id!r}: step() returned {_returned(result)}, not Gymnasium's "
+                "(obs, reward, terminated, truncated, info)"
+            )
+        check_observation(self.observation_space, result[0], env_id=self._env_id, source="step()")
+        self.step = self.env.step  # checked: later steps go straight to the env
+        return result
+
+
+def _returned(result: Any) -> str:
+    """What a reset or step returned: ``"4 values"`` for a tuple, else the value shortly."""
+    return f"{len(result)} values" if isinstance(result, tuple) else _shown(result)
+
+
+def _make_checked(make: Callable[..., gymnasium.Env], env_id: str, **kwargs: Any) -> gymnasium.Env:
+    """``make(env_id, **kwargs)`` with its first steps checked (:class:`_FirstStepsChecked`)."""
+    return _FirstStepsChecked(make(env_id, **kwargs), env_id)
+
+
 class GymnasiumEnv:
     """B copies of a Gymnasium env as a :class:`~fnrl.envs.base.BatchedEnv`.
 
     Episodes end where the env terminates or its ``TimeLimit`` truncates; every end is a whole
     game for :class:`~fnrl.types.EpisodeStats`. Env i is seeded with ``seed + i`` at the first
-    :meth:`reset` only; later resets continue each env's random stream (as envpool does).
+    :meth:`reset` only; later resets continue each env's random stream (as envpool does). Each
+    env's first reset and first step are checked against its spaces
+    (:func:`~fnrl.envs.base.check_observation`: ``EnvOutputError``, one line naming the env);
+    Gymnasium's own env checker is left out.
 
     Attributes:
       spec: per-env specs from :class:`~fnrl.envs.base.SpaceConverter`.
@@ -91,7 +172,9 @@ class GymnasiumEnv:
                 )
             kwargs["render_mode"] = "rgb_array"
         self._env_id = env_id
-        env_fns = [functools.partial(make, env_id, **kwargs)] * num_envs
+        # fnrl checks the first observations itself, in place of Gymnasium's env checker.
+        kwargs["disable_env_checker"] = True
+        env_fns = [functools.partial(_make_checked, make, env_id, **kwargs)] * num_envs
         autoreset = gymnasium.vector.AutoresetMode.NEXT_STEP
         if asynchronous:
             self._envs = gymnasium.vector.AsyncVectorEnv(

@@ -257,15 +257,16 @@ class SC2GameEnv(gymnasium.Env):
         self.action_space = gymnasium.spaces.Dict(
             {head: gymnasium.spaces.Discrete(n) for head, n in heads.items()}
         )
-        self._available = np.zeros(num_functions(), np.float32)
+        # MultiBinary's own dtype: the adapter checks the first observations against the space.
+        self._available = np.zeros(num_functions(), np.int8)
 
     def _observation(self, timestep: Any) -> dict[str, np.ndarray]:
         obs = timestep.observation
         layers = np.concatenate(
             [np.asarray(obs["feature_screen"]), np.asarray(obs["feature_minimap"])]
         )
-        self._available = np.zeros(num_functions(), np.float32)
-        self._available[np.asarray(obs["available_actions"], np.int64)] = 1.0
+        self._available = np.zeros(num_functions(), np.int8)
+        self._available[np.asarray(obs["available_actions"], np.int64)] = 1
         return {
             "vision": (layers.astype(np.float32) / _scales()[:, None, None]).transpose(1, 2, 0),
             "control_groups": np.asarray(obs["control_groups"], np.float32).reshape(20),

@@ -56,6 +56,7 @@ from fnrl.parallel.actors import (
 )
 from fnrl.parallel.build import RunHooks, RunParts, build_run, chosen_local_devices
 from fnrl.parallel.run import RunResult, TrainingRun
+from fnrl.settings import ConfigError
 from fnrl.types import Params, TrainState, Trajectory
 
 __all__ = [
@@ -298,11 +299,18 @@ def _make_actors(
 
 
 def _raise_if_failed(actors: list[Actor], result: RunResult) -> None:
-    """Re-raises the first actor's exception as :class:`ActorFailed`, if an actor failed."""
+    """Re-raises the first actor's exception as :class:`ActorFailed`, if an actor failed.
+
+    A :class:`~fnrl.settings.ConfigError` (an env whose first observations its space rules out,
+    :class:`~fnrl.envs.EnvOutputError`) is re-raised as it is: its one line names the problem,
+    and the command ends with exit code 2 as for any bad input, without the actor's traceback.
+    """
     failed = [actor for actor in actors if actor.error is not None]
     if not failed:
         return
     actor = failed[0]
+    if isinstance(actor.error, ConfigError):  # e.g. an env's first observation: one line says it
+        raise actor.error
     raise ActorFailed(
         f"actor thread {actor.actor_id} failed: {type(actor.error).__name__}: "
         f"{actor.error} (stopped after {result.updates} updates, {result.env_steps} steps; "

@@ -1,5 +1,8 @@
 """Old gym envs through the adapter: every API flavour, exact spaces, truncation and the CLI."""
 
+import subprocess
+import sys
+
 import gymnasium
 import numpy as np
 import pytest
@@ -212,7 +215,8 @@ def test_a_tuple_observation_ending_in_a_dict_is_not_taken_for_obs_and_info():
 def test_an_adapted_env_runs_as_a_batched_gymnasium_env():
     def make(env_id, **kwargs):
         del env_id
-        assert kwargs == {"max_episode_steps": 3}  # GymnasiumEnv passes the time limit on
+        # GymnasiumEnv passes the time limit on, and checks the first steps itself.
+        assert kwargs == {"max_episode_steps": 3, "disable_env_checker": True}
         return GymLegacyEnv(OldToyKeys(max_steps=kwargs["max_episode_steps"]))
 
     env = GymnasiumEnv("OldToyKeys", 2, seed=0, max_episode_steps=3, make=make)
@@ -270,6 +274,21 @@ def test_gym_ids_that_fail_are_named_in_one_line():
     with pytest.raises(ValueError, match="^cannot make the gym env 'LegacyBool8-v0'") as error:
         make_gym_env("LegacyBool8-v0")
     assert "np.bool8" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_an_unknown_id_is_one_line_without_gyms_unmaintained_notice(tmp_path):
+    """gym prints four lines on import; fnrl imports it to suggest ids for an unknown one."""
+    pytest.importorskip("gym")
+    result = subprocess.run(
+        [sys.executable, "-m", "fnrl.train", "--env-id", "NotAnEnv-v9", "-mts", "64", "-n", "2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("fnrl.train: error: Unknown env id 'NotAnEnv-v9'")
+    assert len(result.stderr.splitlines()) == 1, result.stderr
 
 
 @pytest.mark.slow  # two processes that import JAX: 25-45 s on 2 cores
