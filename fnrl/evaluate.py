@@ -52,6 +52,7 @@ from fnrl.cli import (
     import_flag_modules,
     load_run_config,
     setting_type,
+    use_compilation_cache,
 )
 from fnrl.figures import eval_label, new_figure, style_axes
 from fnrl.settings import ConfigError
@@ -256,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         run_dir = Path(args.run_dir)
         config = load_run_config(run_dir)
+        use_compilation_cache(config.compilation_cache)
         seed = config.seed + EVALUATE_SEED_OFFSET if args.seed is None else args.seed
         if args.all_checkpoints:
             checkpoints = list_checkpoints(run_dir / "checkpoints")

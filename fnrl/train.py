@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from fnrl.agents import AGENTS, get_agent
 from fnrl.checkpoint import CheckpointError, list_checkpoints, read_meta
-from fnrl.cli import PARSERS, CommandLineParser
+from fnrl.cli import PARSERS, CommandLineParser, use_compilation_cache
 from fnrl.config import (
     PRESET_SOURCES,
     PRESETS,
@@ -394,6 +394,7 @@ def _run(
     from fnrl.logging import RECENT_EPISODES
     from fnrl.parallel.runlog import console
 
+    use_compilation_cache(config.compilation_cache)
     module, function = MODES[mode].runner.split(":")
     result = getattr(importlib.import_module(module), function)(config, stop=stop, hooks=hooks)
     if result.run_dir is None:  # a process that writes nothing (towered, not 0) says nothing

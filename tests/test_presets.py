@@ -3,6 +3,7 @@ preset for continuous actions."""
 
 import dataclasses
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -168,8 +169,9 @@ def test_help_says_which_defaults_apply_to_which_envs():
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, "COLUMNS": "10000"},  # argparse wraps lines, also inside flags
     ).stdout
-    text = " ".join(out.split())  # argparse wraps lines
+    text = " ".join(out.split())
     assert "Images (Atari" in text and "adept's Atari settings" in text
     assert "Vectors with discrete actions (classic control" in text and "Baselines3 Zoo" in text
     assert "--nb-env 16, --exp-length 5, --network-body Linear, --normalize True" in text

@@ -255,3 +255,16 @@ def test_ctrl_c_while_the_command_imports_ends_in_one_line(command):
     process.wait(timeout=60)
     lines = [line for line in err.splitlines() if not line.startswith("import time:")]
     assert (process.returncode, lines) == (130, ["fnrl: interrupted while starting"])
+
+
+@pytest.mark.parametrize("flag, kept", [((), True), (("--compilation-cache", "false"), False)])
+def test_compiled_programs_are_kept_in_the_users_cache_unless_turned_off(tmp_path, flag, kept):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
+    result = subprocess.run(
+        [sys.executable, "-m", "fnrl.train", "-mts", "40", "-n", "2", "--exp-length", "5",
+         "--log-dir", str(tmp_path / "runs"), *flag],
+        env={**env, "XDG_CACHE_HOME": str(tmp_path / "cache")},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert bool(list(tmp_path.glob("cache/fnrl/jax/*-cache"))) == kept

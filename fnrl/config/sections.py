@@ -204,6 +204,13 @@ class RunSettings(Section):
         "import them too",
         "--import",
     )
+    compilation_cache: bool = setting(
+        True,
+        "keep XLA's compiled programs in JAX's persistent compilation cache, in "
+        "$XDG_CACHE_HOME/fnrl/jax (~/.cache/fnrl/jax; JAX_COMPILATION_CACHE_DIR wins), so that "
+        "a run like an earlier one starts without compiling again",
+        "--compilation-cache",
+    )
 
 
 @dataclass(frozen=True)
