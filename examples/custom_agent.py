@@ -91,8 +91,13 @@ register_agent(
     AgentPlugin(
         make_baseline_agent,
         BaselineSettings,
-        defaults={"network_body": "TanhMLP", "normalize": False, "learning_rate": 1e-3},
-        presets={"vector": {"network_body": "TanhMLP", "normalize": False}},
+        defaults={
+            "network_body": "TanhMLP",
+            "hidden_size": 64,
+            "normalize": False,
+            "learning_rate": 1e-3,
+        },
+        presets={"vector": {"network_body": "TanhMLP", "hidden_size": 64, "normalize": False}},
         help="policy gradient with a learned baseline and n-step returns",
     ),
 )

@@ -30,6 +30,9 @@ def test_custom_agent_lists_its_own_flag_trains_and_resumes(tmp_path):
         "TanhMLP",
         0.25,
     )
+    # CleanRL's 64 units, as the example says (it once trained 512: 266,755 params)
+    assert config["hidden_size"] == 64
+    assert "Network parameters: 4,675" in first.stdout
     resumed = _example("--resume", str(run_dir), "-mts", "3200")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "finished: 3200 steps" in resumed.stdout

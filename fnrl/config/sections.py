@@ -120,6 +120,9 @@ class NetworkSettings(Section):
     network_body: str = setting(
         "LSTM", "network body", "-nb", "--network-body", choices=NETWORK_BODIES
     )
+    hidden_size: int = setting(
+        512, "width of the network body (adept's: 512)", "--hidden-size", at_least=1
+    )
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,7 @@ def make_network(config: NetworkSettings, spec: EnvSpec) -> ModularNetwork:
         vision_network=config.vision_network,
         discrete_network=config.discrete_network,
         network_body=config.network_body,
+        hidden_size=config.hidden_size,
         normalize=config.normalize,
         nb_head=config.nb_head,
         normalization=config.normalization,

@@ -55,6 +55,7 @@ FIXED_ON_RESUME = (
     "vision_network",
     "discrete_network",
     "network_body",
+    "hidden_size",
     "normalize",
     "normalization",
     "optimizer",

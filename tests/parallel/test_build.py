@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from fnrl.agents import init_train_state
+from fnrl.agents import init_train_state, make_init
 from fnrl.config import ToweredConfig, make_config
 from fnrl.parallel import build
 from fnrl.parallel.build import RunHooks, build_run
@@ -118,3 +118,18 @@ def test_the_parts_that_write_nothing_have_the_methods_of_those_that_write(writi
     for name, member in writing_names.items():
         if callable(member):
             assert parameters(member) == parameters(silent_names[name]), name
+
+
+@pytest.mark.parametrize("flag, width", [((), 512), (("--hidden-size", "64"), 64)])
+def test_hidden_size_is_the_width_of_the_networks_body(flag, width):
+    """adept's 512 by default; the flag once did not exist, so no run could change it."""
+    from fnrl.config import NetworkSettings
+    from fnrl.train import parse_args
+
+    _, config = parse_args(["--env-id", "CartPole-v1", *flag])
+    env = build.make_training_env(config, 1, 0)
+    network = build.make_network(config.section(NetworkSettings), env.spec)
+    env.close()
+    variables = jax.eval_shape(make_init(network, env.spec), jax.random.PRNGKey(0))
+    body = variables["params"]["body"]
+    assert {leaf.shape[-1] for leaf in jax.tree.leaves(body)} == {width}
