@@ -152,8 +152,8 @@ def find_resume_point(run_dir: Path, config: TrainConfig, mode: str) -> ResumePo
 
     Raises:
         CheckpointError: no checkpoint is intact.
-        ValueError: the run saved none, was trained in another mode, or ``config`` changes a
-            setting of :data:`FIXED_ON_RESUME`.
+        ValueError: the run saved none, was trained in another mode, ``config`` changes a
+            setting of :data:`FIXED_ON_RESUME`, or the checkpoint has reached its budget.
     """
     if not config.resume:
         return NEW_RUN
@@ -177,6 +177,11 @@ def find_resume_point(run_dir: Path, config: TrainConfig, mode: str) -> ResumePo
             f"with `python -m fnrl.train {stored_mode} --resume {config.resume}`"
         )
     check_fixed_on_resume(meta.get("config", {}), config)
+    if meta["env_steps"] >= config.max_train_steps:  # it would replay them all and train none
+        raise ValueError(
+            f"--resume {config.resume}: the run already finished its {meta['env_steps']} steps "
+            f"(--max-train-steps {config.max_train_steps}); raise --max-train-steps to train on"
+        )
     skipped = [f"{e}; resuming from the older {checkpoint.name}" for e in errors]
     return ResumePoint(checkpoint, meta, skipped)
 

@@ -282,6 +282,19 @@ def test_resume_refuses_a_meta_json_whose_mode_is_not_the_runs(tmp_path, stopped
     ]
 
 
+def test_resume_of_a_finished_run_says_so_in_one_line(tmp_path, stopped):
+    """It replayed every step and printed '0 frames/s, bound by replay'."""
+    run_dir = _copy(stopped, tmp_path)
+    done = _cli("--resume", str(run_dir))
+    assert (done.returncode, done.stderr.splitlines()) == (
+        1,
+        [
+            f"fnrl.train: error: --resume {run_dir}: the run already finished its 2000 steps "
+            "(--max-train-steps 2000); raise --max-train-steps to train on"
+        ],
+    )
+
+
 @pytest.mark.parametrize(
     "flag, value, stored",
     [("--normalization", "layer", "'batch'"), ("--optimizer", "adam", "'rmsprop'")],
