@@ -73,8 +73,12 @@ def run_id(
 
 
 def make_run_dir(log_dir: str, env_id: str, name: str) -> Path:
-    """Creates ``{log_dir}/{env_id}/{name}`` (suffixing ``-1``, ``-2`` if it exists)."""
-    parent = Path(log_dir).expanduser() / env_id
+    """Creates ``{log_dir}/{env_id}/{name}`` (suffixing ``-1``, ``-2`` if it exists).
+
+    A ``module:Id`` env's folder is ``module.Id``: a colon in a path breaks ``scp``, ``rsync``
+    and ``PATH``-like lists.
+    """
+    parent = Path(log_dir).expanduser() / env_id.replace(":", ".")
     parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(1000):
         path = parent / (name if attempt == 0 else f"{name}-{attempt}")

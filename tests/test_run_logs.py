@@ -200,3 +200,11 @@ def test_ctrl_c_with_a_tee_that_dies_too_still_saves_the_stop_checkpoint(tmp_pat
     steps = [int(p.name.removeprefix("step_")) for p in (run_dir / "checkpoints").iterdir()]
     assert max(steps) > 10 and "Broken pipe" not in stderr, (steps, stderr)
     assert f"END: steps {max(steps)}" in (run_dir / "train_log.txt").read_text()
+
+
+def test_a_module_env_ids_run_directory_has_no_colon(tmp_path):
+    """``module:Id``'s folder was ``module:Id``, which ``scp`` and ``PATH``-like lists misread."""
+    from fnrl.logging import make_run_dir
+
+    run_dir = make_run_dir(str(tmp_path), "toy_envs:Corridor-v0", "local_run")
+    assert run_dir == tmp_path / "toy_envs.Corridor-v0" / "local_run" and run_dir.is_dir()
