@@ -115,6 +115,23 @@ class RunResult:
         return frames_after_first / (self.seconds - self.warmup_seconds)
 
 
+def run_summary(mode: str, config: TrainConfig) -> str:
+    """One line saying what a run trains and for how long, e.g. ``local ActorCritic on
+    CartPole-v1: 16 envs x 5 steps per update, 500,000 steps; a checkpoint every 100,000;
+    an evaluation every 25,000 (10 greedy games)``."""
+    if config.eval_every:
+        evaluation = (
+            f"an evaluation every {config.eval_every:,} ({config.eval_episodes} greedy games)"
+        )
+    else:
+        evaluation = "no evaluation"
+    return (
+        f"{mode} {config.agent} on {config.env_id}: {config.nb_env} envs x {config.exp_length} "
+        f"steps per update, {config.max_train_steps:,} steps; a checkpoint every "
+        f"{config.epoch_len:,}; {evaluation}"
+    )
+
+
 class TrainingRun:
     """A run's parts, and what a mode's loop asks of them around each learner update.
 
@@ -177,15 +194,21 @@ class TrainingRun:
         )
 
     def announce(self, state: TrainState, *lines: str) -> None:
-        """Prints and logs the parameter count, where the run writes, and ``lines``."""
+        """Prints and logs what the run trains and for how long, the parameter count, where
+        the run writes, and ``lines``; then that the first update compiles."""
         header = [
+            run_summary(self.mode, self.config),
             f"Network parameters: {count_params(state.params['params']):,}",
             str(self.run_dir),
         ]
         resumed_from = self.checkpointer.resumed_from
         if resumed_from is not None:
             header.append(f"resuming from {resumed_from} at step {self.budget.env_steps}")
-        self.log.announce(*header, *lines)
+        compiling = (
+            "compiling the rollout and the update (seconds; minutes for Atari on a CPU, "
+            "unless an identical run left them in the compilation cache)..."
+        )
+        self.log.announce(*header, *lines, compiling)
 
     def record(
         self,
@@ -226,6 +249,8 @@ class TrainingRun:
         budget.count(env_steps)
         if not self.metrics:
             self._warmup_seconds = time.perf_counter() - self._start
+            seconds = self._warmup_seconds
+            self.log.announce(f"first update after {seconds:.1f} s, compiling included")
         self.metrics.append(metrics)
         episodes = list(episodes)
         self.episode_returns.extend(episode.returns for episode in episodes)
