@@ -12,20 +12,25 @@ Impure: writes files and reads the clock. Layout of a run::
                                 earlier starts logged after the resume point)
         checkpoints/step_{N}/
         eval/              results of ``python -m fnrl.evaluate``
+        wandb/             the W&B run's local files, with ``--wandb-project``
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fcntl
+import hashlib
 import json
 import math
 import os
+import re
 import socket
+import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -242,6 +247,122 @@ class CsvLog:
         self._file.close()
 
 
+# The x axis of fnrl's scalars in W&B: the run's env steps, as in tensorboard. W&B's own step
+# must only grow, but an evaluation is logged after the steps trained while it played.
+WANDB_STEP = "env_step"
+
+# W&B run ids: what W&B accepts in one (not :;,#?/') and in the names it derives from it
+# (``run-{id}-history``, an artifact name of at most 128 characters).
+_WANDB_ID_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]")
+_WANDB_ID_LENGTH = 100
+
+
+def wandb_run_id(name: str) -> str:
+    """The W&B run id of the run directory ``name``: ``name`` itself when W&B accepts it; else
+    its characters W&B refuses as ``-``, cut to 100 characters, and 8 hex digits of its SHA-256,
+    so that two names never share an id."""
+    id_ = _WANDB_ID_CHARACTERS.sub("-", name)
+    if id_ == name and len(id_) <= _WANDB_ID_LENGTH:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{id_[: _WANDB_ID_LENGTH - 9]}-{digest}"
+
+
+class WandbScalars:
+    """A W&B run that gets the scalars of the run, each at its env step (:data:`WANDB_STEP`).
+
+    Args:
+        run: the W&B run (``wandb.init``'s).
+        config: the settings to add to the run's config.
+        finish: whether :meth:`close` finishes the run (not one the process started itself).
+    """
+
+    def __init__(self, run: Any, config: Mapping[str, Any], *, finish: bool) -> None:
+        import wandb
+
+        self._run, self._finish, self._errors = run, finish, wandb.errors.Error
+        self._tags: set[str] = set()
+        with self._wandb_errors():
+            run.config.update(dict(config), allow_val_change=True)  # a resume may change a few
+            run.define_metric(WANDB_STEP)
+
+    def scalars(self, values: Mapping[str, float], step: int) -> None:
+        """Logs the scalars ``values`` (tag -> value) at env step ``step``.
+
+        Raises:
+            LogWriteError: W&B refused them.
+        """
+        with self._wandb_errors():
+            for tag in values.keys() - self._tags:
+                self._run.define_metric(tag, step_metric=WANDB_STEP)
+                self._tags.add(tag)
+            self._run.log({WANDB_STEP: step, **values})
+
+    def close(self) -> None:
+        """Finishes the run if this object started it."""
+        if self._finish:
+            with self._wandb_errors():
+                self._run.finish()
+
+    @contextlib.contextmanager
+    def _wandb_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (self._errors, OSError) as e:
+            raise LogWriteError(f"cannot log to W&B run {self._run.id}: {e}") from e
+
+
+class NoScalars:
+    """:class:`WandbScalars`'s methods for a run without W&B: they log nothing."""
+
+    def scalars(self, values: Mapping[str, float], step: int) -> None:
+        """Logs nothing."""
+        del values, step
+
+    def close(self) -> None:
+        """Closes nothing."""
+
+
+def open_wandb(run_dir: Path, config: Mapping[str, Any], project: str) -> WandbScalars | NoScalars:
+    """Where a run's scalars go besides tensorboard: its W&B run, if any.
+
+    With ``project``, a W&B run of that project named after the run directory, with an id
+    from its name (:func:`wandb_run_id`), its files in ``{run_dir}/wandb``; a resume of the
+    fnrl run continues it (``resume="allow"``). Without, the W&B run the process started
+    before (``wandb.init`` before ``fnrl.train.main``, as CleanRL's scripts do), left running
+    at the end; else none. ``WANDB_MODE`` and W&B's other variables apply.
+
+    Raises:
+        RuntimeError: W&B could not start the run (e.g. online without an API key).
+    """
+    if not project:
+        wandb = sys.modules.get("wandb")  # not imported: no run can be active
+        run = getattr(wandb, "run", None)
+        return NoScalars() if run is None else WandbScalars(run, config, finish=False)
+    import wandb
+
+    name = Path(run_dir).name
+    try:
+        run = wandb.init(
+            project=project,
+            name=name,
+            id=wandb_run_id(name),
+            dir=str(run_dir),
+            resume="allow",
+            reinit="create_new",  # beside a run the process has, which stays wandb.run
+            # Off: fnrl's lines are in train_log.txt, and W&B's capture of stdout would stand
+            # between fnrl and a stdout whose reader goes away (fnrl.parallel.runlog.console).
+            settings=wandb.Settings(console="off"),
+        )
+    except wandb.errors.Error as e:
+        raise RuntimeError(f"--wandb-project {project}: W&B could not start the run: {e}") from e
+    try:
+        return WandbScalars(run, config, finish=True)
+    except LogWriteError:
+        run.finish(exit_code=1)
+        raise
+
+
 class RunLogger:
     """Writes a run's config, tensorboard scalars, CSV curves and text log; thread-safe.
 
@@ -253,20 +374,25 @@ class RunLogger:
     ``resume_step``: the text log is appended to, a new event file is added, and the CSV rows an
     earlier start wrote after the resume step are dropped.
 
+    Every scalar written to tensorboard, and only those, goes to the run's W&B run too, if it
+    has one (:func:`open_wandb`): with ``wandb_project``, or one the process started before.
+
     Every write happens in the call, under the logger's lock. The first one that fails raises
-    :class:`LogWriteError` (naming the file and the OS error), which is then ``failure``; from
-    then on the logger writes nothing, and its other calls return at once.
+    :class:`LogWriteError` (naming the file and the OS error, or the W&B run), which is then
+    ``failure``; from then on the logger writes nothing, and its other calls return at once.
 
     Args:
         run_dir: the run directory.
-        config: every setting of the run, for ``config.json``.
+        config: every setting of the run, for ``config.json`` (and the W&B run's config).
         flush_seconds: seconds between two flushes of the event file.
         frames_per_step: frames per agent step (the frame skip), for the CSVs' ``frames``.
         resume_step: the step a resumed run continues from; tensorboard then drops what an
             earlier start of the run logged after it.
+        wandb_project: the W&B project of the run's W&B run; empty: none of its own.
 
     Raises:
         LogWriteError: ``config.json``, the text log, a CSV or the event file cannot be written.
+        RuntimeError: W&B could not start the run's W&B run.
     """
 
     def __init__(
@@ -277,6 +403,7 @@ class RunLogger:
         *,
         frames_per_step: int = 1,
         resume_step: int | None = None,
+        wandb_project: str = "",
     ) -> None:
         self.run_dir = Path(run_dir)
         write_config(self.run_dir, config)
@@ -296,6 +423,12 @@ class RunLogger:
             for _, close in self._files:
                 close()
             raise _write_error(Path(e.filename or self.run_dir), e) from e
+        try:
+            self._wandb = open_wandb(self.run_dir, config, wandb_project)
+        except BaseException:
+            for _, close in self._files:
+                close()
+            raise
         self._flush_seconds = flush_seconds
         self._last_flush = time.monotonic()
         self.failure: LogWriteError | None = None
@@ -318,6 +451,11 @@ class RunLogger:
                 self._last_flush = time.monotonic()
         except OSError as e:
             raise self._failed(self._events.path, e) from e
+        try:
+            self._wandb.scalars(values, step)
+        except LogWriteError as e:
+            self.failure = e
+            raise
 
     def _line(self, text: str) -> None:
         try:
@@ -408,7 +546,8 @@ class RunLogger:
                 self._line(text)
 
     def close(self) -> None:
-        """Flushes and closes the event file, the CSVs and the text log.
+        """Flushes and closes the event file, the CSVs and the text log, and finishes the W&B
+        run it started.
 
         All are closed even when a flush fails, which raises only if no write failed before.
         """
@@ -420,5 +559,9 @@ class RunLogger:
                 except OSError as e:
                     if self.failure is None:
                         self._failed(path, e).__cause__ = e
+            try:
+                self._wandb.close()
+            except LogWriteError as e:
+                self.failure = self.failure or e
             if self.failure is not earlier:
                 raise self.failure

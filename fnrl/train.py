@@ -18,7 +18,8 @@ checkpoint with its stored ``config.json`` and mode; flags given override the st
 
 A bad flag, or a bad value in the stored ``config.json`` of a resumed run, ends the command with
 one line that names the field (``fnrl.settings.check_settings``) and exit code 2; so does an env
-whose first observations its declared spaces rule out (``fnrl.envs.EnvOutputError``).
+whose first observations its declared spaces rule out (``fnrl.envs.EnvOutputError``), and
+``--wandb-project`` (given, or stored by the resumed run) where wandb does not import.
 """
 
 from __future__ import annotations
@@ -374,7 +375,20 @@ def parse_args(argv: Sequence[str]) -> tuple[str, TrainConfig]:
             config = make_config(MODES[mode].config_class, **args)
     except ValueError as e:
         parser.error(str(e))
+    _check_wandb(parser, config)
     return mode, config.effective()
+
+
+def _check_wandb(parser: argparse.ArgumentParser, config: TrainConfig) -> None:
+    """Ends the command in one line, exit 2, when ``config`` logs to W&B and wandb does not
+    import: before anything is written, rather than once the run directory is."""
+    if not config.wandb_project:
+        return
+    try:
+        import wandb  # noqa: F401  (imported once more by the run, from sys.modules)
+    except ImportError:
+        hint = 'pip install -e ".[wandb]"'
+        parser.exit(2, f"fnrl.train: error: --wandb-project needs wandb: {hint}\n")
 
 
 def _stop_code(signals: list[int]) -> int:

@@ -47,7 +47,7 @@ FIELD_ORDER = (
     "normalization", "zscore_norm_env", "nb_head", "vision_network", "discrete_network",
     "network_body", "agent", "profile", "debug", "nb_last_model", "eval_every", "eval_episodes",
     "nb_eval_env", "eval_step_rate", "resume", "rollout", "gpu_id", "imports", "exact_resume",
-    "compilation_cache", "hidden_size",
+    "compilation_cache", "hidden_size", "wandb_project",
 )  # fmt: skip
 
 S = TypeVar("S")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from fnrl.agents import AGENTS
 from fnrl.networks import DISCRETE_NETWORKS, NETWORK_BODIES, NORMALIZATIONS, VISION_NETWORKS
 from fnrl.optimizers import OPTIMIZERS
-from fnrl.settings import check_settings, field_error, setting
+from fnrl.settings import check_settings, field_error, setting, shown_value
 
 ROLLOUTS = ("auto", "compiled", "host")
 
@@ -31,6 +31,9 @@ MAX_SEED = 2**31 - 1
 # whole initial scale at the first update: the run diverges to NaN or inf params (as -lr 1e38
 # did) instead of learning. Useful rates are 1e-5 to 1e-2.
 MAX_LEARNING_RATE = 1.0
+
+# The characters W&B refuses in a project name (wandb's Settings.validate_project).
+WANDB_FORBIDDEN = "/\\#?%:"
 
 
 class Section:
@@ -272,6 +275,24 @@ class LoggingSettings(Section):
     )
     tag: str = setting("", "prefix of the run directory name", "-t", "--tag", path_component=True)
     log_dir: str = setting("/tmp/fnrl_logs", "root of the run directories", "--log-dir")
+    wandb_project: str = setting(
+        "",
+        "Weights & Biases project that gets the run too: every tensorboard scalar at its step, "
+        "the evaluations and config.json, in a W&B run named after the run directory, which "
+        "--resume continues (needs the wandb extra; WANDB_MODE=offline keeps it on disk); "
+        "empty: none",
+        "--wandb-project",
+    )
+
+    def check_invariants(self) -> None:
+        """A W&B project name must be one W&B accepts (``wandb.init`` would refuse it only
+        once the run directory is written)."""
+        if len(self.wandb_project) > 128 or any(c in self.wandb_project for c in WANDB_FORBIDDEN):
+            problem = (
+                f"must be at most 128 characters, none of {' '.join(WANDB_FORBIDDEN)}, got "
+                f"{shown_value(self.wandb_project)}"
+            )
+            raise field_error(type(self), "wandb_project", problem)
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,7 @@ class RunLog:
             config.summary_frequency,
             frames_per_step=frames_per_step,
             resume_step=resume_step,
+            wandb_project=config.wandb_project,
         )
         self._config, self._frames_per_step = config, frames_per_step
         env_steps = resume_step or 0
