@@ -6,11 +6,17 @@ Learning curves of training runs, from the CSV files each run writes (see :mod:`
   of the last ``RECENT_EPISODES`` (100) games, the library's "recent return";
 * evaluation return: the mean of the K greedy games of each scheduled evaluation (``eval.csv``).
 
-Runs whose ``config.json`` differ only by ``seed`` (and by where they were written or whether
-they were resumed) form one group, drawn as the mean over its seeds with a band from the lowest to
-the highest seed, after interpolating each seed onto a common x grid over the range all its seeds
-cover. A group of one run is drawn as its curves, the evaluation with a band of ± the std over
-its games. Groups are labelled by the settings that differ between them.
+Runs whose settings differ only by ``seed`` form one group, drawn as the mean over its seeds
+with a band from the lowest to the highest seed, after interpolating each seed onto a common x
+grid over the range all its seeds cover. A group of one run is drawn as its curves, the
+evaluation with a band of ± the std over its games. Groups are labelled by the settings that
+differ between them.
+
+A run's settings are its ``config.json`` and its mode (``local``, ``towered`` or ``impala``, as
+:func:`fnrl.config.config_mode` reads it from the fields config.json holds), less what does not
+change what it learns: where it was written or resumed from, the devices and processes it ran
+on, the plug-in modules it imported (its agent and network are settings) and the compilation
+cache.
 
 The figure has one panel per kind of curve that exists (training, evaluation) and is written as
 a PNG, by default ``RUN/learning_curves.png`` for one run and ``./learning_curves.png`` for
@@ -34,6 +40,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from fnrl.cli import CommandLineParser
+from fnrl.config import config_mode
 from fnrl.figures import X_CHOICES, eval_label, new_figure, style_axes, train_label
 from fnrl.figures import X_LABELS as X_LABELS  # the labels of --x's choices, for callers
 
@@ -43,11 +50,27 @@ if TYPE_CHECKING:
 PROG = "python -m fnrl.plot"
 PLOT_NAME = "learning_curves.png"
 
-# Where a run was written and whether it was resumed do not change what it learns, so runs that
-# differ only there (and by seed) are seeds of one experiment.
-_NOT_GROUPING = frozenset({"seed", "log_dir", "resume"})
+# Fields of config.json that do not change what a run learns, so that runs differing only there
+# (and by seed) are seeds of one experiment: where it was written or resumed from; the devices
+# and processes it ran on (local mode's gpu_id is a device index, the other modes' a list);
+# the plug-ins imported, whose agent and network are settings of their own; the compile cache.
+_NOT_SETTINGS = frozenset(
+    {
+        "seed",
+        "log_dir",
+        "resume",
+        "gpu_id",
+        "devices",
+        "coordinator_address",
+        "num_processes",
+        "process_id",
+        "heartbeat_timeout",
+        "imports",
+        "compilation_cache",
+    }
+)
 # Settings named first in group labels; the others follow in alphabetical order.
-_LABEL_FIRST = ("agent", "tag")
+_LABEL_FIRST = ("agent", "mode", "tag")
 _LABEL_SETTINGS = 4  # at most this many settings in a label, then "+N more"
 # Grid points for a group's mean when its seeds' x values, together, are more than this.
 _GRID_POINTS = 500
@@ -71,6 +94,7 @@ class RunCurves(NamedTuple):
 
     run_dir: Path
     config: dict[str, Any]  # config.json
+    mode: str  # "local", "towered" or "impala", from the fields config.json holds
     train: Curve | None  # None without a finished training game
     eval: Curve | None  # None without an evaluation
 
@@ -198,17 +222,21 @@ def read_curves(run_dir: str | Path) -> RunCurves:
     evals = _read_csv(run_dir / EVAL_CSV, EVAL_COLUMNS)
     if evals is not None:
         eval_ = _curve(evals, evals["mean"], evals["std"], evals["episodes"].astype(np.int64))
-    return RunCurves(run_dir, config, train, eval_)
+    return RunCurves(run_dir, config, config_mode(config), train, eval_)
 
 
 def _shown(value: Any) -> str:
     return value if isinstance(value, str) and value else json.dumps(value)
 
 
-def _group_key(config: dict[str, Any]) -> str:
-    return json.dumps(
-        {k: v for k, v in config.items() if k not in _NOT_GROUPING}, sort_keys=True, default=str
-    )
+def _settings(run: RunCurves) -> dict[str, Any]:
+    """What a run learns with: its mode and config.json, less its seed and the fields that do
+    not change what it learns."""
+    return {"mode": run.mode, **{k: v for k, v in run.config.items() if k not in _NOT_SETTINGS}}
+
+
+def _group_key(run: RunCurves) -> str:
+    return json.dumps(_settings(run), sort_keys=True, default=str)
 
 
 def _group_labels(
@@ -221,10 +249,11 @@ def _group_labels(
         first = groups[0][0]
         name = names.pop() if len(names) == 1 and len(groups[0]) > 1 else first.run_dir.name
         return [f"{first.config['env_id']}/{name}"]
-    configs = [group[0].config for group in groups]
+    configs = [_settings(group[0]) for group in groups]
     if label_by:
-        return [", ".join(f"{k}={_shown(c.get(k))}" for k in label_by) for c in configs]
-    keys = set().union(*configs) - _NOT_GROUPING
+        shown = [{**group[0].config, **c} for group, c in zip(groups, configs, strict=True)]
+        return [", ".join(f"{k}={_shown(c.get(k))}" for k in label_by) for c in shown]
+    keys = set().union(*configs)
     differing = sorted(k for k in keys if len({_shown(c.get(k)) for c in configs}) > 1)
     # Settings only some groups have (another agent's fields) follow from one all of them have.
     shared = [k for k in differing if all(k in c for c in configs)] or differing
@@ -334,7 +363,7 @@ def plot_curves(
         raise ValueError(f"runs of different envs cannot share a plot: {', '.join(envs)}")
     grouped: dict[str, list[RunCurves]] = {}
     for run in runs:
-        grouped.setdefault(_group_key(run.config), []).append(run)
+        grouped.setdefault(_group_key(run), []).append(run)
     groups = [sorted(g, key=lambda run: str(run.config.get("seed"))) for g in grouped.values()]
     labels = _group_labels(groups, label_by)
     panels = {}
@@ -433,7 +462,7 @@ def make_parser() -> argparse.ArgumentParser:
         "--label-by",
         nargs="+",
         metavar="SETTING",
-        help="settings of config.json that name the groups in the legend, e.g. agent "
+        help="settings of config.json, or mode, that name the groups in the legend, e.g. agent "
         "(default: every setting that differs between groups)",
     )
     parser.add_argument(

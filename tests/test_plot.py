@@ -103,6 +103,54 @@ def test_three_seeds_form_one_group_drawn_as_their_mean_and_min_max_band(tmp_pat
     assert result.figure.texts[0].get_text() == ENV
 
 
+def test_the_mode_names_groups_and_devices_processes_and_paths_do_not(tmp_path):
+    towered = {
+        "gpu_id": "",
+        "devices": "",
+        "coordinator_address": "",
+        "num_processes": 1,
+        "process_id": 0,
+        "heartbeat_timeout": 100,
+        "num_grads_to_drop": 0,
+    }
+    evals = [(8, 1.0, 0.0)]
+    local = [
+        _run(tmp_path, "local0", gpu_id=0, imports="", compilation_cache=True, evals=evals),
+        # another device, plug-ins and cache: the same experiment, a second seed
+        _run(
+            tmp_path,
+            "local1",
+            seed=1,
+            gpu_id=1,
+            imports="my_plugins",
+            compilation_cache=False,
+            resume="/tmp/x",
+            evals=evals,
+        ),
+    ]
+    towered_runs = [
+        _run(tmp_path, "towered0", **towered, evals=evals),
+        _run(
+            tmp_path,
+            "towered1",
+            **{**towered, "gpu_id": "0,1", "process_id": 1},
+            seed=1,
+            evals=evals,
+        ),
+    ]
+    impala = _run(tmp_path, "impala", nb_actor=2, batch_size=2, evals=evals)
+    result = plot.plot_runs([*local, *towered_runs, impala], None)
+    assert [s.label for s in result.eval] == [
+        "mode=local (n=2 seeds)",
+        "mode=towered (n=2 seeds)",
+        "mode=impala (n=1 seed)",
+    ]
+    labels = [
+        s.label for s in plot.plot_runs(local[:1] + towered_runs[:1], None, label_by=["mode"]).eval
+    ]
+    assert labels == ["mode=local (n=1 seed)", "mode=towered (n=1 seed)"]
+
+
 def test_label_by_names_groups_by_the_chosen_settings_alone(tmp_path):
     # Two agents whose own defaults differ too: labelled by every difference, or by the agent.
     a2c = _run(tmp_path, "a2c", evals=[(8, 1.0, 0.0)])
