@@ -10,7 +10,10 @@ Runs whose settings differ only by ``seed`` form one group, drawn as the mean ov
 with a band from the lowest to the highest seed, after interpolating each seed onto a common x
 grid over the range all its seeds cover. A group of one run is drawn as its curves, the
 evaluation with a band of ± the std over its games. Groups are labelled by the settings that
-differ between them.
+differ between them, and counted in distinct seeds: runs of one seed in a group (a rerun, a copy)
+count once, drawn from the run that reached the most steps, with a warning line naming them
+(``fnrl.plot: warning: ...``). The runs of a seed are rarely worth averaging: a rerun repeats the
+first, and the run that went furthest holds the most of the seed's curve.
 
 A run's settings are its ``config.json`` and its mode (``local``, ``towered`` or ``impala``, as
 :func:`fnrl.config.config_mode` reads it from the fields config.json holds), less what does not
@@ -117,6 +120,7 @@ class Plot(NamedTuple):
     figure: Figure
     train: tuple[Series, ...]  # the training panel's, empty without one
     eval: tuple[Series, ...]  # the evaluation panel's, empty without one
+    warnings: tuple[str, ...] = ()  # one per seed that several runs of a group share
 
 
 # fnrl.logging, which names a run's files and defines its "recent return", imports tensorboardX
@@ -267,6 +271,33 @@ def _group_labels(
     return labels
 
 
+def _steps_reached(run: RunCurves) -> int:
+    return max((int(c.steps[-1]) for c in (run.train, run.eval) if c is not None), default=-1)
+
+
+def _distinct_seeds(group: Sequence[RunCurves]) -> tuple[list[RunCurves], list[str]]:
+    """A group's runs, one per seed (the one that reached the most steps; the first given of
+    those that tie) ordered by seed, and a warning for each seed that several runs have."""
+    by_seed: dict[str, list[RunCurves]] = {}
+    for run in group:
+        # A config.json without a seed (none does today) cannot share one.
+        seed = json.dumps(run.config["seed"]) if "seed" in run.config else str(run.run_dir)
+        by_seed.setdefault(seed, []).append(run)
+    kept, warnings = [], []
+    for seed, runs in by_seed.items():
+        drawn = max(runs, key=_steps_reached)
+        kept.append(drawn)
+        if len(runs) > 1:
+            others = ", ".join(
+                f"{run.run_dir} ({_steps_reached(run)} steps)" for run in runs if run is not drawn
+            )
+            warnings.append(
+                f"{len(runs)} runs have seed {seed} and the same settings, counted as one seed: "
+                f"drawing {drawn.run_dir} ({_steps_reached(drawn)} steps), not {others}"
+            )
+    return sorted(kept, key=lambda run: str(run.config.get("seed"))), warnings
+
+
 def _last_per_x(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # Games ending at the same step: the curve's value after the last of them.
     keep = np.append(x[1:] != x[:-1], True)
@@ -350,7 +381,8 @@ def plot_curves(
             names them by every setting that differs between groups.
 
     Returns:
-        The figure and, per panel, the series drawn.
+        The figure, per panel the series drawn, and a warning per seed that several runs of a
+        group share (they count once).
 
     Raises:
         ValueError: runs of several envs, no curve to draw, a bad ``x``, or the seeds of a group
@@ -364,7 +396,11 @@ def plot_curves(
     grouped: dict[str, list[RunCurves]] = {}
     for run in runs:
         grouped.setdefault(_group_key(run), []).append(run)
-    groups = [sorted(g, key=lambda run: str(run.config.get("seed"))) for g in grouped.values()]
+    groups, warnings = [], []
+    for group in grouped.values():
+        runs_of_seeds, duplicates = _distinct_seeds(group)
+        groups.append(runs_of_seeds)
+        warnings += duplicates
     labels = _group_labels(groups, label_by)
     panels = {}
     for kind in ("train", "eval"):
@@ -395,6 +431,7 @@ def plot_curves(
         figure,
         tuple(s for _, s in panels.get("train", [])),
         tuple(s for _, s in panels.get("eval", [])),
+        tuple(warnings),
     )
 
 
@@ -414,7 +451,7 @@ def plot_runs(
         label_by: the settings naming the groups (see :func:`plot_curves`).
 
     Returns:
-        The figure and the series drawn.
+        The figure, the series drawn and the warnings (see :func:`plot_curves`).
 
     Raises:
         ValueError: a path that is no run directory, a CSV that does not parse, or see
@@ -492,10 +529,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         out = run_dirs[0] / PLOT_NAME if len(run_dirs) == 1 else Path(PLOT_NAME)
     try:
-        plot_runs(run_dirs, out, x=args.x, label_by=args.label_by)
+        plot = plot_runs(run_dirs, out, x=args.x, label_by=args.label_by)
     except (ValueError, OSError) as e:
         print(f"fnrl.plot: error: {e}", file=sys.stderr)
         return 1
+    for warning in plot.warnings:
+        print(f"fnrl.plot: warning: {warning}", file=sys.stderr)
     print(f"learning curves written to {out}", flush=True)
     return 0
 

@@ -103,6 +103,28 @@ def test_three_seeds_form_one_group_drawn_as_their_mean_and_min_max_band(tmp_pat
     assert result.figure.texts[0].get_text() == ENV
 
 
+def test_runs_of_one_seed_count_once_drawing_the_longest_with_a_warning(tmp_path, capsys):
+    # Seed 0 twice, a run killed at step 100 and a rerun that went on: one seed, not two.
+    killed = _run(tmp_path, "seed0", evals=[(0, 9.0, 1.0), (100, 9.0, 1.0)])
+    rerun = _run(tmp_path, "seed0_rerun", evals=[(s, s / 100, 1.0) for s in (0, 100, 200, 300)])
+    other = _run(
+        tmp_path, "seed1", seed=1, evals=[(s, s / 100 + 2, 1.0) for s in (0, 100, 200, 300)]
+    )
+    result = plot.plot_runs([killed, rerun, other], None, x="steps")
+
+    (series,) = result.eval
+    assert series.label.endswith("(n=2 seeds)") and series.runs == (rerun, other)
+    assert series.x.tolist() == [0, 100, 200, 300] and series.y.tolist() == [1.0, 2.0, 3.0, 4.0]
+    legend = result.figure.axes[0].get_legend()
+    assert legend.get_texts()[0].get_text() == "mean of n=2 seeds"
+    (warning,) = result.warnings
+    assert str(killed) in warning and str(rerun) in warning and "seed 0" in warning
+
+    assert plot.main([str(killed), str(rerun), str(other), "--out", str(tmp_path / "p.png")]) == 0
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == f"fnrl.plot: warning: {warning}"
+
+
 def test_the_mode_names_groups_and_devices_processes_and_paths_do_not(tmp_path):
     towered = {
         "gpu_id": "",
