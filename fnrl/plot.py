@@ -8,12 +8,15 @@ Learning curves of training runs, from the CSV files each run writes (see :mod:`
 
 Runs whose settings differ only by ``seed`` form one group, drawn as the mean over its seeds
 with a band from the lowest to the highest seed, after interpolating each seed onto a common x
-grid over the range all its seeds cover. A group of one run is drawn as its curves, the
-evaluation with a band of ± the std over its games. Groups are labelled by the settings that
-differ between them, and counted in distinct seeds: runs of one seed in a group (a rerun, a copy)
-count once, drawn from the run that reached the most steps, with a warning line naming them
-(``fnrl.plot: warning: ...``). The runs of a seed are rarely worth averaging: a rerun repeats the
-first, and the run that went furthest holds the most of the seed's curve.
+grid over the range its seeds cover. A seed that stops early (an aborted run) is in the mean and
+band up to its last point, where a bar marks it on the curve and the legend notes it
+(``1 of 3 seeds stops at 120k steps``); the others are drawn to their end. A group of one run is
+drawn as its curves, the evaluation with a band of ± the std over its games. Groups are
+labelled by the settings that differ between them, and counted in distinct seeds: runs of one
+seed in a group (a rerun, a copy) count once, drawn from the run that reached the most steps,
+with a warning line naming them (``fnrl.plot: warning: ...``). The runs of a seed are rarely
+worth averaging: a rerun repeats the first, and the run that went furthest holds the most of
+the seed's curve.
 
 A run's settings are its ``config.json`` and its mode (``local``, ``towered`` or ``impala``, as
 :func:`fnrl.config.config_mode` reads it from the fields config.json holds), less what does not
@@ -77,6 +80,9 @@ _LABEL_FIRST = ("agent", "mode", "tag")
 _LABEL_SETTINGS = 4  # at most this many settings in a label, then "+N more"
 # Grid points for a group's mean when its seeds' x values, together, are more than this.
 _GRID_POINTS = 500
+# A seed whose curve ends before its group's by more than this fraction of the x range stopped
+# early (an aborted run), unless its own points are further apart (few evaluations).
+_STOPS_EARLY = 0.05
 # The seed and start time in a run's name (fnrl.logging.run_id), which the seeds of a group share
 # the rest of; an older name has no seed.
 _RUN_SEED_AND_STAMP = re.compile(r"(_seed\d+)?_\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}(-\d+)?$")
@@ -112,6 +118,7 @@ class Series(NamedTuple):
     low: np.ndarray | None  # [N] float64, the band's lower edge; None: no band
     high: np.ndarray | None  # [N] float64, its upper edge
     band: str | None  # what the band is: "min–max over seeds" or "± std over games"
+    stops: tuple[tuple[Path, float], ...] = ()  # (run, its last x) per seed that stops early
 
 
 class Plot(NamedTuple):
@@ -304,25 +311,47 @@ def _last_per_x(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x[keep], y[keep]
 
 
-def mean_over_seeds(
-    curves: Sequence[tuple[np.ndarray, np.ndarray]],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+class SeedMean(NamedTuple):
+    """Seeds' curves averaged on a common x grid, as :func:`mean_over_seeds` returns them."""
+
+    x: np.ndarray  # [G] float64, the grid
+    mean: np.ndarray  # [G] float64, the mean over the seeds present at each x
+    low: np.ndarray  # [G] float64, their min
+    high: np.ndarray  # [G] float64, their max
+    seeds: np.ndarray  # [G] int64, how many seeds are present at each x
+    stops: tuple[tuple[int, float], ...]  # (index, last x) of each seed that stops early
+
+
+def mean_over_seeds(curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> SeedMean:
     """The mean, min and max over seeds of curves, interpolated onto a common x grid.
 
-    The grid covers the range every seed covers (from the latest first x to the earliest last
-    x): the seeds' own x values in it, or 500 evenly spaced points when they are more.
+    A seed stops early when its curve ends before the last seed's by more than 5% of the x
+    range and by more than the median gap between its own points (seeds whose points fall at
+    other steps than the others' end apart by less): an aborted run. It is averaged up to its
+    last x and left out past it, so that it does not cut its group's curve short. The grid
+    runs from the latest first x to the earliest last x of the seeds that do not stop early:
+    the seeds' own x values in it, or 500 evenly spaced points when they are more.
 
     Args:
         curves: per seed, its x [N_i] (non-decreasing) and y [N_i].
 
     Returns:
-        The grid [G] and, on it, the mean, min and max over seeds, each [G].
+        The grid [G] and, on it, the mean, min and max over the seeds present at each x, their
+        count, and the seeds that stop early.
 
     Raises:
-        ValueError: the seeds share no range of x.
+        ValueError: the seeds that do not stop early share no range of x.
     """
     curves = [_last_per_x(np.asarray(x, np.float64), np.asarray(y, np.float64)) for x, y in curves]
-    low, high = max(x[0] for x, _ in curves), min(x[-1] for x, _ in curves)
+    ends = np.array([x[-1] for x, _ in curves])
+    span = ends.max() - min(x[0] for x, _ in curves)
+    stops = []
+    for i, (x, _) in enumerate(curves):
+        gap = np.median(np.diff(x)) if len(x) > 1 else 0.0
+        if ends.max() - x[-1] > max(_STOPS_EARLY * span, gap):
+            stops.append((i, float(x[-1])))
+    stopped = [i for i, _ in stops]
+    low, high = max(x[0] for x, _ in curves), np.delete(ends, stopped).min()
     if low > high:
         raise ValueError(
             f"the seeds share no range of x: one ends at {high:g}, one starts at {low:g}"
@@ -331,7 +360,16 @@ def mean_over_seeds(
     if len(grid) > _GRID_POINTS:
         grid = np.linspace(low, high, _GRID_POINTS)
     values = np.stack([np.interp(grid, x, y) for x, y in curves])  # [S, G]
-    return grid, values.mean(0), values.min(0), values.max(0)
+    present = grid <= ends[:, None]  # [S, G]; all but the seeds that stop early, everywhere
+    count = present.sum(0)
+    return SeedMean(
+        x=grid,
+        mean=np.where(present, values, 0.0).sum(0) / count,
+        low=np.where(present, values, np.inf).min(0),
+        high=np.where(present, values, -np.inf).max(0),
+        seeds=count,
+        stops=tuple(stops),
+    )
 
 
 def _series(label: str, runs: Sequence[RunCurves], kind: str, x: str) -> Series | None:
@@ -339,16 +377,29 @@ def _series(label: str, runs: Sequence[RunCurves], kind: str, x: str) -> Series 
     if not drawn:
         return None
     seeds = "seed" if len(drawn) == 1 else "seeds"
-    label = f"{label} (n={len(drawn)} {seeds})"
     paths = tuple(run.run_dir for run, _ in drawn)
     if len(drawn) == 1:
+        label = f"{label} (n=1 seed)"
         curve = drawn[0][1]
         xs, y = getattr(curve, x).astype(np.float64), curve.mean
         if curve.std is None:
             return Series(label, paths, xs, y, None, None, None)
         return Series(label, paths, xs, y, y - curve.std, y + curve.std, "± std over games")
-    grid, mean, low, high = mean_over_seeds([(getattr(c, x), c.mean) for _, c in drawn])
-    return Series(label, paths, grid, mean, low, high, "min–max over seeds")
+    mean = mean_over_seeds([(getattr(c, x), c.mean) for _, c in drawn])
+    stops = tuple((paths[i], end) for i, end in mean.stops)
+    note = f", {_stops_note(stops, len(drawn), x)}" if stops else ""
+    label = f"{label} (n={len(drawn)} {seeds}{note})"
+    band = "min–max over seeds"
+    return Series(label, paths, mean.x, mean.mean, mean.low, mean.high, band, stops)
+
+
+def _stops_note(stops: Sequence[tuple[Path, float]], seeds: int, x: str) -> str:
+    """``1 of 3 seeds stops at 120k steps``."""
+    from matplotlib.ticker import EngFormatter
+
+    where = ", ".join(EngFormatter(sep="")(float(f"{end:.3g}")) for _, end in stops)  # 1.2M
+    verb = "stops" if len(stops) == 1 else "stop"
+    return f"{len(stops)} of {seeds} seeds {verb} at {where} {x}"
 
 
 def _legend_title(series: Sequence[Series]) -> str | None:
@@ -356,13 +407,19 @@ def _legend_title(series: Sequence[Series]) -> str | None:
     return f"band: {' / '.join(bands)}" if bands else None
 
 
-def _draw_series(ax: Any, s: Series, color: str, *, kind: str, one_group: bool) -> None:
+def _draw_series(ax: Any, s: Series, color: str, *, kind: str, x: str, one_group: bool) -> None:
     seeds = f"n={len(s.runs)} seed{'s' if len(s.runs) > 1 else ''}"
     label = s.label
     if one_group:  # the group's name is the figure's title
         label = f"mean of {seeds}" if len(s.runs) > 1 else seeds
+        if s.stops:
+            label += f" ({_stops_note(s.stops, len(s.runs), x)})"
     style = {"marker": "o", "markersize": 3} if kind == "eval" else {}
     ax.plot(s.x, s.y, color=color, label=label, lw=1.5, **style)
+    for _, end in s.stops:  # a bar across the curve where a seed stops; the legend says so
+        if s.x[0] <= end <= s.x[-1]:
+            y = np.interp(end, s.x, s.y)
+            ax.plot([end], [y], color=color, marker="|", markersize=14, mew=2, label="_stop")
     if s.band is not None:
         band = f"band: {s.band}" if one_group else None
         ax.fill_between(s.x, s.low, s.high, color=color, alpha=0.2, lw=0, label=band)
@@ -417,7 +474,7 @@ def plot_curves(
     figure, axes = new_figure(len(panels))
     for ax, (kind, series) in zip(axes, panels.items(), strict=True):
         for color, s in series:
-            _draw_series(ax, s, f"C{color % 10}", kind=kind, one_group=one_group)
+            _draw_series(ax, s, f"C{color % 10}", kind=kind, x=x, one_group=one_group)
         if kind == "train":
             style_axes(ax, x=x, ylabel=train_label(), title="training")
         else:

@@ -115,6 +115,7 @@ def test_runs_of_one_seed_count_once_drawing_the_longest_with_a_warning(tmp_path
     (series,) = result.eval
     assert series.label.endswith("(n=2 seeds)") and series.runs == (rerun, other)
     assert series.x.tolist() == [0, 100, 200, 300] and series.y.tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert series.stops == ()  # the killed run is not drawn, so it stops nothing
     legend = result.figure.axes[0].get_legend()
     assert legend.get_texts()[0].get_text() == "mean of n=2 seeds"
     (warning,) = result.warnings
@@ -123,6 +124,40 @@ def test_runs_of_one_seed_count_once_drawing_the_longest_with_a_warning(tmp_path
     assert plot.main([str(killed), str(rerun), str(other), "--out", str(tmp_path / "p.png")]) == 0
     (line,) = capsys.readouterr().err.splitlines()
     assert line == f"fnrl.plot: warning: {warning}"
+
+
+def test_a_seed_that_stops_early_is_noted_and_the_others_are_drawn_to_their_end(tmp_path):
+    # Seed s evaluates to step / 100k + s every 100k steps up to 1M; seed 2 stops at 300k.
+    # Seed s returns 10 s in every game; seed 2's last game ends at step 280k.
+    def run(s, last):
+        evals = [(step, step / 100_000 + s, 1.0) for step in range(0, last + 1, 100_000)]
+        games = [(step, 10.0 * s) for step in range(10_000 + 5_000 * s, last, 20_000)]
+        return _run(tmp_path, f"seed{s}", seed=s, evals=evals, episodes=games)
+
+    runs = [run(0, 1_000_000), run(1, 1_000_000), run(2, 300_000)]
+    result = plot.plot_runs(runs, None, x="steps")
+
+    (eval_,) = result.eval
+    assert eval_.label.endswith("(n=3 seeds, 1 of 3 seeds stops at 300k steps)")
+    assert eval_.stops == ((runs[2], 300_000.0),)
+    assert eval_.x.tolist() == list(range(0, 1_000_001, 100_000))
+    three = eval_.x <= 300_000  # the mean and band over the seeds present at each step
+    np.testing.assert_allclose(eval_.y, eval_.x / 100_000 + np.where(three, 1.0, 0.5))
+    np.testing.assert_allclose(eval_.low, eval_.x / 100_000)
+    np.testing.assert_allclose(eval_.high, eval_.x / 100_000 + np.where(three, 2.0, 1.0))
+
+    (train,) = result.train
+    assert train.stops == ((runs[2], 280_000.0),)
+    # seed 1's last game ends at 995k, seed 0's at 990k: the end they share, nothing noted
+    assert (train.x[0], train.x[-1]) == (20_000, 990_000)
+    np.testing.assert_allclose(train.y, np.where(train.x <= 280_000, 10.0, 5.0))
+    # the stop is marked on the curve, and the legend says where
+    marks = [line for line in result.figure.axes[1].get_lines() if line.get_label() == "_stop"]
+    assert [(m.get_xdata().tolist(), m.get_ydata().tolist()) for m in marks] == [
+        ([300_000.0], [4.0])
+    ]
+    texts = [t.get_text() for t in result.figure.axes[1].get_legend().get_texts()]
+    assert texts[0] == "mean of n=3 seeds (1 of 3 seeds stops at 300k steps)"
 
 
 def test_the_mode_names_groups_and_devices_processes_and_paths_do_not(tmp_path):
