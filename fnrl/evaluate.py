@@ -54,7 +54,7 @@ from fnrl.cli import (
     setting_type,
     use_compilation_cache,
 )
-from fnrl.figures import eval_label, new_figure, style_axes
+from fnrl.figures import eval_label, legends_below, new_figure, style_axes
 from fnrl.settings import ConfigError
 
 PROG = "python -m fnrl.evaluate"
@@ -177,7 +177,7 @@ def plot_learning_curve(
     axes.plot(frames, [r["return"]["max"] for r in results], "^", color="gray", label="max game")
     ylabel = eval_label([r["episodes"] for r in results], greedy=greedy)
     style_axes(axes, x="frames", ylabel=ylabel, title=title)
-    axes.legend(fontsize="small")
+    legends_below(figure)
     figure.savefig(path, dpi=100)
     return figure
 

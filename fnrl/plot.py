@@ -47,7 +47,14 @@ import numpy as np
 
 from fnrl.cli import CommandLineParser
 from fnrl.config import config_mode
-from fnrl.figures import X_CHOICES, eval_label, new_figure, style_axes, train_label
+from fnrl.figures import (
+    X_CHOICES,
+    eval_label,
+    legends_below,
+    new_figure,
+    style_axes,
+    train_label,
+)
 from fnrl.figures import X_LABELS as X_LABELS  # the labels of --x's choices, for callers
 
 if TYPE_CHECKING:
@@ -472,6 +479,7 @@ def plot_curves(
         raise ValueError(f"nothing to plot: no row in {EPISODES_CSV} or {EVAL_CSV} of {names}")
     one_group = len(groups) == 1
     figure, axes = new_figure(len(panels))
+    titles = []
     for ax, (kind, series) in zip(axes, panels.items(), strict=True):
         for color, s in series:
             _draw_series(ax, s, f"C{color % 10}", kind=kind, x=x, one_group=one_group)
@@ -480,8 +488,8 @@ def plot_curves(
         else:
             games = [k for run in runs if run.eval is not None for k in run.eval.episodes]
             style_axes(ax, x=x, ylabel=eval_label(games), title="evaluation")
-        title = None if one_group else _legend_title([s for _, s in series])
-        ax.legend(title=title, fontsize="small", title_fontsize="small")
+        titles.append(None if one_group else _legend_title([s for _, s in series]))
+    legends_below(figure, titles)
     # One group: its name is the title (with the env id) rather than a long legend entry.
     figure.suptitle(labels[0] if one_group else envs[0])
     return Plot(

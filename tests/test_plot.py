@@ -208,6 +208,44 @@ def test_the_mode_names_groups_and_devices_processes_and_paths_do_not(tmp_path):
     assert labels == ["mode=local (n=1 seed)", "mode=towered (n=1 seed)"]
 
 
+def test_legends_sit_below_the_panels_within_the_figure(tmp_path):
+    # 6 groups of 2 seeds that differ in 5 settings: long labels, under both panels.
+    runs = [
+        _run(
+            tmp_path,
+            f"run{i}",
+            seed=i % 2,
+            agent=("ActorCriticVtrace", "PPO")[i // 2 % 2],
+            network_body=("LSTM", "Linear")[i // 2 % 2],
+            vision_network=("FourConv", "IMPALAResNet", "Nature")[i // 4],
+            exp_length=20 + i // 2,
+            learning_rate=0.0007 if i < 6 else 0.00025,
+            episodes=[(step, float(step)) for step in range(4, 400, 4)],
+            evals=[(step, float(step), 1.0) for step in range(0, 400, 50)],
+        )
+        for i in range(12)
+    ]
+    many = plot.plot_runs(runs, tmp_path / "many.png")
+    assert len(many.eval) == 6 and "+1 more" in many.eval[0].label
+    _assert_legends_outside_axes(many.figure)
+    _assert_legends_outside_axes(plot.plot_runs(runs[:1], tmp_path / "one.png").figure)
+
+
+def _assert_legends_outside_axes(figure):
+    figure.draw_without_rendering()
+    renderer = figure.canvas.get_renderer()
+    legends = []
+    for ax in figure.axes:
+        legend = ax.get_legend().get_window_extent(renderer)
+        assert not legend.overlaps(ax.get_window_extent(renderer)), "a legend covers curves"
+        assert not legend.overlaps(ax.xaxis.get_tightbbox(renderer)), "a legend covers a label"
+        assert figure.bbox.contains(legend.x0, legend.y0) and figure.bbox.contains(
+            legend.x1, legend.y1
+        ), "a legend leaves the figure"
+        assert not any(legend.overlaps(other) for other in legends), "legends overlap"
+        legends.append(legend)
+
+
 def test_label_by_names_groups_by_the_chosen_settings_alone(tmp_path):
     # Two agents whose own defaults differ too: labelled by every difference, or by the agent.
     a2c = _run(tmp_path, "a2c", evals=[(8, 1.0, 0.0)])
