@@ -31,8 +31,8 @@ def train_label() -> str:
     return f"return (mean of last {RECENT_EPISODES} training games)"
 
 
-def eval_label(episodes: Sequence[int] = (), *, greedy: bool = True) -> str:
-    """The y label of an evaluation panel: how many games each point is the mean of."""
+def games_label(episodes: Sequence[int] = (), *, greedy: bool = True) -> str:
+    """What a point of an evaluation curve is the mean of: ``mean of 10 greedy games``."""
     counts = sorted({int(k) for k in episodes})
     if not counts:
         number = "K"
@@ -40,7 +40,12 @@ def eval_label(episodes: Sequence[int] = (), *, greedy: bool = True) -> str:
         number = str(counts[0])
     else:
         number = f"{counts[0]}–{counts[-1]}"
-    return f"evaluation return (mean of {number} {'greedy' if greedy else 'sampled'} games)"
+    return f"mean of {number} {'greedy' if greedy else 'sampled'} games"
+
+
+def eval_label(episodes: Sequence[int] = (), *, greedy: bool = True) -> str:
+    """The y label of an evaluation panel: how many games each point is the mean of."""
+    return f"evaluation return ({games_label(episodes, greedy=greedy)})"
 
 
 # Inches, which fit fnrl's labels: a constrained layout costs as much as the drawing.

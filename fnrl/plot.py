@@ -229,18 +229,30 @@ def read_curves(run_dir: str | Path) -> RunCurves:
     Raises:
         ValueError: ``run_dir`` holds no readable ``config.json``, or a CSV does not parse.
     """
-    from fnrl.logging import EPISODES_COLUMNS, EPISODES_CSV, EVAL_COLUMNS, EVAL_CSV
+    from fnrl.logging import EPISODES_COLUMNS, EPISODES_CSV
 
     run_dir = Path(run_dir).expanduser()
     config = _read_config(run_dir)
-    train = eval_ = None
+    train = None
     episodes = _read_csv(run_dir / EPISODES_CSV, EPISODES_COLUMNS)
     if episodes is not None:
         train = _curve(episodes, recent_return_curve(episodes["return"]))
-    evals = _read_csv(run_dir / EVAL_CSV, EVAL_COLUMNS)
-    if evals is not None:
-        eval_ = _curve(evals, evals["mean"], evals["std"], evals["episodes"].astype(np.int64))
-    return RunCurves(run_dir, config, config_mode(config), train, eval_)
+    return RunCurves(run_dir, config, config_mode(config), train, read_evaluations(run_dir))
+
+
+def read_evaluations(run_dir: str | Path) -> Curve | None:
+    """The evaluations of a run during training, from its ``eval.csv``: a point per evaluation,
+    the mean and std of its games' returns; None without the file or a row in it.
+
+    Raises:
+        ValueError: the file does not parse.
+    """
+    from fnrl.logging import EVAL_COLUMNS, EVAL_CSV
+
+    evals = _read_csv(Path(run_dir).expanduser() / EVAL_CSV, EVAL_COLUMNS)
+    if evals is None:
+        return None
+    return _curve(evals, evals["mean"], evals["std"], evals["episodes"].astype(np.int64))
 
 
 def _shown(value: Any) -> str:

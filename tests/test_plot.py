@@ -363,6 +363,31 @@ def test_evaluate_labels_its_learning_curve_as_the_run_plot_does(tmp_path):
     assert axes.get_lines()[0].get_xdata().tolist() == [0, 400]
 
 
+def test_evaluate_draws_its_checkpoints_as_points_beside_the_runs_own_evaluations(tmp_path):
+    # A default run keeps 2 checkpoints; its eval.csv has the evaluations during training.
+    results = [
+        {"frames": f, "episodes": 30, "return": {"mean": m, "std": 1.0, "min": m - 2, "max": m + 2}}
+        for f, m in [(0, -1.0), (400, 1.0)]
+    ]
+    run_dir = _run(tmp_path, "run", evals=[(0, -1.0, 0.5), (50, 0.0, 0.5), (100, 0.5, 0.5)])
+    training = plot.read_evaluations(run_dir)
+    figure = evaluate.plot_learning_curve(results, tmp_path / "c.png", ENV, training=training)
+    (axes,) = figure.axes
+    lines = {line.get_label(): line for line in axes.get_lines()}
+    checkpoints = lines["mean return of each of 2 checkpoints (± std over games)"]
+    assert checkpoints.get_marker() == "o" and checkpoints.get_xdata().tolist() == [0, 400]
+    during = lines["evaluations during training (mean of 10 greedy games)"]
+    assert during.get_xdata().tolist() == [0, 200, 400]
+    assert during.get_ydata().tolist() == [-1.0, 0.0, 0.5]
+    assert "checkpoints" in axes.get_title()
+    _assert_legends_outside_axes(figure)
+    # without an eval.csv, the checkpoints alone
+    figure = evaluate.plot_learning_curve(results, tmp_path / "c.png", ENV)
+    labels = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert labels[0] == "mean return of each of 2 checkpoints (± std over games)"
+    assert not any("during training" in label for label in labels)
+
+
 def test_cli_writes_the_plot_next_to_one_run_and_in_the_working_directory_for_several(
     tmp_path, monkeypatch, capsys
 ):
