@@ -160,6 +160,25 @@ def test_a_seed_that_stops_early_is_noted_and_the_others_are_drawn_to_their_end(
     assert texts[0] == "mean of n=3 seeds (1 of 3 seeds stops at 300k steps)"
 
 
+def test_mean_over_seeds_averages_the_seeds_present_at_each_x():
+    x = np.arange(0, 1001, 100)
+    full = (x, x / 100)
+    aborted = (x[:4], x[:4] / 100 + 3)  # stops at 300
+    offset = (x[:-1] + 50, x[:-1] / 100 + 6)  # 50 steps off the others: ends at 950, not early
+    mean = plot.mean_over_seeds([full, aborted, offset])
+    assert mean.stops == ((1, 300.0),)
+    # from the latest first x to the earliest last x of the seeds that do not stop early
+    assert mean.x.tolist() == list(range(50, 951, 50))
+    assert mean.seeds.tolist() == [3 if x <= 300 else 2 for x in mean.x]
+    offset_y = np.interp(mean.x, *offset)
+    with_aborted = (mean.x / 100 + mean.x / 100 + 3 + offset_y) / 3
+    np.testing.assert_allclose(
+        mean.mean, np.where(mean.seeds == 3, with_aborted, (mean.x / 100 + offset_y) / 2)
+    )
+    np.testing.assert_allclose(mean.high, offset_y)
+    np.testing.assert_allclose(mean.low, mean.x / 100)
+
+
 def test_the_mode_names_groups_and_devices_processes_and_paths_do_not(tmp_path):
     towered = {
         "gpu_id": "",
