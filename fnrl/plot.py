@@ -498,7 +498,8 @@ def plot_curves(
         if kind == "train":
             style_axes(ax, x=x, ylabel=train_label(), title="training")
         else:
-            games = [k for run in runs if run.eval is not None for k in run.eval.episodes]
+            drawn = [run for group in groups for run in group if run.eval is not None]
+            games = [k for run in drawn for k in run.eval.episodes]
             style_axes(ax, x=x, ylabel=eval_label(games), title="evaluation")
         titles.append(None if one_group else _legend_title([s for _, s in series]))
     legends_below(figure, titles)
