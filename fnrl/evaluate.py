@@ -17,7 +17,8 @@ Writes, under ``RUN_DIR/eval/`` (or ``--out-dir``):
   checkpoints skipped, with why;
 * ``{checkpoint}.csv`` per checkpoint: one row per game (``episode,return,length``);
 * with ``--all-checkpoints``: ``eval.csv`` (one row per checkpoint) and ``learning_curve.png``,
-  the mean return (± std, and min / max) against frames.
+  the mean return of each checkpoint (± std, and min / max) against frames, beside the run's
+  evaluations during training (its own ``eval.csv``) when it has them.
 
 With ``--all-checkpoints``, a checkpoint that cannot be read (corrupt, still being copied,
 pruned by the live run meanwhile) is skipped with one warning line naming it and why; the
@@ -54,7 +55,8 @@ from fnrl.cli import (
     setting_type,
     use_compilation_cache,
 )
-from fnrl.figures import eval_label, new_figure, style_axes
+from fnrl.figures import eval_label, games_label, legends_below, new_figure, style_axes
+from fnrl.plot import Curve, read_evaluations
 from fnrl.settings import ConfigError
 
 PROG = "python -m fnrl.evaluate"
@@ -157,11 +159,29 @@ def evaluate_checkpoints(
 
 
 def plot_learning_curve(
-    results: Sequence[dict[str, Any]], path: Path, title: str, *, greedy: bool = True
+    results: Sequence[dict[str, Any]],
+    path: Path,
+    title: str,
+    *,
+    greedy: bool = True,
+    training: Curve | None = None,
 ) -> Any:
-    """Writes a PNG of the mean return (± std, min / max) of each checkpoint against frames.
+    """Writes a PNG of the mean return of each checkpoint against frames, beside the run's
+    evaluations during training.
 
-    Its axes are labelled as ``python -m fnrl.plot`` labels a run's evaluation curve.
+    A checkpoint is a point (± std over its games as a bar, its worst and best game as
+    triangles), joined to the next by a dashed line: a run keeps few checkpoints (a
+    short one, 2), which a line alone would pass for a curve. Its axes are labelled as
+    ``python -m fnrl.plot`` labels a run's evaluation curve.
+
+    Args:
+        results: per checkpoint, its ``frames``, ``episodes`` and ``return`` statistics
+            (``mean``, ``std``, ``min``, ``max``), as :func:`evaluate_checkpoints` returns them.
+        path: the PNG to write.
+        title: the figure's, the env id.
+        greedy: whether the checkpoints played greedily (the y label says so).
+        training: the run's evaluations during training (:func:`fnrl.plot.read_evaluations`),
+            drawn as a line; None draws the checkpoints alone.
 
     Returns:
         The matplotlib ``Figure`` written.
@@ -170,16 +190,34 @@ def plot_learning_curve(
     frames = np.array([r["frames"] for r in results])
     mean = np.array([r["return"]["mean"] for r in results])
     std = np.array([r["return"]["std"] for r in results])
+    count = len(results)
+    checkpoints = f"{count} checkpoint{'s' if count > 1 else ''}"
     figure, (axes,) = new_figure(1)
-    axes.plot(frames, mean, marker="o", label="mean return")
-    axes.fill_between(frames, mean - std, mean + std, alpha=0.25, label="± std over games")
+    each = f"each of {checkpoints}" if count > 1 else "1 checkpoint"
+    label = f"mean return of {each} (± std over games)"
+    points = axes.errorbar(frames, mean, std, fmt="o--", color="C0", markersize=7, lw=1, capsize=5)
+    points.lines[0].set_label(label)  # the line's, not the bars': first in the legend
     axes.plot(frames, [r["return"]["min"] for r in results], "v", color="gray", label="min game")
     axes.plot(frames, [r["return"]["max"] for r in results], "^", color="gray", label="max game")
+    if training is not None:
+        label = f"evaluations during training ({games_label(training.episodes)})"
+        axes.plot(training.frames, training.mean, "o-", color="C1", markersize=3, label=label)
     ylabel = eval_label([r["episodes"] for r in results], greedy=greedy)
-    style_axes(axes, x="frames", ylabel=ylabel, title=title)
-    axes.legend(fontsize="small")
+    style_axes(axes, x="frames", ylabel=ylabel, title=f"{title}: {checkpoints}")
+    legends_below(figure)
     figure.savefig(path, dpi=100)
     return figure
+
+
+def _training_evaluations(run_dir: Path) -> Curve | None:
+    """The run's evaluations during training (its ``eval.csv``), for the learning curve; None
+    without, or with a warning line when the file does not parse: the checkpoints are the
+    command's results, worth a curve without them."""
+    try:
+        return read_evaluations(run_dir)
+    except ValueError as e:
+        print(f"fnrl.evaluate: warning: leaving the run's evaluations out: {e}", file=sys.stderr)
+        return None
 
 
 def _write_outputs(
@@ -190,6 +228,7 @@ def _write_outputs(
     Raises:
         OSError: one cannot be written (a full disk), naming it and the OS error.
     """
+    training = _training_evaluations(Path(settings["run_dir"])) if curve else None
     path = out_dir
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -215,7 +254,9 @@ def _write_outputs(
                         [r["checkpoint"], r["env_steps"], r["frames"], *(stats[k] for k in stats)]
                     )
             path = out_dir / "learning_curve.png"
-            plot_learning_curve(results, path, settings["env_id"], greedy=settings["greedy"])
+            plot_learning_curve(
+                results, path, settings["env_id"], greedy=settings["greedy"], training=training
+            )
     except OSError as e:
         reason = f"[Errno {e.errno}] {e.strerror}" if e.errno else str(e)  # not the file again
         raise OSError(f"cannot write {path}: {reason}") from e

@@ -6,11 +6,23 @@ Learning curves of training runs, from the CSV files each run writes (see :mod:`
   of the last ``RECENT_EPISODES`` (100) games, the library's "recent return";
 * evaluation return: the mean of the K greedy games of each scheduled evaluation (``eval.csv``).
 
-Runs whose ``config.json`` differ only by ``seed`` (and by where they were written or whether
-they were resumed) form one group, drawn as the mean over its seeds with a band from the lowest to
-the highest seed, after interpolating each seed onto a common x grid over the range all its seeds
-cover. A group of one run is drawn as its curves, the evaluation with a band of ± the std over
-its games. Groups are labelled by the settings that differ between them.
+Runs whose settings differ only by ``seed`` form one group, drawn as the mean over its seeds
+with a band from the lowest to the highest seed, after interpolating each seed onto a common x
+grid over the range its seeds cover. A seed that stops early (an aborted run) is in the mean and
+band up to its last point, where a bar marks it on the curve and the legend notes it
+(``1 of 3 seeds stops at 120k steps``); the others are drawn to their end. A group of one run is
+drawn as its curves, the evaluation with a band of ± the std over its games. Groups are
+labelled by the settings that differ between them, and counted in distinct seeds: runs of one
+seed in a group (a rerun, a copy) count once, drawn from the run that reached the most steps,
+with a warning line naming them (``fnrl.plot: warning: ...``). The runs of a seed are rarely
+worth averaging: a rerun repeats the first, and the run that went furthest holds the most of
+the seed's curve.
+
+A run's settings are its ``config.json`` and its mode (``local``, ``towered`` or ``impala``, as
+:func:`fnrl.config.config_mode` reads it from the fields config.json holds), less what does not
+change what it learns: where it was written or resumed from, the devices and processes it ran
+on, the plug-in modules it imported (its agent and network are settings) and the compilation
+cache.
 
 The figure has one panel per kind of curve that exists (training, evaluation) and is written as
 a PNG, by default ``RUN/learning_curves.png`` for one run and ``./learning_curves.png`` for
@@ -34,7 +46,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from fnrl.cli import CommandLineParser
-from fnrl.figures import X_CHOICES, eval_label, new_figure, style_axes, train_label
+from fnrl.config import config_mode
+from fnrl.figures import (
+    X_CHOICES,
+    eval_label,
+    legends_below,
+    new_figure,
+    style_axes,
+    train_label,
+)
 from fnrl.figures import X_LABELS as X_LABELS  # the labels of --x's choices, for callers
 
 if TYPE_CHECKING:
@@ -43,14 +63,33 @@ if TYPE_CHECKING:
 PROG = "python -m fnrl.plot"
 PLOT_NAME = "learning_curves.png"
 
-# Where a run was written and whether it was resumed do not change what it learns, so runs that
-# differ only there (and by seed) are seeds of one experiment.
-_NOT_GROUPING = frozenset({"seed", "log_dir", "resume"})
+# Fields of config.json that do not change what a run learns, so that runs differing only there
+# (and by seed) are seeds of one experiment: where it was written or resumed from; the devices
+# and processes it ran on (local mode's gpu_id is a device index, the other modes' a list);
+# the plug-ins imported, whose agent and network are settings of their own; the compile cache.
+_NOT_SETTINGS = frozenset(
+    {
+        "seed",
+        "log_dir",
+        "resume",
+        "gpu_id",
+        "devices",
+        "coordinator_address",
+        "num_processes",
+        "process_id",
+        "heartbeat_timeout",
+        "imports",
+        "compilation_cache",
+    }
+)
 # Settings named first in group labels; the others follow in alphabetical order.
-_LABEL_FIRST = ("agent", "tag")
+_LABEL_FIRST = ("agent", "mode", "tag")
 _LABEL_SETTINGS = 4  # at most this many settings in a label, then "+N more"
 # Grid points for a group's mean when its seeds' x values, together, are more than this.
 _GRID_POINTS = 500
+# A seed whose curve ends before its group's by more than this fraction of the x range stopped
+# early (an aborted run), unless its own points are further apart (few evaluations).
+_STOPS_EARLY = 0.05
 # The seed and start time in a run's name (fnrl.logging.run_id), which the seeds of a group share
 # the rest of; an older name has no seed.
 _RUN_SEED_AND_STAMP = re.compile(r"(_seed\d+)?_\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}(-\d+)?$")
@@ -71,6 +110,7 @@ class RunCurves(NamedTuple):
 
     run_dir: Path
     config: dict[str, Any]  # config.json
+    mode: str  # "local", "towered" or "impala", from the fields config.json holds
     train: Curve | None  # None without a finished training game
     eval: Curve | None  # None without an evaluation
 
@@ -85,6 +125,7 @@ class Series(NamedTuple):
     low: np.ndarray | None  # [N] float64, the band's lower edge; None: no band
     high: np.ndarray | None  # [N] float64, its upper edge
     band: str | None  # what the band is: "min–max over seeds" or "± std over games"
+    stops: tuple[tuple[Path, float], ...] = ()  # (run, its last x) per seed that stops early
 
 
 class Plot(NamedTuple):
@@ -93,6 +134,7 @@ class Plot(NamedTuple):
     figure: Figure
     train: tuple[Series, ...]  # the training panel's, empty without one
     eval: tuple[Series, ...]  # the evaluation panel's, empty without one
+    warnings: tuple[str, ...] = ()  # one per seed that several runs of a group share
 
 
 # fnrl.logging, which names a run's files and defines its "recent return", imports tensorboardX
@@ -187,28 +229,44 @@ def read_curves(run_dir: str | Path) -> RunCurves:
     Raises:
         ValueError: ``run_dir`` holds no readable ``config.json``, or a CSV does not parse.
     """
-    from fnrl.logging import EPISODES_COLUMNS, EPISODES_CSV, EVAL_COLUMNS, EVAL_CSV
+    from fnrl.logging import EPISODES_COLUMNS, EPISODES_CSV
 
     run_dir = Path(run_dir).expanduser()
     config = _read_config(run_dir)
-    train = eval_ = None
+    train = None
     episodes = _read_csv(run_dir / EPISODES_CSV, EPISODES_COLUMNS)
     if episodes is not None:
         train = _curve(episodes, recent_return_curve(episodes["return"]))
-    evals = _read_csv(run_dir / EVAL_CSV, EVAL_COLUMNS)
-    if evals is not None:
-        eval_ = _curve(evals, evals["mean"], evals["std"], evals["episodes"].astype(np.int64))
-    return RunCurves(run_dir, config, train, eval_)
+    return RunCurves(run_dir, config, config_mode(config), train, read_evaluations(run_dir))
+
+
+def read_evaluations(run_dir: str | Path) -> Curve | None:
+    """The evaluations of a run during training, from its ``eval.csv``: a point per evaluation,
+    the mean and std of its games' returns; None without the file or a row in it.
+
+    Raises:
+        ValueError: the file does not parse.
+    """
+    from fnrl.logging import EVAL_COLUMNS, EVAL_CSV
+
+    evals = _read_csv(Path(run_dir).expanduser() / EVAL_CSV, EVAL_COLUMNS)
+    if evals is None:
+        return None
+    return _curve(evals, evals["mean"], evals["std"], evals["episodes"].astype(np.int64))
 
 
 def _shown(value: Any) -> str:
     return value if isinstance(value, str) and value else json.dumps(value)
 
 
-def _group_key(config: dict[str, Any]) -> str:
-    return json.dumps(
-        {k: v for k, v in config.items() if k not in _NOT_GROUPING}, sort_keys=True, default=str
-    )
+def _settings(run: RunCurves) -> dict[str, Any]:
+    """What a run learns with: its mode and config.json, less its seed and the fields that do
+    not change what it learns."""
+    return {"mode": run.mode, **{k: v for k, v in run.config.items() if k not in _NOT_SETTINGS}}
+
+
+def _group_key(run: RunCurves) -> str:
+    return json.dumps(_settings(run), sort_keys=True, default=str)
 
 
 def _group_labels(
@@ -221,10 +279,11 @@ def _group_labels(
         first = groups[0][0]
         name = names.pop() if len(names) == 1 and len(groups[0]) > 1 else first.run_dir.name
         return [f"{first.config['env_id']}/{name}"]
-    configs = [group[0].config for group in groups]
+    configs = [_settings(group[0]) for group in groups]
     if label_by:
-        return [", ".join(f"{k}={_shown(c.get(k))}" for k in label_by) for c in configs]
-    keys = set().union(*configs) - _NOT_GROUPING
+        shown = [{**group[0].config, **c} for group, c in zip(groups, configs, strict=True)]
+        return [", ".join(f"{k}={_shown(c.get(k))}" for k in label_by) for c in shown]
+    keys = set().union(*configs)
     differing = sorted(k for k in keys if len({_shown(c.get(k)) for c in configs}) > 1)
     # Settings only some groups have (another agent's fields) follow from one all of them have.
     shared = [k for k in differing if all(k in c for c in configs)] or differing
@@ -238,31 +297,80 @@ def _group_labels(
     return labels
 
 
+def _steps_reached(run: RunCurves) -> int:
+    return max((int(c.steps[-1]) for c in (run.train, run.eval) if c is not None), default=-1)
+
+
+def _distinct_seeds(group: Sequence[RunCurves]) -> tuple[list[RunCurves], list[str]]:
+    """A group's runs, one per seed (the one that reached the most steps; the first given of
+    those that tie) ordered by seed, and a warning for each seed that several runs have."""
+    by_seed: dict[str, list[RunCurves]] = {}
+    for run in group:
+        # A config.json without a seed (none does today) cannot share one.
+        seed = json.dumps(run.config["seed"]) if "seed" in run.config else str(run.run_dir)
+        by_seed.setdefault(seed, []).append(run)
+    kept, warnings = [], []
+    for seed, runs in by_seed.items():
+        drawn = max(runs, key=_steps_reached)
+        kept.append(drawn)
+        if len(runs) > 1:
+            others = ", ".join(
+                f"{run.run_dir} ({_steps_reached(run)} steps)" for run in runs if run is not drawn
+            )
+            warnings.append(
+                f"{len(runs)} runs have seed {seed} and the same settings, counted as one seed: "
+                f"drawing {drawn.run_dir} ({_steps_reached(drawn)} steps), not {others}"
+            )
+    return sorted(kept, key=lambda run: str(run.config.get("seed"))), warnings
+
+
 def _last_per_x(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # Games ending at the same step: the curve's value after the last of them.
     keep = np.append(x[1:] != x[:-1], True)
     return x[keep], y[keep]
 
 
-def mean_over_seeds(
-    curves: Sequence[tuple[np.ndarray, np.ndarray]],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+class SeedMean(NamedTuple):
+    """Seeds' curves averaged on a common x grid, as :func:`mean_over_seeds` returns them."""
+
+    x: np.ndarray  # [G] float64, the grid
+    mean: np.ndarray  # [G] float64, the mean over the seeds present at each x
+    low: np.ndarray  # [G] float64, their min
+    high: np.ndarray  # [G] float64, their max
+    seeds: np.ndarray  # [G] int64, how many seeds are present at each x
+    stops: tuple[tuple[int, float], ...]  # (index, last x) of each seed that stops early
+
+
+def mean_over_seeds(curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> SeedMean:
     """The mean, min and max over seeds of curves, interpolated onto a common x grid.
 
-    The grid covers the range every seed covers (from the latest first x to the earliest last
-    x): the seeds' own x values in it, or 500 evenly spaced points when they are more.
+    A seed stops early when its curve ends before the last seed's by more than 5% of the x
+    range and by more than the median gap between its own points (seeds whose points fall at
+    other steps than the others' end apart by less): an aborted run. It is averaged up to its
+    last x and left out past it, so that it does not cut its group's curve short. The grid
+    runs from the latest first x to the earliest last x of the seeds that do not stop early:
+    the seeds' own x values in it, or 500 evenly spaced points when they are more.
 
     Args:
         curves: per seed, its x [N_i] (non-decreasing) and y [N_i].
 
     Returns:
-        The grid [G] and, on it, the mean, min and max over seeds, each [G].
+        The grid [G] and, on it, the mean, min and max over the seeds present at each x, their
+        count, and the seeds that stop early.
 
     Raises:
-        ValueError: the seeds share no range of x.
+        ValueError: the seeds that do not stop early share no range of x.
     """
     curves = [_last_per_x(np.asarray(x, np.float64), np.asarray(y, np.float64)) for x, y in curves]
-    low, high = max(x[0] for x, _ in curves), min(x[-1] for x, _ in curves)
+    ends = np.array([x[-1] for x, _ in curves])
+    span = ends.max() - min(x[0] for x, _ in curves)
+    stops = []
+    for i, (x, _) in enumerate(curves):
+        gap = np.median(np.diff(x)) if len(x) > 1 else 0.0
+        if ends.max() - x[-1] > max(_STOPS_EARLY * span, gap):
+            stops.append((i, float(x[-1])))
+    stopped = [i for i, _ in stops]
+    low, high = max(x[0] for x, _ in curves), np.delete(ends, stopped).min()
     if low > high:
         raise ValueError(
             f"the seeds share no range of x: one ends at {high:g}, one starts at {low:g}"
@@ -271,7 +379,16 @@ def mean_over_seeds(
     if len(grid) > _GRID_POINTS:
         grid = np.linspace(low, high, _GRID_POINTS)
     values = np.stack([np.interp(grid, x, y) for x, y in curves])  # [S, G]
-    return grid, values.mean(0), values.min(0), values.max(0)
+    present = grid <= ends[:, None]  # [S, G]; all but the seeds that stop early, everywhere
+    count = present.sum(0)
+    return SeedMean(
+        x=grid,
+        mean=np.where(present, values, 0.0).sum(0) / count,
+        low=np.where(present, values, np.inf).min(0),
+        high=np.where(present, values, -np.inf).max(0),
+        seeds=count,
+        stops=tuple(stops),
+    )
 
 
 def _series(label: str, runs: Sequence[RunCurves], kind: str, x: str) -> Series | None:
@@ -279,16 +396,29 @@ def _series(label: str, runs: Sequence[RunCurves], kind: str, x: str) -> Series 
     if not drawn:
         return None
     seeds = "seed" if len(drawn) == 1 else "seeds"
-    label = f"{label} (n={len(drawn)} {seeds})"
     paths = tuple(run.run_dir for run, _ in drawn)
     if len(drawn) == 1:
+        label = f"{label} (n=1 seed)"
         curve = drawn[0][1]
         xs, y = getattr(curve, x).astype(np.float64), curve.mean
         if curve.std is None:
             return Series(label, paths, xs, y, None, None, None)
         return Series(label, paths, xs, y, y - curve.std, y + curve.std, "± std over games")
-    grid, mean, low, high = mean_over_seeds([(getattr(c, x), c.mean) for _, c in drawn])
-    return Series(label, paths, grid, mean, low, high, "min–max over seeds")
+    mean = mean_over_seeds([(getattr(c, x), c.mean) for _, c in drawn])
+    stops = tuple((paths[i], end) for i, end in mean.stops)
+    note = f", {_stops_note(stops, len(drawn), x)}" if stops else ""
+    label = f"{label} (n={len(drawn)} {seeds}{note})"
+    band = "min–max over seeds"
+    return Series(label, paths, mean.x, mean.mean, mean.low, mean.high, band, stops)
+
+
+def _stops_note(stops: Sequence[tuple[Path, float]], seeds: int, x: str) -> str:
+    """``1 of 3 seeds stops at 120k steps``."""
+    from matplotlib.ticker import EngFormatter
+
+    where = ", ".join(EngFormatter(sep="")(float(f"{end:.3g}")) for _, end in stops)  # 1.2M
+    verb = "stops" if len(stops) == 1 else "stop"
+    return f"{len(stops)} of {seeds} seeds {verb} at {where} {x}"
 
 
 def _legend_title(series: Sequence[Series]) -> str | None:
@@ -296,13 +426,19 @@ def _legend_title(series: Sequence[Series]) -> str | None:
     return f"band: {' / '.join(bands)}" if bands else None
 
 
-def _draw_series(ax: Any, s: Series, color: str, *, kind: str, one_group: bool) -> None:
+def _draw_series(ax: Any, s: Series, color: str, *, kind: str, x: str, one_group: bool) -> None:
     seeds = f"n={len(s.runs)} seed{'s' if len(s.runs) > 1 else ''}"
     label = s.label
     if one_group:  # the group's name is the figure's title
         label = f"mean of {seeds}" if len(s.runs) > 1 else seeds
+        if s.stops:
+            label += f" ({_stops_note(s.stops, len(s.runs), x)})"
     style = {"marker": "o", "markersize": 3} if kind == "eval" else {}
     ax.plot(s.x, s.y, color=color, label=label, lw=1.5, **style)
+    for _, end in s.stops:  # a bar across the curve where a seed stops; the legend says so
+        if s.x[0] <= end <= s.x[-1]:
+            y = np.interp(end, s.x, s.y)
+            ax.plot([end], [y], color=color, marker="|", markersize=14, mew=2, label="_stop")
     if s.band is not None:
         band = f"band: {s.band}" if one_group else None
         ax.fill_between(s.x, s.low, s.high, color=color, alpha=0.2, lw=0, label=band)
@@ -321,7 +457,8 @@ def plot_curves(
             names them by every setting that differs between groups.
 
     Returns:
-        The figure and, per panel, the series drawn.
+        The figure, per panel the series drawn, and a warning per seed that several runs of a
+        group share (they count once).
 
     Raises:
         ValueError: runs of several envs, no curve to draw, a bad ``x``, or the seeds of a group
@@ -334,8 +471,12 @@ def plot_curves(
         raise ValueError(f"runs of different envs cannot share a plot: {', '.join(envs)}")
     grouped: dict[str, list[RunCurves]] = {}
     for run in runs:
-        grouped.setdefault(_group_key(run.config), []).append(run)
-    groups = [sorted(g, key=lambda run: str(run.config.get("seed"))) for g in grouped.values()]
+        grouped.setdefault(_group_key(run), []).append(run)
+    groups, warnings = [], []
+    for group in grouped.values():
+        runs_of_seeds, duplicates = _distinct_seeds(group)
+        groups.append(runs_of_seeds)
+        warnings += duplicates
     labels = _group_labels(groups, label_by)
     panels = {}
     for kind in ("train", "eval"):
@@ -350,22 +491,25 @@ def plot_curves(
         raise ValueError(f"nothing to plot: no row in {EPISODES_CSV} or {EVAL_CSV} of {names}")
     one_group = len(groups) == 1
     figure, axes = new_figure(len(panels))
+    titles = []
     for ax, (kind, series) in zip(axes, panels.items(), strict=True):
         for color, s in series:
-            _draw_series(ax, s, f"C{color % 10}", kind=kind, one_group=one_group)
+            _draw_series(ax, s, f"C{color % 10}", kind=kind, x=x, one_group=one_group)
         if kind == "train":
             style_axes(ax, x=x, ylabel=train_label(), title="training")
         else:
-            games = [k for run in runs if run.eval is not None for k in run.eval.episodes]
+            drawn = [run for group in groups for run in group if run.eval is not None]
+            games = [k for run in drawn for k in run.eval.episodes]
             style_axes(ax, x=x, ylabel=eval_label(games), title="evaluation")
-        title = None if one_group else _legend_title([s for _, s in series])
-        ax.legend(title=title, fontsize="small", title_fontsize="small")
+        titles.append(None if one_group else _legend_title([s for _, s in series]))
+    legends_below(figure, titles)
     # One group: its name is the title (with the env id) rather than a long legend entry.
     figure.suptitle(labels[0] if one_group else envs[0])
     return Plot(
         figure,
         tuple(s for _, s in panels.get("train", [])),
         tuple(s for _, s in panels.get("eval", [])),
+        tuple(warnings),
     )
 
 
@@ -385,7 +529,7 @@ def plot_runs(
         label_by: the settings naming the groups (see :func:`plot_curves`).
 
     Returns:
-        The figure and the series drawn.
+        The figure, the series drawn and the warnings (see :func:`plot_curves`).
 
     Raises:
         ValueError: a path that is no run directory, a CSV that does not parse, or see
@@ -433,7 +577,7 @@ def make_parser() -> argparse.ArgumentParser:
         "--label-by",
         nargs="+",
         metavar="SETTING",
-        help="settings of config.json that name the groups in the legend, e.g. agent "
+        help="settings of config.json, or mode, that name the groups in the legend, e.g. agent "
         "(default: every setting that differs between groups)",
     )
     parser.add_argument(
@@ -463,10 +607,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         out = run_dirs[0] / PLOT_NAME if len(run_dirs) == 1 else Path(PLOT_NAME)
     try:
-        plot_runs(run_dirs, out, x=args.x, label_by=args.label_by)
+        plot = plot_runs(run_dirs, out, x=args.x, label_by=args.label_by)
     except (ValueError, OSError) as e:
         print(f"fnrl.plot: error: {e}", file=sys.stderr)
         return 1
+    for warning in plot.warnings:
+        print(f"fnrl.plot: warning: {warning}", file=sys.stderr)
     print(f"learning curves written to {out}", flush=True)
     return 0
 

@@ -41,12 +41,12 @@ from fnrl.agents import AGENTS, get_agent
 from fnrl.checkpoint import CheckpointError, list_checkpoints, read_meta
 from fnrl.cli import PARSERS, CommandLineParser, use_compilation_cache
 from fnrl.config import (
+    MODE_CONFIGS,
     PRESET_SOURCES,
     PRESETS,
-    ImpalaConfig,
-    ToweredConfig,
     TrainConfig,
     agent_config_class,
+    config_mode,
     long_flag,
     make_config,
     preset,
@@ -72,15 +72,15 @@ class Mode(NamedTuple):
 # Runners are imported when run, so that --help stays fast.
 MODES: dict[str, Mode] = {
     "local": Mode(
-        TrainConfig, "fnrl.parallel.local:train_local", "one device, synchronous updates"
+        MODE_CONFIGS["local"], "fnrl.parallel.local:train_local", "one device, synchronous updates"
     ),
     "towered": Mode(
-        ToweredConfig,
+        MODE_CONFIGS["towered"],
         "fnrl.parallel.towered:train_towered",
         "synchronous data-parallel updates over every device and host",
     ),
     "impala": Mode(
-        ImpalaConfig,
+        MODE_CONFIGS["impala"],
         "fnrl.parallel.impala:train_impala",
         "actor threads feed a V-trace learner through a bounded queue",
     ),
@@ -267,13 +267,13 @@ def _stored_run(run_dir: str) -> tuple[str, dict]:
         raise ValueError(f"--resume {run_dir}: the run saved no checkpoint; start a new run")
     # The newest meta.json that reads: resume falls back past a corrupt one, with a warning.
     # None reads: resume will name the newest's fault.
-    unread = (checkpoints[-1], {"mode": _config_mode(stored)})
+    unread = (checkpoints[-1], {"mode": config_mode(stored)})
     checkpoint, meta = next(_readable_metas(checkpoints), unread)
     mode = meta.get("mode", "local")
-    if mode != _config_mode(stored):
+    if mode != config_mode(stored):
         raise ValueError(
             f"--resume {run_dir}: {checkpoint.name}/meta.json says mode {mode!r}, but "
-            f"config.json is a {_config_mode(stored)} run's (a corrupt meta.json?)"
+            f"config.json is a {config_mode(stored)} run's (a corrupt meta.json?)"
         )
     return mode, stored
 
@@ -286,19 +286,6 @@ def _readable_metas(checkpoints: list[Path]) -> Iterator[tuple[Path, dict]]:
             yield checkpoint, read_meta(checkpoint)
         except CheckpointError:
             continue
-
-
-def _config_mode(stored: dict) -> str:
-    """The mode of a stored ``config.json``: the one whose own fields (those of no other
-    mode) it holds, ``local`` when it holds none."""
-    fields = {
-        name: {f.name for f in dataclasses.fields(m.config_class)} for name, m in MODES.items()
-    }
-    for name, own in fields.items():
-        others = set().union(*(f for other, f in fields.items() if other != name))
-        if (own - others) & stored.keys():
-            return name
-    return "local"
 
 
 def _resumed_config(mode: str, run_dir: str, stored: dict, given: dict) -> TrainConfig:

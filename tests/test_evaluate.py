@@ -169,6 +169,35 @@ def test_all_checkpoints_skips_those_it_cannot_read_with_one_warning_each(tmp_pa
     assert error == f"fnrl.evaluate: error: none of the 3 checkpoints in {checkpoints} is readable"
 
 
+def test_all_checkpoints_curve_draws_the_runs_evaluations_during_training(
+    tmp_path, monkeypatch, capsys
+):
+    run_dir = untrained_run(tmp_path, network_body="Linear", normalize=False)
+    (run_dir / "eval.csv").write_text(
+        "step,frames,mean,std,min,max,episodes\n0,0,9.0,1.0,8.0,10.0,10\n80,80,12.0,2.0,9.0,15.0,10\n"
+    )
+    drawn = []
+    plot_learning_curve = evaluate.plot_learning_curve
+
+    def spy(results, path, title, **kwargs):
+        drawn.append(kwargs.get("training"))
+        return plot_learning_curve(results, path, title, **kwargs)
+
+    monkeypatch.setattr(evaluate, "plot_learning_curve", spy)
+    args = [str(run_dir), "--all-checkpoints", "--episodes", "2", "--nb-env", "2"]
+    assert evaluate.main(args) == 0
+    (training,) = drawn
+    assert training is not None, "the curve leaves out the run's evaluations"
+    assert training.frames.tolist() == [0, 80] and training.mean.tolist() == [9.0, 12.0]
+    assert capsys.readouterr().err == ""
+    # an eval.csv that does not parse leaves the curve to the checkpoints, with a warning
+    (run_dir / "eval.csv").write_text("step,frames\n0,0\n")
+    assert evaluate.main(args) == 0
+    assert drawn[-1] is None and (run_dir / "eval" / "learning_curve.png").exists()
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("fnrl.evaluate: warning: leaving the run's evaluations out: ")
+
+
 def test_results_on_a_full_disk_end_in_one_line_naming_the_file(tmp_path, capsys):
     run_dir = untrained_run(tmp_path, network_body="Linear", normalize=False)
     out = tmp_path / "out"

@@ -103,6 +103,168 @@ def test_three_seeds_form_one_group_drawn_as_their_mean_and_min_max_band(tmp_pat
     assert result.figure.texts[0].get_text() == ENV
 
 
+def test_runs_of_one_seed_count_once_drawing_the_longest_with_a_warning(tmp_path, capsys):
+    # Seed 0 twice, a run killed at step 100 and a rerun that went on: one seed, not two.
+    killed = _run(tmp_path, "seed0", evals=[(0, 9.0, 1.0), (100, 9.0, 1.0)])
+    rerun = _run(tmp_path, "seed0_rerun", evals=[(s, s / 100, 1.0) for s in (0, 100, 200, 300)])
+    other = _run(
+        tmp_path, "seed1", seed=1, evals=[(s, s / 100 + 2, 1.0) for s in (0, 100, 200, 300)]
+    )
+    result = plot.plot_runs([killed, rerun, other], None, x="steps")
+
+    (series,) = result.eval
+    assert series.label.endswith("(n=2 seeds)") and series.runs == (rerun, other)
+    assert series.x.tolist() == [0, 100, 200, 300] and series.y.tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert series.stops == ()  # the killed run is not drawn, so it stops nothing
+    legend = result.figure.axes[0].get_legend()
+    assert legend.get_texts()[0].get_text() == "mean of n=2 seeds"
+    (warning,) = result.warnings
+    assert str(killed) in warning and str(rerun) in warning and "seed 0" in warning
+
+    assert plot.main([str(killed), str(rerun), str(other), "--out", str(tmp_path / "p.png")]) == 0
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == f"fnrl.plot: warning: {warning}"
+
+
+def test_a_seed_that_stops_early_is_noted_and_the_others_are_drawn_to_their_end(tmp_path):
+    # Seed s evaluates to step / 100k + s every 100k steps up to 1M; seed 2 stops at 300k.
+    # Seed s returns 10 s in every game; seed 2's last game ends at step 280k.
+    def run(s, last):
+        evals = [(step, step / 100_000 + s, 1.0) for step in range(0, last + 1, 100_000)]
+        games = [(step, 10.0 * s) for step in range(10_000 + 5_000 * s, last, 20_000)]
+        return _run(tmp_path, f"seed{s}", seed=s, evals=evals, episodes=games)
+
+    runs = [run(0, 1_000_000), run(1, 1_000_000), run(2, 300_000)]
+    result = plot.plot_runs(runs, None, x="steps")
+
+    (eval_,) = result.eval
+    assert eval_.label.endswith("(n=3 seeds, 1 of 3 seeds stops at 300k steps)")
+    assert eval_.stops == ((runs[2], 300_000.0),)
+    assert eval_.x.tolist() == list(range(0, 1_000_001, 100_000))
+    three = eval_.x <= 300_000  # the mean and band over the seeds present at each step
+    np.testing.assert_allclose(eval_.y, eval_.x / 100_000 + np.where(three, 1.0, 0.5))
+    np.testing.assert_allclose(eval_.low, eval_.x / 100_000)
+    np.testing.assert_allclose(eval_.high, eval_.x / 100_000 + np.where(three, 2.0, 1.0))
+
+    (train,) = result.train
+    assert train.stops == ((runs[2], 280_000.0),)
+    # seed 1's last game ends at 995k, seed 0's at 990k: the end they share, nothing noted
+    assert (train.x[0], train.x[-1]) == (20_000, 990_000)
+    np.testing.assert_allclose(train.y, np.where(train.x <= 280_000, 10.0, 5.0))
+    # the stop is marked on the curve, and the legend says where
+    marks = [line for line in result.figure.axes[1].get_lines() if line.get_label() == "_stop"]
+    assert [(m.get_xdata().tolist(), m.get_ydata().tolist()) for m in marks] == [
+        ([300_000.0], [4.0])
+    ]
+    texts = [t.get_text() for t in result.figure.axes[1].get_legend().get_texts()]
+    assert texts[0] == "mean of n=3 seeds (1 of 3 seeds stops at 300k steps)"
+
+
+def test_mean_over_seeds_averages_the_seeds_present_at_each_x():
+    x = np.arange(0, 1001, 100)
+    full = (x, x / 100)
+    aborted = (x[:4], x[:4] / 100 + 3)  # stops at 300
+    offset = (x[:-1] + 50, x[:-1] / 100 + 6)  # 50 steps off the others: ends at 950, not early
+    mean = plot.mean_over_seeds([full, aborted, offset])
+    assert mean.stops == ((1, 300.0),)
+    # from the latest first x to the earliest last x of the seeds that do not stop early
+    assert mean.x.tolist() == list(range(50, 951, 50))
+    assert mean.seeds.tolist() == [3 if x <= 300 else 2 for x in mean.x]
+    offset_y = np.interp(mean.x, *offset)
+    with_aborted = (mean.x / 100 + mean.x / 100 + 3 + offset_y) / 3
+    np.testing.assert_allclose(
+        mean.mean, np.where(mean.seeds == 3, with_aborted, (mean.x / 100 + offset_y) / 2)
+    )
+    np.testing.assert_allclose(mean.high, offset_y)
+    np.testing.assert_allclose(mean.low, mean.x / 100)
+
+
+def test_the_mode_names_groups_and_devices_processes_and_paths_do_not(tmp_path):
+    towered = {
+        "gpu_id": "",
+        "devices": "",
+        "coordinator_address": "",
+        "num_processes": 1,
+        "process_id": 0,
+        "heartbeat_timeout": 100,
+        "num_grads_to_drop": 0,
+    }
+    evals = [(8, 1.0, 0.0)]
+    local = [
+        _run(tmp_path, "local0", gpu_id=0, imports="", compilation_cache=True, evals=evals),
+        # another device, plug-ins and cache: the same experiment, a second seed
+        _run(
+            tmp_path,
+            "local1",
+            seed=1,
+            gpu_id=1,
+            imports="my_plugins",
+            compilation_cache=False,
+            resume="/tmp/x",
+            evals=evals,
+        ),
+    ]
+    towered_runs = [
+        _run(tmp_path, "towered0", **towered, evals=evals),
+        _run(
+            tmp_path,
+            "towered1",
+            **{**towered, "gpu_id": "0,1", "process_id": 1},
+            seed=1,
+            evals=evals,
+        ),
+    ]
+    impala = _run(tmp_path, "impala", nb_actor=2, batch_size=2, evals=evals)
+    result = plot.plot_runs([*local, *towered_runs, impala], None)
+    assert [s.label for s in result.eval] == [
+        "mode=local (n=2 seeds)",
+        "mode=towered (n=2 seeds)",
+        "mode=impala (n=1 seed)",
+    ]
+    labels = [
+        s.label for s in plot.plot_runs(local[:1] + towered_runs[:1], None, label_by=["mode"]).eval
+    ]
+    assert labels == ["mode=local (n=1 seed)", "mode=towered (n=1 seed)"]
+
+
+def test_legends_sit_below_the_panels_within_the_figure(tmp_path):
+    # 6 groups of 2 seeds that differ in 5 settings: long labels, under both panels.
+    runs = [
+        _run(
+            tmp_path,
+            f"run{i}",
+            seed=i % 2,
+            agent=("ActorCriticVtrace", "PPO")[i // 2 % 2],
+            network_body=("LSTM", "Linear")[i // 2 % 2],
+            vision_network=("FourConv", "IMPALAResNet", "Nature")[i // 4],
+            exp_length=20 + i // 2,
+            learning_rate=0.0007 if i < 6 else 0.00025,
+            episodes=[(step, float(step)) for step in range(4, 400, 4)],
+            evals=[(step, float(step), 1.0) for step in range(0, 400, 50)],
+        )
+        for i in range(12)
+    ]
+    many = plot.plot_runs(runs, tmp_path / "many.png")
+    assert len(many.eval) == 6 and "+1 more" in many.eval[0].label
+    _assert_legends_outside_axes(many.figure)
+    _assert_legends_outside_axes(plot.plot_runs(runs[:1], tmp_path / "one.png").figure)
+
+
+def _assert_legends_outside_axes(figure):
+    figure.draw_without_rendering()
+    renderer = figure.canvas.get_renderer()
+    legends = []
+    for ax in figure.axes:
+        legend = ax.get_legend().get_window_extent(renderer)
+        assert not legend.overlaps(ax.get_window_extent(renderer)), "a legend covers curves"
+        assert not legend.overlaps(ax.xaxis.get_tightbbox(renderer)), "a legend covers a label"
+        assert figure.bbox.contains(legend.x0, legend.y0) and figure.bbox.contains(
+            legend.x1, legend.y1
+        ), "a legend leaves the figure"
+        assert not any(legend.overlaps(other) for other in legends), "legends overlap"
+        legends.append(legend)
+
+
 def test_label_by_names_groups_by_the_chosen_settings_alone(tmp_path):
     # Two agents whose own defaults differ too: labelled by every difference, or by the agent.
     a2c = _run(tmp_path, "a2c", evals=[(8, 1.0, 0.0)])
@@ -218,6 +380,31 @@ def test_evaluate_labels_its_learning_curve_as_the_run_plot_does(tmp_path):
     assert axes.get_xlabel() == plot.X_LABELS["frames"]
     assert axes.get_ylabel() == "evaluation return (mean of 20 sampled games)"
     assert axes.get_lines()[0].get_xdata().tolist() == [0, 400]
+
+
+def test_evaluate_draws_its_checkpoints_as_points_beside_the_runs_own_evaluations(tmp_path):
+    # A default run keeps 2 checkpoints; its eval.csv has the evaluations during training.
+    results = [
+        {"frames": f, "episodes": 30, "return": {"mean": m, "std": 1.0, "min": m - 2, "max": m + 2}}
+        for f, m in [(0, -1.0), (400, 1.0)]
+    ]
+    run_dir = _run(tmp_path, "run", evals=[(0, -1.0, 0.5), (50, 0.0, 0.5), (100, 0.5, 0.5)])
+    training = plot.read_evaluations(run_dir)
+    figure = evaluate.plot_learning_curve(results, tmp_path / "c.png", ENV, training=training)
+    (axes,) = figure.axes
+    lines = {line.get_label(): line for line in axes.get_lines()}
+    checkpoints = lines["mean return of each of 2 checkpoints (± std over games)"]
+    assert checkpoints.get_marker() == "o" and checkpoints.get_xdata().tolist() == [0, 400]
+    during = lines["evaluations during training (mean of 10 greedy games)"]
+    assert during.get_xdata().tolist() == [0, 200, 400]
+    assert during.get_ydata().tolist() == [-1.0, 0.0, 0.5]
+    assert "checkpoints" in axes.get_title()
+    _assert_legends_outside_axes(figure)
+    # without an eval.csv, the checkpoints alone
+    figure = evaluate.plot_learning_curve(results, tmp_path / "c.png", ENV)
+    labels = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert labels[0] == "mean return of each of 2 checkpoints (± std over games)"
+    assert not any("during training" in label for label in labels)
 
 
 def test_cli_writes_the_plot_next_to_one_run_and_in_the_working_directory_for_several(

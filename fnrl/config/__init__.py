@@ -29,12 +29,14 @@ from fnrl.config.make import (
     with_agent_settings,
 )
 from fnrl.config.modes import (
+    MODE_CONFIGS,
     SECTIONS,
     ImpalaConfig,
     ImpalaSettings,
     ToweredConfig,
     ToweredSettings,
     TrainConfig,
+    config_mode,
     flags_of,
     long_flag,
 )
@@ -73,6 +75,7 @@ __all__ = [
     "CONTINUOUS_PRESET",
     "MAX_LEARNING_RATE",
     "MAX_SEED",
+    "MODE_CONFIGS",
     "OLD_RUN_VALUES",
     "PRESETS",
     "PRESET_SOURCES",
@@ -96,6 +99,7 @@ __all__ = [
     "TrainConfig",
     "agent_config_class",
     "check_settings",
+    "config_mode",
     "field_error",
     "field_kind",
     "flags_of",

@@ -8,6 +8,7 @@ as ``config.json`` in the run directory.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -336,6 +337,36 @@ class ImpalaConfig(ImpalaSettings, TrainConfig):
         low, high = max(1, self.min_dynamic_batch), self.max_dynamic_batch
         sizes = {low, high, *(2**k for k in range(high.bit_length()) if low <= 2**k <= high)}
         return tuple(n for n in sorted(sizes) if n * self.nb_env % devices == 0)
+
+
+# Each execution mode's config class, by the name ``fnrl.train`` takes; a run's checkpoints
+# record the name (meta.json's ``mode``).
+MODE_CONFIGS: dict[str, type[TrainConfig]] = {
+    "local": TrainConfig,
+    "towered": ToweredConfig,
+    "impala": ImpalaConfig,
+}
+
+
+def config_mode(stored: Mapping[str, Any]) -> str:
+    """The mode of a stored ``config.json``: the one whose own fields (those of no other mode)
+    it holds, ``local`` when it holds none.
+
+    Args:
+        stored: a run's ``config.json``, as a dict.
+
+    Returns:
+        A key of :data:`MODE_CONFIGS`.
+    """
+    fields = {
+        name: {f.name for f in dataclasses.fields(config_class)}
+        for name, config_class in MODE_CONFIGS.items()
+    }
+    for name, own in fields.items():
+        others = set().union(*(f for other, f in fields.items() if other != name))
+        if (own - others) & stored.keys():
+            return name
+    return "local"
 
 
 def flags_of(name: str, config_class: type = TrainConfig) -> tuple[str, ...]:
