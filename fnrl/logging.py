@@ -77,13 +77,16 @@ def run_id(
     return f"{config.tag}_{name}" if config.tag else name
 
 
-def make_run_dir(log_dir: str, env_id: str, name: str) -> Path:
-    """Creates ``{log_dir}/{env_id}/{name}`` (suffixing ``-1``, ``-2`` if it exists).
+def env_folder(env_id: str) -> str:
+    """The folder of ``env_id``'s runs under ``--log-dir``: the id, but ``module.Id`` for a
+    ``module:Id`` env (a colon in a path breaks ``scp``, ``rsync`` and ``PATH``-like lists)."""
+    return env_id.replace(":", ".")
 
-    A ``module:Id`` env's folder is ``module.Id``: a colon in a path breaks ``scp``, ``rsync``
-    and ``PATH``-like lists.
-    """
-    parent = Path(log_dir).expanduser() / env_id.replace(":", ".")
+
+def make_run_dir(log_dir: str, env_id: str, name: str) -> Path:
+    """Creates ``{log_dir}/{env_folder(env_id)}/{name}`` (suffixing ``-1``, ``-2`` if it
+    exists)."""
+    parent = Path(log_dir).expanduser() / env_folder(env_id)
     parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(1000):
         path = parent / (name if attempt == 0 else f"{name}-{attempt}")

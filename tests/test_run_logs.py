@@ -15,7 +15,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from fnrl.config import TrainConfig
-from fnrl.logging import EPISODES_COLUMNS, CsvLog, make_run_dir
+from fnrl.logging import EPISODES_COLUMNS, CsvLog, env_folder, make_run_dir
 from fnrl.parallel.build import RunHooks, make_training_env
 from fnrl.parallel.evaluation import EVAL_THREAD_SEED_OFFSET
 from fnrl.parallel.local import train_local
@@ -210,4 +210,5 @@ def test_ctrl_c_with_a_tee_that_dies_too_still_saves_the_stop_checkpoint(tmp_pat
 def test_a_module_env_ids_run_directory_has_no_colon(tmp_path):
     """``module:Id``'s folder was ``module:Id``, which ``scp`` and ``PATH``-like lists misread."""
     run_dir = make_run_dir(str(tmp_path), "toy_envs:Corridor-v0", "local_run")
+    assert env_folder("toy_envs:Corridor-v0") == "toy_envs.Corridor-v0"
     assert run_dir == tmp_path / "toy_envs.Corridor-v0" / "local_run" and run_dir.is_dir()

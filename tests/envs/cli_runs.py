@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fnrl.logging import env_folder
+
 HERE = Path(__file__).parent
 
 
@@ -32,7 +34,7 @@ def train_then_evaluate(env_id, tmp_path):
         "--log-dir", str(tmp_path), cwd=tmp_path,
     )  # fmt: skip
     assert train.returncode == 0, train.stderr
-    (run_dir,) = (tmp_path / env_id).iterdir()
+    (run_dir,) = (tmp_path / env_folder(env_id)).iterdir()
     assert json.loads((run_dir / "config.json").read_text())["env_id"] == env_id
     evaluate = run_fnrl("fnrl.evaluate", str(run_dir), "--episodes", "4", cwd=tmp_path)
     assert evaluate.returncode == 0, evaluate.stderr
