@@ -26,10 +26,11 @@ _PAIRS = [
     ("Nature", "Linear"),
 ]
 # Compiling a learner step through a ResNet takes 15 s (ResNet18) to 1.5 min (ResNet152) on a
-# 2-core CPU, so the ResNets train in the slow tests only, and only one network per block kind
-# and version: ResNet34, 101 and 152 stack more of the blocks ResNet18 and 50 train here
-# (test_resnets.py and test_torch_interop.py check every depth: counts, round trip, twin).
-_TRAINED_RESNETS = ["ResNet18", "ResNet18V2", "ResNet50", "ResNet50V2"]
+# 2-core CPU (ResNet50: 3.7 min in a full suite), so the ResNets train in the slow tests only,
+# and only two of them: ResNet18's basic blocks (version 1) and ResNet50V2's bottleneck blocks
+# (version 2, pre-activation). The other depths and versions stack or reorder the same layers
+# (test_resnets.py and test_torch_interop.py check every one: counts, round trip, twin).
+_TRAINED_RESNETS = ["ResNet18", "ResNet50V2"]
 
 
 def test_the_pairs_train_every_network_but_the_resnets():
