@@ -267,13 +267,13 @@ def _stored_run(run_dir: str) -> tuple[str, dict]:
         raise ValueError(f"--resume {run_dir}: the run saved no checkpoint; start a new run")
     # The newest meta.json that reads: resume falls back past a corrupt one, with a warning.
     # None reads: resume will name the newest's fault.
-    unread = (checkpoints[-1], {"mode": config_mode(stored)})
-    checkpoint, meta = next(_readable_metas(checkpoints), unread)
+    stored_mode = config_mode(stored)
+    checkpoint, meta = next(_readable_metas(checkpoints), (checkpoints[-1], {"mode": stored_mode}))
     mode = meta.get("mode", "local")
-    if mode != config_mode(stored):
+    if mode != stored_mode:
         raise ValueError(
             f"--resume {run_dir}: {checkpoint.name}/meta.json says mode {mode!r}, but "
-            f"config.json is a {config_mode(stored)} run's (a corrupt meta.json?)"
+            f"config.json is a {stored_mode} run's (a corrupt meta.json?)"
         )
     return mode, stored
 
